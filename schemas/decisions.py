@@ -1,0 +1,143 @@
+"""Decision records Leadstream emits: scores, SFA hand-offs, rep alerts, dead letters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "UNKNOWN",
+    "Activity",
+    "BreakdownLine",
+    "DeadLetter",
+    "DlqReason",
+    "HandOff",
+    "LeadScored",
+    "RepAlert",
+    "Stage",
+]
+
+#: Bumped on any change a consumer must know about; every record carries it.
+SCHEMA_VERSION = 1
+
+#: Written where a qualifying fact (timeline, budget, authority) is not known yet.
+UNKNOWN = "unknown"
+
+Stage = Literal["anonymous", "known", "engaged", "mql"]
+
+DlqReason = Literal[
+    "empty_value",
+    "too_large",
+    "not_utf8",
+    "invalid_json",
+    "not_object",
+    "unknown_type",
+    "missing_field",
+    "wrong_type",
+    "invalid_timestamp",
+    "missing_identity",
+    "invalid_value",
+]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+
+
+class BreakdownLine(BaseModel):
+    """One rule's share of a score; the lines of a breakdown add up to the score exactly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rule: str = Field(description="Rule id from the lead model, prefixed by its axis.")
+    label: str
+    points: int
+    count: int = Field(default=1, description="How many events or traits the line covers.")
+
+
+class Activity(BaseModel):
+    """One thing the lead did, as a rep should read it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: datetime
+    kind: Literal["page", "track", "identify", "group"]
+    label: str
+
+
+class LeadScored(_Record):
+    """`leads.scored`, keyed by lead_id: every change of a lead's score or stage."""
+
+    lead_id: str
+    score: int
+    previous_score: int
+    breakdown: tuple[BreakdownLine, ...]
+    stage: Stage
+    previous_stage: Stage
+    model_version: str
+    message_id: str = Field(description="The event that caused the change.")
+    occurred_at: datetime = Field(description="Event time of that event.")
+    created_at: datetime
+
+
+class HandOff(_Record):
+    """`leads.routed`, keyed by lead_id: the hand-off an SFA consumes (upsert by lead_id)."""
+
+    handoff_id: str = Field(description="Deterministic: a re-delivery has the same id.")
+    lead_id: str
+    reason: Literal["mql", "hot_trigger"]
+    trigger: str | None
+    email: str | None
+    name: str | None
+    company: str | None
+    account_domain: str | None
+    rep_id: str
+    rep_name: str
+    rep_email: str
+    routing_rule: str = Field(description="Why this rep: account_owner, territory, fallback.")
+    score: int
+    breakdown: tuple[BreakdownLine, ...]
+    stage: Stage
+    purchase_timeline: str = Field(description=f"'{UNKNOWN}' when the lead has not said.")
+    budget: str
+    authority: str
+    recent_activity: tuple[Activity, ...]
+    model_version: str
+    created_at: datetime
+
+
+class RepAlert(_Record):
+    """`rep.alerts`, keyed by rep_id: tell a rep now that a lead is hot."""
+
+    alert_id: str = Field(description="Deterministic from lead, trigger and the causing event.")
+    rep_id: str
+    rep_name: str
+    rep_email: str
+    lead_id: str
+    email: str | None
+    company: str | None
+    trigger: str
+    message: str
+    score: int
+    model_version: str
+    event_at: datetime
+    created_at: datetime
+
+
+class DeadLetter(_Record):
+    """`engagement.dlq`: an input that could not be used, kept whole with the reason."""
+
+    reason: DlqReason
+    message: str
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str
+    value_encoding: Literal["utf-8", "base64"]
+    received_at: datetime

@@ -1,0 +1,169 @@
+"""The `leadstream` command: broker, worker, send, run, model check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    result: int = args.handler(args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leadstream", description="Real-time lead scoring and routing on Kafka."
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    broker = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (Tansu)")
+    broker.add_argument("--port", type=int, default=9092)
+    broker.set_defaults(handler=_cmd_broker)
+
+    worker = sub.add_parser("worker", help="run the Faust worker")
+    worker.add_argument("--broker", help="broker URL (env LEADSTREAM_BROKER)")
+    worker.add_argument("--model", type=Path, help="lead model file (env LEADSTREAM_MODEL_PATH)")
+    worker.add_argument("--web-port", type=int, help="port of /metrics (default 6066)")
+    worker.set_defaults(handler=_cmd_worker)
+
+    send = sub.add_parser("send", help="produce a JSONL file of Segment messages")
+    send.add_argument("file", type=Path)
+    send.add_argument("--broker", help="broker URL (env LEADSTREAM_BROKER)")
+    send.add_argument(
+        "--raw", action="store_true", help="send every line unchecked (bad ones reach the DLQ)"
+    )
+    send.set_defaults(handler=_cmd_send)
+
+    run = sub.add_parser("run", help="embedded broker + worker + demo scenario, showing alerts")
+    run.add_argument("--port", type=int, default=9092, help="broker port (a free one if taken)")
+    run.add_argument(
+        "--web-port", type=int, default=6066, help="/metrics port (a free one if taken)"
+    )
+    run.add_argument("--scenario", type=Path, help="JSONL to replay (default: bundled demo)")
+    run.add_argument("--exit-after-alerts", type=int, metavar="N", help="stop after N alerts")
+    run.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
+    run.set_defaults(handler=_cmd_run)
+
+    model = sub.add_parser("model", help="lead model tools")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    check = model_sub.add_parser("check", help="validate a lead model file")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=_cmd_model_check)
+    return parser
+
+
+def _settings(**overrides: Any) -> Any:
+    from streams.settings import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            print(f"leadstream: setting LEADSTREAM_{field.upper()}: {err['msg']}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _cmd_broker(args: argparse.Namespace) -> int:
+    from streams.broker import EmbeddedBroker, port_is_free
+
+    broker = EmbeddedBroker(args.port)
+    if not port_is_free(args.port):
+        print(f"leadstream: port {args.port} is already in use", file=sys.stderr)
+        return 1
+    print(f"embedded broker (Tansu, memory storage) on {broker.bootstrap}", flush=True)
+    command = broker.command()
+    os.execv(command[0], command)
+    return 0  # pragma: no cover
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+    from prometheus_client import CollectorRegistry
+
+    from streams.app import create_app
+    from streams.lead_model import ModelError, load_model
+
+    settings = _settings(broker=args.broker, model_path=args.model, web_port=args.web_port)
+    try:
+        model = load_model(settings.model_path)
+    except ModelError as exc:
+        print(f"leadstream: the lead model is invalid:\n{exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings=settings, model=model, registry=CollectorRegistry())
+    print(
+        f"leadstream worker: model {model.name} v{model.version}, broker {settings.broker}, "
+        f"metrics http://127.0.0.1:{settings.web_port}/metrics",
+        flush=True,
+    )
+    worker = faust.Worker(app, loglevel=settings.log_level.upper())
+    worker.execute_from_commandline()
+    return 0  # pragma: no cover
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    from streams.kafka_io import bootstrap_servers, produce
+    from streams.send import prepare_lines
+    from streams.topics import Topics
+
+    settings = _settings(broker=args.broker)
+    try:
+        with args.file.open("rb") as fh:
+            prepared = prepare_lines(fh, validate=not args.raw)
+    except OSError as exc:
+        print(f"leadstream: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    for bad in prepared.bad:
+        print(f"{args.file}:{bad}", file=sys.stderr)
+    topic = Topics(settings.topic_prefix).raw
+    try:
+        sent = asyncio.run(produce(bootstrap_servers(settings.broker), topic, prepared.records))
+    except Exception as exc:  # connection refused, unknown host, timeouts
+        print(f"leadstream: cannot send to {settings.broker}: {exc!r}", file=sys.stderr)
+        return 1
+    print(f"sent {sent}, rejected {len(prepared.bad)}, blank {prepared.blank} -> {topic}")
+    return 1 if prepared.bad else 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from streams.demo_run import run_demo
+
+    return run_demo(
+        port=args.port,
+        web_port=args.web_port,
+        scenario=args.scenario,
+        exit_after_alerts=args.exit_after_alerts,
+        timeout_s=args.timeout,
+    )
+
+
+def _cmd_model_check(args: argparse.Namespace) -> int:
+    from streams.lead_model import ModelError, load_model
+
+    try:
+        model = load_model(args.file)
+    except ModelError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    rules = len(model.engagement.events) + len(model.engagement.pages)
+    fit = len(model.fit.company_size) + len(model.fit.seniority)
+    print(
+        f"ok: {model.name} v{model.version}: {rules} engagement rules, {fit} fit rules, "
+        f"{len(model.triggers)} hot triggers, MQL at {model.mql_threshold}, "
+        f"{len(model.reps)} reps (fallback {model.fallback_rep})"
+    )
+    return 0

@@ -1,0 +1,195 @@
+"""`leadstream run`: embedded broker, one worker and a replayed demo scenario, with live alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import ConsumerRecord
+
+from streams.broker import EmbeddedBroker, free_port, port_is_free
+from streams.kafka_io import create_topics, produce, tail
+from streams.settings import Settings
+from streams.topics import Topics
+
+__all__ = ["DEMO_SCENARIO", "replay_time", "run_demo"]
+
+DEMO_SCENARIO = Path(__file__).parent / "demo" / "scenario.jsonl"
+_PACE_S = 0.25
+_LIVE_WINDOW = timedelta(hours=1)
+
+
+def replay_time(original: datetime, *, newest: datetime, now: datetime) -> datetime:
+    """When a scenario event happens on replay.
+
+    History (older than an hour before the scenario's newest event) keeps its age, so
+    "3 pricing views within 7 days" still reads as days; the live part happens as it is sent.
+    """
+    age = newest - original
+    return now if age < _LIVE_WINDOW else now - age
+
+
+def run_demo(
+    *,
+    port: int,
+    web_port: int,
+    scenario: Path | None,
+    exit_after_alerts: int | None,
+    timeout_s: float | None,
+) -> int:
+    data_dir = Path(".leadstream-data").resolve()
+    data_dir.mkdir(exist_ok=True)
+    if not port_is_free(port):
+        port, old = free_port(), port
+        print(f"port {old} is taken; the embedded broker uses {port}")
+    if not port_is_free(web_port):
+        web_port, old = free_port(), web_port
+        print(f"port {old} is taken; /metrics is served on {web_port}")
+    broker = EmbeddedBroker(port, log=data_dir / "broker.log")
+    worker: subprocess.Popen[bytes] | None = None
+    settings = Settings(
+        broker=broker.url,
+        broker_flavor="tansu",
+        web_port=web_port,
+        fetch_wait_ms=100,
+        session_timeout_s=6.0,
+        heartbeat_interval_s=1.0,
+        data_dir=data_dir / "worker",
+    )
+    try:
+        broker.start()
+        print(f"broker   Tansu (embedded, memory storage) on {broker.bootstrap}")
+        env = {**os.environ, **_env(settings)}
+        with (data_dir / "worker.log").open("wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "streams", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        print(f"worker   pid {worker.pid}, log {data_dir / 'worker.log'}")
+        print(f"metrics  http://127.0.0.1:{web_port}/metrics")
+        print("Replaying the demo scenario; alerts appear below as reps would get them.")
+        print("Press Ctrl-C to stop.\n", flush=True)
+        lines = (scenario or DEMO_SCENARIO).read_bytes().splitlines()
+        return asyncio.run(
+            _demo(settings, broker.bootstrap, lines, worker, exit_after_alerts, timeout_s)
+        )
+    except KeyboardInterrupt:
+        print("\nstopping ...")
+        return 0
+    except RuntimeError as exc:
+        print(f"leadstream: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if worker is not None:
+            _stop(worker)
+        broker.stop()
+        print("stopped the worker and the broker.", flush=True)
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    fields = (
+        "broker broker_flavor web_port fetch_wait_ms session_timeout_s heartbeat_interval_s "
+        "data_dir partitions"
+    )
+    return {f"LEADSTREAM_{f.upper()}": str(getattr(settings, f)) for f in fields.split()}
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+async def _demo(
+    settings: Settings,
+    bootstrap: str,
+    lines: list[bytes],
+    worker: subprocess.Popen[bytes],
+    exit_after_alerts: int | None,
+    timeout_s: float | None,
+) -> int:
+    topics = Topics(settings.topic_prefix)
+    await create_topics(bootstrap, topics.all(), settings.partitions)
+    started = time.monotonic()
+    alerts: list[dict[str, object]] = []
+
+    def on_alert(record: ConsumerRecord) -> None:
+        alert = orjson.loads(record.value)
+        alerts.append(alert)
+        print(_format_alert(alert, started), flush=True)
+
+    def on_handoff(record: ConsumerRecord) -> None:
+        print(_format_handoff(orjson.loads(record.value)), flush=True)
+
+    watchers = [
+        asyncio.create_task(tail(bootstrap, topics.alerts, on_alert)),
+        asyncio.create_task(tail(bootstrap, topics.routed, on_handoff)),
+    ]
+    try:
+        docs = [orjson.loads(line) for line in lines if line.strip()]
+        newest = max(_parse_ts(d["timestamp"]) for d in docs)
+        for doc in docs:
+            at = replay_time(_parse_ts(doc["timestamp"]), newest=newest, now=datetime.now(UTC))
+            doc["timestamp"] = at.isoformat().replace("+00:00", "Z")
+            key = (doc.get("anonymousId") or doc.get("userId") or "").encode()
+            await produce(bootstrap, topics.raw, [(key, orjson.dumps(doc))])
+            await asyncio.sleep(_PACE_S)
+        while True:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with code {worker.returncode}; see its log")
+            if exit_after_alerts is not None and len(alerts) >= exit_after_alerts:
+                return 0
+            if timeout_s is not None and time.monotonic() - started > timeout_s:
+                print(f"timed out after {timeout_s:.0f} s with {len(alerts)} alerts")
+                return 0 if exit_after_alerts is None else 1
+            await asyncio.sleep(0.2)
+    finally:
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+
+
+def _parse_ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _format_alert(alert: dict[str, object], started: float) -> str:
+    event_at = datetime.fromisoformat(str(alert["event_at"]))
+    created = datetime.fromisoformat(str(alert["created_at"]))
+    lag = (created - event_at).total_seconds()
+    who = " · ".join(str(alert[k]) for k in ("email", "company") if alert.get(k))
+    return (
+        f"[+{time.monotonic() - started:5.1f}s] ALERT to {alert['rep_name']} "
+        f"<{alert['rep_email']}>: {alert['message']}\n"
+        f"          lead {alert['lead_id']} · {who} · score {alert['score']} · "
+        f"trigger {alert['trigger']} · {lag:.2f} s after the event"
+    )
+
+
+def _format_handoff(handoff: dict[str, Any]) -> str:
+    recent = ", ".join(str(a["label"]) for a in handoff["recent_activity"][:5])
+    return (
+        f"[hand-off] {handoff['lead_id']} to {handoff['rep_name']} ({handoff['routing_rule']}): "
+        f"timeline {handoff['purchase_timeline']}, "
+        f"budget {handoff['budget']}, authority {handoff['authority']}; "
+        f"recent: {recent}"
+    )

@@ -1,0 +1,119 @@
+"""Small aiokafka helpers for the CLI and tests: bootstrap parsing, producing, reading topics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+__all__ = ["bootstrap_servers", "create_topics", "produce", "read_until", "tail"]
+
+
+def bootstrap_servers(url: str) -> str:
+    """'kafka://a:9092;b:9092' or 'a:9092,b:9092' -> 'a:9092,b:9092' for aiokafka."""
+    hosts = []
+    for part in url.replace(";", ",").split(","):
+        part = part.strip()
+        if "://" in part:
+            part = part.split("://", 1)[1]
+        if part:
+            hosts.append(part)
+    return ",".join(hosts)
+
+
+async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+        if new:
+            # Another process may create them between the listing and this call.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(new)
+    finally:
+        await admin.close()
+
+
+async def produce(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
+) -> int:
+    """Send (key, value) records and wait until every one is acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=v, key=k) for k, v in records]
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
+async def _consumer(bootstrap: str, topic: str, fetch_wait_ms: int) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch_wait_ms,
+    )
+    await consumer.start()
+    deadline = time.monotonic() + 30
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            break
+        if time.monotonic() > deadline:
+            await consumer.stop()
+            raise TimeoutError(f"topic {topic} did not appear")
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.1)
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return consumer
+
+
+async def read_until(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[ConsumerRecord]], bool],
+    *,
+    timeout_s: float,
+    fetch_wait_ms: int = 100,
+) -> list[ConsumerRecord]:
+    """Read a topic from the beginning until `done(records)` or the deadline; return all read."""
+    consumer = await _consumer(bootstrap, topic, fetch_wait_ms)
+    records: list[ConsumerRecord] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not done(records) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for recs in batch.values():
+                records.extend(recs)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def tail(
+    bootstrap: str,
+    topic: str,
+    on_record: Callable[[ConsumerRecord], None],
+    *,
+    fetch_wait_ms: int = 100,
+) -> None:
+    """Call `on_record` for every record of `topic`, from the beginning, until cancelled."""
+    consumer = await _consumer(bootstrap, topic, fetch_wait_ms)
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            for recs in batch.values():
+                for record in recs:
+                    on_record(record)
+    finally:
+        await consumer.stop()

@@ -1,0 +1,79 @@
+"""Prometheus metrics, created against a registry that is passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import get_args
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from schemas.decisions import DlqReason
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "render"]
+
+# Event time to alert: seconds to minutes matter; the SLA conversation starts at 5 minutes.
+_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    events_received: Counter
+    events_valid: Counter
+    events_deduplicated: Counter
+    events_dead_lettered: Counter
+    alerts: Counter
+    handoffs: Counter
+    scored: Counter
+    alert_latency: Histogram
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> Metrics:
+        dead = Counter(
+            "leadstream_events_dead_lettered_total",
+            "Raw events sent to the DLQ, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in get_args(DlqReason):
+            dead.labels(reason=reason)  # export zeros so rate() and alerts work from start
+        return cls(
+            events_received=Counter(
+                "leadstream_events_received_total",
+                "Raw records read from engagement.raw.",
+                registry=registry,
+            ),
+            events_valid=Counter(
+                "leadstream_events_valid_total",
+                "Raw records that passed validation.",
+                registry=registry,
+            ),
+            events_deduplicated=Counter(
+                "leadstream_events_deduplicated_total",
+                "Valid events ignored because their messageId was already applied.",
+                registry=registry,
+            ),
+            events_dead_lettered=dead,
+            alerts=Counter("leadstream_alerts_total", "Rep alerts emitted.", registry=registry),
+            handoffs=Counter(
+                "leadstream_handoffs_total",
+                "Hand-offs emitted on leads.routed, by reason.",
+                ["reason"],
+                registry=registry,
+            ),
+            scored=Counter(
+                "leadstream_score_changes_total",
+                "Score or stage changes emitted on leads.scored.",
+                registry=registry,
+            ),
+            alert_latency=Histogram(
+                "leadstream_event_to_alert_seconds",
+                "Event time to the alert being sent on rep.alerts.",
+                buckets=_LATENCY_BUCKETS_S,
+                registry=registry,
+            ),
+        )
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

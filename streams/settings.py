@@ -1,0 +1,51 @@
+"""Runtime settings: one frozen object, read once at the entry point and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.lead_model import DEFAULT_MODEL_PATH
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Every knob, with defaults right for Apache Kafka; environment prefix `LEADSTREAM_`."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADSTREAM_", frozen=True, extra="ignore")
+
+    broker: str = Field(default="kafka://127.0.0.1:9092", description="Faust broker URL(s).")
+    broker_flavor: Literal["kafka", "tansu"] = Field(
+        default="kafka",
+        description="'tansu' turns on the workarounds for the embedded broker (README).",
+    )
+    app_id: str = Field(default="leadstream", description="Consumer group and table prefix.")
+    topic_prefix: str = ""
+    partitions: int = Field(default=8, ge=1, description="Partitions of internal topics.")
+    replication_factor: int = Field(default=1, ge=1)
+    model_path: Path = DEFAULT_MODEL_PATH
+    data_dir: Path = Path(".leadstream-data")
+
+    web_host: str = "0.0.0.0"
+    web_port: int = Field(default=6066, ge=0, le=65535)
+
+    # Consumer tuning. On Apache Kafka a fetch returns as soon as data arrives, so the
+    # wait only bounds idle polling; on Tansu every hop waits it out (README: Tansu gaps).
+    fetch_wait_ms: int = Field(default=500, ge=1, le=10_000)
+    session_timeout_s: float = Field(default=30.0, gt=0)
+    heartbeat_interval_s: float = Field(default=3.0, gt=0)
+
+    # Intake micro-batching: how many raw events one forward may carry, and how long
+    # the first one may wait for company.
+    intake_batch_max: int = Field(default=500, ge=1)
+    intake_linger_ms: int = Field(default=10, ge=0)
+
+    # Per-lead state bounds.
+    dedupe_window: int = Field(default=64, ge=1, description="Recent messageIds kept per lead.")
+    activity_kept: int = Field(default=10, ge=1, description="Recent activities on a hand-off.")
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,0 +1,68 @@
+"""Topic and table names, partition counts and key invariants, in one place."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+__all__ = ["LEADS_TABLE", "Topics", "person_partition"]
+
+#: Faust table of lead state, keyed by person key; its changelog is `<app id>-leads-changelog`.
+LEADS_TABLE = "leads"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic Leadstream reads or writes.
+
+    `prefix` exists so tests (and tenants sharing a cluster) can isolate their topics;
+    production leaves it empty and gets the documented names.
+    """
+
+    prefix: str = ""
+
+    @property
+    def raw(self) -> str:
+        """Input: one Segment message per record; any key (usually none)."""
+        return f"{self.prefix}engagement.raw"
+
+    @property
+    def dlq(self) -> str:
+        """Dead letters: raw inputs that could not be used, with the reason; key as received."""
+        return f"{self.prefix}engagement.dlq"
+
+    @property
+    def person_events(self) -> str:
+        """Repartition (the only one): micro-batches of validated events.
+
+        Invariant: every event of person key K is in partition `person_partition(K, n)`,
+        so one person's state lives in one partition. The record key is the partition label.
+        """
+        return f"{self.prefix}leadstream.person-events"
+
+    @property
+    def scored(self) -> str:
+        """Output: every score or stage change; keyed by lead_id."""
+        return f"{self.prefix}leads.scored"
+
+    @property
+    def routed(self) -> str:
+        """Output: hand-offs the SFA consumes; keyed by lead_id."""
+        return f"{self.prefix}leads.routed"
+
+    @property
+    def alerts(self) -> str:
+        """Output: rep alerts; keyed by rep_id."""
+        return f"{self.prefix}rep.alerts"
+
+    def all(self) -> tuple[str, ...]:
+        return (self.raw, self.dlq, self.person_events, self.scored, self.routed, self.alerts)
+
+
+def person_partition(person_key: str, partitions: int) -> int:
+    """The partition of `leadstream.person-events` (and the leads table) for a person.
+
+    CRC-32 because it is stable across Python versions and processes (unlike `hash`)
+    and cheap; changing it would scatter existing state, so it never changes.
+    """
+    return zlib.crc32(person_key.encode("utf-8")) % partitions
