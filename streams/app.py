@@ -107,7 +107,10 @@ def create_app(
     table = app.Table(
         LEADS_TABLE,
         default=None,
-        schema=faust.Schema(key_serializer="raw", value_serializer="raw"),
+        # bytes types make Faust use the raw codec both ways, including in recovery;
+        # keys are UTF-8 person keys, values our own encoding of LeadState.
+        key_type=bytes,
+        value_type=bytes,
         partitions=settings.partitions,
     )
 
@@ -150,10 +153,10 @@ def create_app(
         """Score one micro-batch; send its decisions, then write each changed lead once."""
         async for event in stream.events():
             batch = decode_batch(event.value)
-            rotation_key = f"__rotation__/{event.message.partition}"
+            rotation_key = f"__rotation__/{event.message.partition}".encode()
             stored = table.get(rotation_key)
             rotation = _ROTATION.validate_json(stored).next if stored else {}
-            current = {pk: table.get(pk) for pk in {e.pk for e in batch.events}}
+            current = {pk: table.get(pk.encode()) for pk in {e.pk for e in batch.events}}
             result = apply_batch(
                 {pk: _STATE.validate_json(v) for pk, v in current.items() if v is not None},
                 batch.events,
@@ -167,7 +170,7 @@ def create_app(
             # deterministic ids), so nothing is lost and duplicates are recognisable.
             await asyncio.gather(*[await _send(outputs, d) for d in result.decisions])
             for pk, lead in result.leads.items():
-                table[pk] = encode(lead)
+                table[pk.encode()] = encode(lead)
             if result.rotation != rotation:
                 table[rotation_key] = encode(Rotation(next=result.rotation))
             _count(metrics, result.decisions, result.duplicates, clock())
@@ -175,7 +178,8 @@ def create_app(
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(render(registry), content_type=CONTENT_TYPE_LATEST)
+            # aiohttp refuses a charset inside content_type; pass the full header instead.
+            return self.bytes(render(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return app
 
