@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
 from schemas.decisions import DeadLetter, HandOff, LeadScored, RepAlert
 from schemas.events import EngagementEvent
@@ -16,7 +17,7 @@ __all__ = ["JSON_DIR", "render_all"]
 JSON_DIR = Path(__file__).parent / "json"
 
 # File name -> what it describes; the topic it is the value schema of is in the title.
-_MODELS: dict[str, tuple[str, type[BaseModel] | object]] = {
+_MODELS: dict[str, tuple[str, Any]] = {
     "engagement.raw.json": ("Segment message on engagement.raw", EngagementEvent),
     "engagement.dlq.json": ("Dead letter on engagement.dlq", DeadLetter),
     "leads.scored.json": ("Score change on leads.scored", LeadScored),
