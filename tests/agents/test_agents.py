@@ -1,0 +1,166 @@
+"""Agent tier: each Faust agent driven by `test_context()` with a fake producer passed in."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from schemas.internal import PersonEvent, PersonEventBatch
+from streams.app import create_app
+from streams.codec import encode
+from streams.lead_model import load_model
+from streams.settings import Settings
+from streams.topics import Topics, person_partition
+
+MODEL = Path(__file__).parents[1] / "integration" / "lead_model.yaml"
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class Sent:
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None
+
+
+class FakeProducer:
+    """Records what the app produces, in order; every send succeeds at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+
+    async def maybe_start(self) -> None:
+        return None
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        timestamp: Any,
+        headers: Any,
+        **_: Any,
+    ) -> asyncio.Future[None]:
+        self.sent.append(Sent(topic, key, value, partition))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def send_soon(self, fut: Any) -> None:
+        message = fut.message
+        topic = message.channel.get_topic_name()
+        self.sent.append(Sent(topic, message.key, message.value, message.partition))
+
+    async def until(self, predicate: Any, timeout_s: float = 5.0) -> None:
+        """Poll the recorded sends until `predicate(sent)` holds, or fail."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not predicate(self.sent):
+            assert asyncio.get_running_loop().time() < deadline, self.sent
+            await asyncio.sleep(0.01)
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [orjson.loads(s.value) for s in self.sent if s.topic == topic]
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[tuple[faust.App, FakeProducer, Topics]]:
+    settings = Settings(data_dir=tmp_path, partitions=4, topic_prefix="agent.")
+    app = create_app(
+        settings=settings, model=load_model(MODEL), registry=CollectorRegistry(), clock=lambda: NOW
+    )
+    producer = FakeProducer()
+    app.producer = producer
+    app.finalize()
+    yield app, producer, Topics(settings.topic_prefix)
+
+
+async def test_intake_dead_letters_bad_records_and_forwards_good_ones_by_person_partition(
+    app: tuple[faust.App, FakeProducer, Topics],
+) -> None:
+    faust_app, producer, topics = app
+    good = [
+        {
+            "type": "page",
+            "messageId": f"m{i}",
+            "anonymousId": f"visitor-{i}",
+            "timestamp": "2026-11-26T08:00:00Z",
+            "properties": {"path": "/pricing"},
+        }
+        for i in range(6)
+    ]
+    async with faust_app.agents["intake"].test_context() as agent:
+        for doc in good[:3]:
+            await agent.put(orjson.dumps(doc))
+        await agent.put(b"\xff not json")
+        for doc in good[3:]:
+            await agent.put(orjson.dumps(doc))
+        await producer.until(
+            lambda sent: (
+                sum(
+                    len(orjson.loads(s.value)["events"])
+                    for s in sent
+                    if s.topic == topics.person_events
+                )
+                >= 6
+            )
+        )
+
+    dead = producer.on(topics.dlq)
+    assert [d["reason"] for d in dead] == ["not_utf8"]
+    forwarded = [s for s in producer.sent if s.topic == topics.person_events]
+    seen = []
+    for sent in forwarded:
+        events = orjson.loads(sent.value)["events"]
+        assert {person_partition(e["pk"], 4) for e in events} == {sent.partition}
+        seen.extend(e["mid"] for e in events)
+    assert sorted(seen) == [f"m{i}" for i in range(6)]
+
+
+async def test_leads_sends_outputs_before_writing_state(
+    app: tuple[faust.App, FakeProducer, Topics],
+) -> None:
+    faust_app, producer, topics = app
+    pk = "visitor-9"
+    events = (
+        PersonEvent(
+            mid="a",
+            pk=pk,
+            kind="identify",
+            name="",
+            ts_ms=1,
+            aid=pk,
+            traits={"email": "ann@corp.example", "country": "US"},
+        ),
+        PersonEvent(mid="b", pk=pk, kind="track", name="Whitepaper Downloaded", ts_ms=2, aid=pk),
+        PersonEvent(mid="b", pk=pk, kind="track", name="Whitepaper Downloaded", ts_ms=2, aid=pk),
+    )
+    async with faust_app.agents["leads"].test_context() as agent:
+        await agent.put(
+            encode(PersonEventBatch(events=events)), key=b"p1", partition=person_partition(pk, 4)
+        )
+        await producer.until(lambda sent: any(s.topic.endswith("-leads-changelog") for s in sent))
+
+    alerts = producer.on(topics.alerts)
+    assert [(a["rep_id"], a["trigger"], a["created_at"]) for a in alerts] == [
+        ("us-rep", "whitepaper-download", NOW.isoformat())
+    ]
+    assert [h["reason"] for h in producer.on(topics.routed)] == ["hot_trigger"]
+    assert [s["score"] for s in producer.on(topics.scored)] == [0, 30]
+    order = [s.topic for s in producer.sent]
+    changelog = [i for i, t in enumerate(order) if t.endswith("-leads-changelog")]
+    outputs = [i for i, t in enumerate(order) if t in (topics.alerts, topics.routed, topics.scored)]
+    assert changelog, order
+    assert max(outputs) < min(changelog), order  # state only after its outputs
+    state = orjson.loads(producer.sent[changelog[0]].value)
+    assert state["score"] == 30 and len(state["seen"]) == 2  # the duplicate was not applied
