@@ -125,7 +125,10 @@ class RepAlert(_Record):
     message: str
     score: int
     model_version: str
-    event_at: datetime
+    event_at: datetime = Field(
+        description="Event time of what made the alert go out: the trigger event, or the "
+        "identify that revealed who fired a trigger while anonymous."
+    )
     created_at: datetime
 
 

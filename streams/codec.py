@@ -77,10 +77,10 @@ def _rejection(value: bytes, exc: ValidationError) -> Rejection:
         return Rejection("missing_field", "type: field required")
     if kind == "missing_identity":
         return Rejection("missing_identity", message)
-    if kind == "invalid_timestamp" or loc[:1] == ("timestamp",):
-        return Rejection("invalid_timestamp", message)
     if kind == "missing":
         return Rejection("missing_field", f"{field}: field required")
+    if kind == "invalid_timestamp" or loc[:1] == ("timestamp",):
+        return Rejection("invalid_timestamp", message)
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return Rejection("wrong_type", message)
     return Rejection("invalid_value", message)

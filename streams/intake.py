@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +34,8 @@ _TRAIT_NAMES = {
     "authority": "authority",
 }
 _MAX_TRAIT_CHARS = 256
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 def person_key(event: EngagementEvent) -> str:
@@ -77,7 +80,7 @@ def normalize(event: EngagementEvent) -> PersonEvent:
         pk=person_key(event),
         kind=event.type,
         name=name[:_MAX_TRAIT_CHARS],
-        ts_ms=int(event.timestamp.timestamp() * 1000),
+        ts_ms=(event.timestamp - _EPOCH) // _MS,  # exact: no float rounding
         aid=event.anonymous_id,
         uid=event.user_id,
         traits=traits,

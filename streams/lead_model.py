@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "DEFAULT_MODEL_PATH",
@@ -67,6 +75,11 @@ class SeniorityRule(_Strict):
     id: RuleId
     title_contains: tuple[str, ...] = Field(min_length=1)
     points: int
+
+    @field_validator("title_contains")
+    @classmethod
+    def _lower(cls, words: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(word.lower() for word in words)
 
 
 class Fit(_Strict):

@@ -63,7 +63,10 @@ def update_triggers(
     new_fired = dict(fired)
     fires: list[Fire] = []
     for trigger in model.triggers_for(event.kind, event.name):
-        times = tuple(sorted((*new_hits.get(trigger.id, ()), event.ts_ms)))[-trigger.count :]
+        # Keep a few more times than the trigger needs, so a late event can still
+        # complete an older window; bounded, so state stays small.
+        kept = max(trigger.count * 3, 8)
+        times = tuple(sorted((*new_hits.get(trigger.id, ()), event.ts_ms)))[-kept:]
         new_hits[trigger.id] = times
         if _fires(trigger, times, event.ts_ms, new_fired.get(trigger.id)):
             new_fired[trigger.id] = event.ts_ms
@@ -72,11 +75,16 @@ def update_triggers(
 
 
 def _fires(trigger: Trigger, times: tuple[int, ...], now_ms: int, last_fired: int | None) -> bool:
-    if len(times) < trigger.count:
+    """True when `count` hits including the one at `now_ms` fall within the window."""
+    if last_fired is not None and abs(now_ms - last_fired) < trigger.cooldown_days * _DAY_MS:
         return False
-    if times[-1] - times[0] > trigger.within_days * _DAY_MS:
-        return False
-    return last_fired is None or abs(now_ms - last_fired) >= trigger.cooldown_days * _DAY_MS
+    window_ms = trigger.within_days * _DAY_MS
+    n = trigger.count
+    for start in range(len(times) - n + 1):
+        run = times[start : start + n]
+        if run[0] <= now_ms <= run[-1] and run[-1] - run[0] <= window_ms:
+            return True
+    return False
 
 
 def breakdown(

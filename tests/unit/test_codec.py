@@ -1,0 +1,333 @@
+"""The codec: every dead-letter reason from a concrete bad input, valid decodes, DLQ records."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from schemas.decisions import BreakdownLine, DeadLetter, LeadScored
+from schemas.events import GroupEvent, IdentifyEvent, PageEvent, TrackEvent
+from schemas.internal import PersonEvent, PersonEventBatch
+from streams.codec import (
+    MAX_EVENT_BYTES,
+    Rejection,
+    dead_letter,
+    decode_batch,
+    decode_event,
+    encode,
+)
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def track(**overrides: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "type": "track",
+        "messageId": "m-1",
+        "anonymousId": "anon-1",
+        "event": "Demo Requested",
+        "timestamp": "2026-11-20T09:00:00Z",
+    }
+    doc.update(overrides)
+    return {k: v for k, v in doc.items() if v is not ...}
+
+
+def raw(doc: Any) -> bytes:
+    return orjson.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "message_has"),
+    [
+        pytest.param(None, "empty_value", "no value", id="none"),
+        pytest.param(b"", "empty_value", "no value", id="empty"),
+        pytest.param(
+            b"{" + b" " * MAX_EVENT_BYTES + b"}",
+            "too_large",
+            f"is {MAX_EVENT_BYTES + 2} bytes; the limit is {MAX_EVENT_BYTES}",
+            id="too-large",
+        ),
+        pytest.param(b"\xff\xfe\x00{", "not_utf8", "not UTF-8", id="binary"),
+        pytest.param(b'{"type": "track", "event": "\xe9"}', "not_utf8", "not UTF-8", id="latin-1"),
+        pytest.param(b'{"type": "track",', "invalid_json", "not JSON", id="truncated"),
+        pytest.param(b"hello", "invalid_json", "not JSON", id="plain-text"),
+        pytest.param(b"[1, 2]", "not_object", "not an object", id="array"),
+        pytest.param(b"42", "not_object", "not an object", id="number"),
+        pytest.param(b'"track"', "not_object", "not an object", id="string"),
+        pytest.param(raw(track(type="alias")), "unknown_type", "type: ", id="alias"),
+        pytest.param(raw(track(type=...)), "missing_field", "type: field required", id="no-type"),
+        pytest.param(
+            raw(track(messageId=...)), "missing_field", "messageId: field required", id="no-mid"
+        ),
+        pytest.param(
+            raw(track(event=...)), "missing_field", "event: field required", id="no-event"
+        ),
+        pytest.param(raw(track(event=5)), "wrong_type", "event: ", id="event-int"),
+        pytest.param(raw(track(userId=7)), "wrong_type", "userId: ", id="user-int"),
+        pytest.param(raw(track(properties="x")), "wrong_type", "properties: ", id="props-str"),
+        pytest.param(
+            raw(track(timestamp=1763629200)),
+            "invalid_timestamp",
+            "timestamp: timestamp must be an ISO 8601 string",
+            id="unix-seconds",
+        ),
+        pytest.param(
+            raw(track(timestamp="yesterday")), "invalid_timestamp", "timestamp: ", id="words"
+        ),
+        pytest.param(
+            raw(track(timestamp="2026-13-40T99:00:00Z")),
+            "invalid_timestamp",
+            "timestamp: ",
+            id="month-13",
+        ),
+        pytest.param(
+            raw(track(anonymousId=...)),
+            "missing_identity",
+            "at least one of anonymousId or userId is required",
+            id="no-identity",
+        ),
+        pytest.param(
+            raw(track(anonymousId=None, userId=None)),
+            "missing_identity",
+            "anonymousId or userId",
+            id="null-identity",
+        ),
+        pytest.param(raw(track(messageId="")), "invalid_value", "messageId: ", id="empty-mid"),
+        pytest.param(raw(track(event="")), "invalid_value", "event: ", id="empty-event"),
+        pytest.param(raw(track(userId="u" * 257)), "invalid_value", "userId: ", id="long-user"),
+    ],
+)
+def test_bad_input_is_rejected_with_reason_and_field(
+    value: bytes | None, reason: str, message_has: str
+) -> None:
+    result = decode_event(value)
+
+    assert isinstance(result, Rejection)
+    assert result.reason == reason
+    assert message_has in result.message
+
+
+def test_unknown_type_message_lists_the_accepted_types() -> None:
+    result = decode_event(raw(track(type="alias")))
+
+    assert isinstance(result, Rejection)
+    assert "'alias'" in result.message
+    for kind in ("track", "page", "identify", "group"):
+        assert f"'{kind}'" in result.message
+
+
+def test_missing_timestamp_names_the_field() -> None:
+    result = decode_event(raw(track(timestamp=...)))
+
+    assert isinstance(result, Rejection)
+    assert result.message.startswith("timestamp: ")
+
+
+def test_value_of_exactly_the_limit_is_accepted() -> None:
+    doc = track(properties={"pad": ""})
+    short = len(raw(doc))
+    doc["properties"]["pad"] = "x" * (MAX_EVENT_BYTES - short)
+    value = raw(doc)
+    assert len(value) == MAX_EVENT_BYTES
+
+    assert isinstance(decode_event(value), TrackEvent)
+    assert decode_event(value + b" ") == Rejection(
+        "too_large", f"the value is {MAX_EVENT_BYTES + 1} bytes; the limit is {MAX_EVENT_BYTES}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("doc", "model", "checks"),
+    [
+        pytest.param(
+            track(properties={"title": "Routing"}, sentAt="2026-11-20T09:00:01Z"),
+            TrackEvent,
+            {"event": "Demo Requested", "properties": {"title": "Routing"}},
+            id="track",
+        ),
+        pytest.param(
+            {
+                "type": "page",
+                "messageId": "m-2",
+                "userId": "crm-1",
+                "name": "Pricing",
+                "timestamp": "2026-11-20T09:00:00Z",
+                "properties": {"path": "/pricing"},
+            },
+            PageEvent,
+            {"name": "Pricing", "user_id": "crm-1", "anonymous_id": None},
+            id="page",
+        ),
+        pytest.param(
+            {
+                "type": "identify",
+                "messageId": "m-3",
+                "anonymousId": "anon-1",
+                "userId": "crm-1",
+                "timestamp": "2026-11-20T09:00:00Z",
+                "traits": {"email": "a@b.com"},
+            },
+            IdentifyEvent,
+            {"traits": {"email": "a@b.com"}, "user_id": "crm-1"},
+            id="identify",
+        ),
+        pytest.param(
+            {
+                "type": "group",
+                "messageId": "m-4",
+                "userId": "crm-1",
+                "groupId": "acct-9",
+                "timestamp": "2026-11-20T09:00:00Z",
+                "traits": {"name": "Acme"},
+            },
+            GroupEvent,
+            {"group_id": "acct-9", "traits": {"name": "Acme"}},
+            id="group",
+        ),
+    ],
+)
+def test_valid_messages_decode_to_their_type(
+    doc: dict[str, Any], model: type, checks: dict[str, Any]
+) -> None:
+    event = decode_event(raw(doc))
+
+    assert isinstance(event, model)
+    assert event.message_id == doc["messageId"]
+    assert event.timestamp == datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    for name, expected in checks.items():
+        assert getattr(event, name) == expected
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [
+        ("2026-11-20T09:00:00", datetime(2026, 11, 20, 9, 0, tzinfo=UTC)),
+        ("2026-11-20T09:00:00.250", datetime(2026, 11, 20, 9, 0, 0, 250_000, tzinfo=UTC)),
+        ("2026-11-20T09:00:00Z", datetime(2026, 11, 20, 9, 0, tzinfo=UTC)),
+        ("2026-11-20T18:00:00+09:00", datetime(2026, 11, 20, 9, 0, tzinfo=UTC)),
+    ],
+)
+def test_timestamps_are_utc_and_naive_ones_read_as_utc(timestamp: str, expected: datetime) -> None:
+    event = decode_event(raw(track(timestamp=timestamp)))
+
+    assert isinstance(event, TrackEvent)
+    assert event.timestamp == expected
+    assert event.timestamp.utcoffset() == timedelta(0)
+
+
+def test_dead_letter_keeps_utf8_value_verbatim() -> None:
+    value = '{"type": "track", "note": "café 東京"'.encode()
+    rejection = decode_event(value)
+    assert isinstance(rejection, Rejection)
+
+    record = dead_letter(
+        rejection,
+        value=value,
+        key=b"anon-1",
+        topic="engagement.raw",
+        partition=3,
+        offset=42,
+        now=NOW,
+    )
+
+    assert record == DeadLetter(
+        reason="invalid_json",
+        message=rejection.message,
+        source_topic="engagement.raw",
+        partition=3,
+        offset=42,
+        key="anon-1",
+        value='{"type": "track", "note": "café 東京"',
+        value_encoding="utf-8",
+        received_at=NOW,
+    )
+
+
+def test_dead_letter_base64_encodes_binary() -> None:
+    value = b"\x00\xff\xfe binary \x80"
+    rejection = decode_event(value)
+    assert isinstance(rejection, Rejection)
+    assert rejection.reason == "not_utf8"
+
+    record = dead_letter(
+        rejection, value=value, key=None, topic="engagement.raw", partition=0, offset=7, now=NOW
+    )
+
+    assert record.value_encoding == "base64"
+    assert base64.b64decode(record.value) == value
+    assert record.key is None
+    assert record.reason == "not_utf8"
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [(b"anon-1", "anon-1"), (b"\xffk", "\\xffk"), (b"", ""), (None, None)],
+)
+def test_dead_letter_key_is_readable_text(key: bytes | None, expected: str | None) -> None:
+    record = dead_letter(
+        Rejection("empty_value", "the record has no value"),
+        value=None,
+        key=key,
+        topic="t",
+        partition=0,
+        offset=0,
+        now=NOW,
+    )
+
+    assert record.key == expected
+    assert (record.value, record.value_encoding) == ("", "utf-8")
+
+
+def test_encode_round_trips_decision_records() -> None:
+    scored = LeadScored(
+        lead_id="ld_1",
+        score=40,
+        previous_score=10,
+        breakdown=(BreakdownLine(rule="engagement:whitepaper", label="W", points=40, count=2),),
+        stage="engaged",
+        previous_stage="known",
+        model_version="v1",
+        message_id="m-9",
+        occurred_at=datetime(2026, 11, 20, 9, 0, 0, 123_000, tzinfo=UTC),
+        created_at=NOW,
+    )
+
+    assert LeadScored.model_validate_json(encode(scored)) == scored
+
+
+def test_encode_round_trips_batches_and_events() -> None:
+    batch = PersonEventBatch(
+        events=(
+            PersonEvent(mid="m1", pk="anon-1", kind="page", name="/pricing", ts_ms=1, aid="anon-1"),
+            PersonEvent(
+                mid="m2",
+                pk="anon-1",
+                kind="identify",
+                name="",
+                ts_ms=2,
+                aid="anon-1",
+                uid="u",
+                traits={"email": "a@b.com", "employees": 120, "vip": True},
+            ),
+        )
+    )
+    event = decode_event(raw(track(properties={"n": 1})))
+    assert isinstance(event, TrackEvent)
+
+    assert decode_batch(encode(batch)) == batch
+    assert decode_event(encode(event)) == event
+
+
+def test_encode_writes_field_names_and_nulls() -> None:
+    event = decode_event(raw(track()))
+    assert isinstance(event, TrackEvent)
+
+    doc = orjson.loads(encode(event))
+
+    assert doc["message_id"] == "m-1"
+    assert "messageId" not in doc
+    assert doc["user_id"] is None
