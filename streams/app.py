@@ -1,37 +1,42 @@
-"""The Faust app: a factory that wires settings, the lead model and metrics to two agents.
+"""The Faust app: a factory that wires settings, the lead model and metrics to the stages.
 
-Agents are adapters (decode, call the core, write the table, send). Topology, one
-repartition hop between an event and its alert:
+Topology, one repartition hop between an event and its alert:
 
-    engagement.raw --intake--> leadstream.person-events --leads--> leads.scored
-          |                     (micro-batches, by person)    |---> leads.routed
-          +--> engagement.dlq                                 +---> rep.alerts
+    engagement.raw --[intake service]--> leadstream.person-events --[leads agent]--> leads.scored
+          |          (aiokafka, bulk)     (micro-batches by person)      |        --> leads.routed
+          +--> engagement.dlq                                    leads table  --> rep.alerts
+
+The intake is a lean aiokafka loop running inside the worker; the leads agent is Faust (its
+table gives partition-local state, changelog recovery and rebalancing). Both produce in
+batches through one BatchProducer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from faust.types import TP, EventT
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
-from pydantic import TypeAdapter
 
 from schemas.decisions import HandOff, LeadScored, RepAlert
-from schemas.internal import PersonEventBatch
 from streams.broker import faust_broker_settings
-from streams.codec import Rejection, dead_letter, decode_batch, decode_event, encode
+from streams.codec import decode_batch, encode
 from streams.faust_transport import transport_class
-from streams.intake import group_by_partition, normalize
+from streams.intake_service import IntakeService
+from streams.kafka_io import bootstrap_servers
 from streams.lead_model import LeadModel
+from streams.lead_store import LeadStore
 from streams.leads import Decision, Limits, apply_batch
-from streams.metrics import CONTENT_TYPE_LATEST, Metrics, render
+from streams.metrics import CONTENT_TYPE_LATEST, Metrics, render, state_gauges
+from streams.producer import BatchProducer, Record
 from streams.settings import Settings
-from streams.state import LeadState, Rotation
 from streams.topics import LEADS_TABLE, Topics
 
 __all__ = ["Clock", "create_app", "utc_now"]
@@ -40,24 +45,33 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
-_STATE = TypeAdapter(LeadState)
-_ROTATION = TypeAdapter(Rotation)
-
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
 class _App(faust.App):
-    """faust.App with a transport whose consumer fetch wait is configurable."""
+    """faust.App with a configurable consumer fetch wait and services of our own."""
 
     def __init__(self, *args: Any, fetch_wait_ms: int, **kwargs: Any) -> None:
         self._fetch_wait_ms = fetch_wait_ms
+        self._own_services: list[Any] = []
+        self._on_stopped: list[Callable[[], Any]] = []
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:
         transport = transport_class(self._fetch_wait_ms)
         return transport(self.conf.broker_consumer, self)
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        for service in self._own_services:
+            await self.add_runtime_dependency(service)
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        for stop in self._on_stopped:
+            await stop()
 
 
 def create_app(
@@ -66,8 +80,12 @@ def create_app(
     model: LeadModel,
     registry: CollectorRegistry,
     clock: Clock = utc_now,
+    producer: BatchProducer | None = None,
 ) -> faust.App:
-    """Build a fresh Faust app; nothing is created at import time."""
+    """Build a fresh Faust app; nothing is created at import time.
+
+    `producer` is where every record goes; tests pass a fake.
+    """
     topics = Topics(settings.topic_prefix)
     metrics = Metrics.create(registry)
     limits = Limits(dedupe_window=settings.dedupe_window, activity_kept=settings.activity_kept)
@@ -98,12 +116,9 @@ def create_app(
             internal=True,  # created at start-up when missing
         )
 
-    raw, dlq, person_events = topic(topics.raw), topic(topics.dlq), topic(topics.person_events)
-    outputs: dict[type, faust.TopicT] = {
-        LeadScored: topic(topics.scored),
-        HandOff: topic(topics.routed),
-        RepAlert: topic(topics.alerts),
-    }
+    for name in (topics.raw, topics.dlq, topics.scored, topics.routed, topics.alerts):
+        topic(name)
+    person_events = topic(topics.person_events)
     table = app.Table(
         LEADS_TABLE,
         default=None,
@@ -113,67 +128,85 @@ def create_app(
         value_type=bytes,
         partitions=settings.partitions,
     )
+    changelog = table.changelog_topic.get_topic_name()
+    bootstrap = bootstrap_servers(settings.broker)
+    if producer is None:
+        tansu = settings.broker_flavor == "tansu"
+        producer = BatchProducer(
+            bootstrap=bootstrap,
+            single_record_tail=frozenset({changelog}) if tansu else frozenset(),
+        )
+    out = producer
+    store = LeadStore(table.data, cache_size=settings.lead_cache_size)
+    state_gauges(
+        registry,
+        leads=lambda: float(len(table.data)),
+        state_bytes=lambda: float(sum(len(v) for v in table.data.values())),
+    )
+    app._own_services.append(
+        IntakeService(
+            settings=settings, bootstrap=bootstrap, producer=out, metrics=metrics, clock=clock
+        )
+    )
+    app._on_stopped.append(out.stop)
 
-    @app.agent(raw, name="intake")
-    async def intake(stream: faust.StreamT) -> None:
-        """Validate raw events; dead-letter the bad; forward micro-batches by person."""
-        linger_s = settings.intake_linger_ms / 1000
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            settings.intake_batch_max, within=linger_s
-        ):
-            good = []
-            metrics.events_received.inc(len(events))
-            for event in events:
-                message = event.message
-                decoded = decode_event(message.value)
-                if isinstance(decoded, Rejection):
-                    record = dead_letter(
-                        decoded,
-                        value=message.value,
-                        key=message.key,
-                        topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                        now=clock(),
-                    )
-                    await dlq.send(key=message.key, value=encode(record))
-                    metrics.events_dead_lettered.labels(reason=decoded.reason).inc()
-                else:
-                    good.append(normalize(decoded))
-            metrics.events_valid.inc(len(good))
-            for partition, batch in group_by_partition(good, settings.partitions).items():
-                await person_events.send(
-                    key=f"p{partition}".encode(),
-                    value=encode(PersonEventBatch(events=tuple(batch))),
-                    partition=partition,
-                )
+    # Input records whose state is not yet in the changelog, by partition: acknowledged
+    # (so committable) only after their leads are written.
+    pending: dict[int, list[EventT]] = {}
+    flushed_at: dict[int, float] = {}
+    lock = asyncio.Lock()
+
+    async def flush(partition: int) -> None:
+        entries = store.take_dirty(partition)
+        await out.send(Record(changelog, k, v, partition=partition) for k, v in entries)
+        for event in pending.pop(partition, ()):
+            event.ack()
+        flushed_at[partition] = time.monotonic()
 
     @app.agent(person_events, name="leads")
     async def leads(stream: faust.StreamT) -> None:
-        """Score one micro-batch; send its decisions, then write each changed lead once."""
-        async for event in stream.events():
-            batch = decode_batch(event.value)
-            rotation_key = f"__rotation__/{event.message.partition}".encode()
-            stored = table.get(rotation_key)
-            rotation = _ROTATION.validate_json(stored).next if stored else {}
-            current = {pk: table.get(pk.encode()) for pk in {e.pk for e in batch.events}}
-            result = apply_batch(
-                {pk: _STATE.validate_json(v) for pk, v in current.items() if v is not None},
-                batch.events,
-                model=model,
-                rotation=rotation,
-                limits=limits,
-                now=clock(),
-            )
-            # Outputs are acknowledged before state is written: a crash in between
-            # replays the batch from the old state and re-sends the same records (same
-            # deterministic ids), so nothing is lost and duplicates are recognisable.
-            await asyncio.gather(*[await _send(outputs, d) for d in result.decisions])
-            for pk, lead in result.leads.items():
-                table[pk.encode()] = encode(lead)
-            if result.rotation != rotation:
-                table[rotation_key] = encode(Rotation(next=result.rotation))
-            _count(metrics, result.decisions, result.duplicates, clock())
+        """Score a micro-batch; send its decisions; then (write-behind) its lead state."""
+        async for event in stream.noack().events():  # type: ignore[attr-defined]
+            async with lock:
+                partition = event.message.partition
+                batch = decode_batch(event.value)
+                result = apply_batch(
+                    store.leads(partition, {e.pk for e in batch.events}),
+                    batch.events,
+                    model=model,
+                    rotation=store.rotation(partition),
+                    limits=limits,
+                    now=clock(),
+                )
+                # Outputs are acknowledged before state is written: a crash in between
+                # replays the batch from the old state and re-sends the same records (same
+                # deterministic ids), so nothing is lost and duplicates are recognisable.
+                await out.send(_records(topics, result.decisions))
+                store.update(partition, result.leads, result.rotation)
+                pending.setdefault(partition, []).append(event)
+                _count(metrics, result.decisions, result.duplicates, clock())
+                since = time.monotonic() - flushed_at.get(partition, 0.0)
+                if since * 1000 >= settings.state_flush_ms:
+                    await flush(partition)
+
+    @app.timer(settings.state_flush_ms / 1000)
+    async def flush_all() -> None:
+        async with lock:
+            for partition in list(pending):
+                await flush(partition)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:
+        async with lock:
+            mine = {tp.partition for tp in revoked if tp.topic == topics.person_events}
+            store.forget(mine)
+            for partition in mine:
+                pending.pop(partition, None)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(app: faust.App, assigned: set[TP], **_: Any) -> None:
+        async with lock:
+            store.forget({tp.partition for tp in assigned if tp.topic == topics.person_events})
 
     @app.page("/metrics")
     class MetricsView(View):
@@ -184,18 +217,27 @@ def create_app(
     return app
 
 
-async def _send(outputs: dict[type, faust.TopicT], decision: Decision) -> Any:
-    key = decision.rep_id if isinstance(decision, RepAlert) else decision.lead_id
-    return await outputs[type(decision)].send(key=key.encode(), value=encode(decision))
+def _records(topics: Topics, decisions: Iterable[Decision]) -> list[Record]:
+    out = []
+    for d in decisions:
+        if isinstance(d, RepAlert):
+            out.append(Record(topics.alerts, d.rep_id.encode(), encode(d)))
+        elif isinstance(d, HandOff):
+            out.append(Record(topics.routed, d.lead_id.encode(), encode(d)))
+        else:
+            out.append(Record(topics.scored, d.lead_id.encode(), encode(d)))
+    return out
 
 
 def _count(metrics: Metrics, decisions: list[Decision], duplicates: int, now: datetime) -> None:
     metrics.events_deduplicated.inc(duplicates)
+    scored = 0
     for decision in decisions:
         if isinstance(decision, RepAlert):
             metrics.alerts.inc()
             metrics.alert_latency.observe(max(0.0, (now - decision.event_at).total_seconds()))
         elif isinstance(decision, HandOff):
             metrics.handoffs.labels(reason=decision.reason).inc()
-        else:
-            metrics.scored.inc()
+        elif isinstance(decision, LeadScored):
+            scored += 1
+    metrics.scored.inc(scored)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from schemas.decisions import DeadLetter, DlqReason
 from schemas.events import EngagementEvent
 from schemas.internal import PersonEventBatch
+from streams.state import LeadState, Rotation
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -21,6 +22,8 @@ __all__ = [
     "decode_batch",
     "decode_event",
     "decode_json",
+    "decode_rotation",
+    "decode_state",
     "encode",
 ]
 
@@ -29,6 +32,8 @@ MAX_EVENT_BYTES = 64 * 1024
 
 _EVENT: TypeAdapter[Any] = TypeAdapter(EngagementEvent)
 _BATCH = TypeAdapter(PersonEventBatch)
+_STATE = TypeAdapter(LeadState)
+_ROTATION = TypeAdapter(Rotation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +122,17 @@ def dead_letter(
 
 def encode(record: BaseModel) -> bytes:
     """Serialize any of our models to compact JSON (field names as declared, not aliases)."""
-    return orjson.dumps(record.model_dump(mode="python", exclude_none=False))
+    # pydantic-core's serializer writes JSON bytes directly (no dict in between).
+    return record.__pydantic_serializer__.to_json(record)
+
+
+def decode_state(value: bytes) -> LeadState:
+    """A lead from the leads table. We wrote it, so errors are bugs: raise."""
+    return _STATE.validate_json(value)
+
+
+def decode_rotation(value: bytes) -> Rotation:
+    return _ROTATION.validate_json(value)
 
 
 def decode_batch(value: bytes) -> PersonEventBatch:

@@ -61,6 +61,7 @@ def run_demo(
         broker_flavor="tansu",
         web_port=web_port,
         fetch_wait_ms=100,
+        intake_fetch_wait_ms=100,
         session_timeout_s=6.0,
         heartbeat_interval_s=1.0,
         data_dir=data_dir / "worker",
@@ -100,7 +101,8 @@ def run_demo(
 
 def _env(settings: Settings) -> dict[str, str]:
     fields = (
-        "broker broker_flavor web_port fetch_wait_ms session_timeout_s heartbeat_interval_s "
+        "broker broker_flavor web_port fetch_wait_ms intake_fetch_wait_ms session_timeout_s "
+        "heartbeat_interval_s "
         "data_dir partitions"
     )
     return {f"LEADSTREAM_{f.upper()}": str(getattr(settings, f)) for f in fields.split()}

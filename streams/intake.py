@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from schemas.decisions import DeadLetter
 from schemas.events import EngagementEvent, GroupEvent, IdentifyEvent, PageEvent, TrackEvent
 from schemas.internal import PersonEvent, TraitValue
+from streams.codec import Rejection, dead_letter, decode_event
 from streams.topics import person_partition
 
-__all__ = ["group_by_partition", "normalize", "normalize_email", "person_key"]
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A record as read from `engagement.raw` (where it came from matters for the DLQ)."""
+
+    value: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+__all__ = [
+    "IntakeResult",
+    "RawRecord",
+    "group_by_partition",
+    "intake_batch",
+    "normalize",
+    "normalize_email",
+    "person_key",
+]
 
 # Segment trait names (and common variants) -> our trait names.
 _TRAIT_NAMES = {
@@ -140,3 +164,43 @@ def group_by_partition(
     for event in events:
         groups.setdefault(person_partition(event.pk, partitions), []).append(event)
     return groups
+
+
+@dataclass(slots=True)
+class IntakeResult:
+    """What one batch of raw records becomes."""
+
+    forward: dict[int, list[PersonEvent]] = field(default_factory=dict)  # by person partition
+    dead: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)  # (key, record)
+    rejected: Counter[str] = field(default_factory=Counter)  # reason -> count
+    received: int = 0
+    valid: int = 0
+
+
+def intake_batch(records: Iterable[RawRecord], *, partitions: int, now: datetime) -> IntakeResult:
+    """Validate and normalize raw records; route good ones by person, bad ones to the DLQ."""
+    out = IntakeResult()
+    for raw in records:
+        out.received += 1
+        decoded = decode_event(raw.value)
+        if isinstance(decoded, Rejection):
+            out.rejected[decoded.reason] += 1
+            out.dead.append(
+                (
+                    raw.key,
+                    dead_letter(
+                        decoded,
+                        value=raw.value,
+                        key=raw.key,
+                        topic=raw.topic,
+                        partition=raw.partition,
+                        offset=raw.offset,
+                        now=now,
+                    ),
+                )
+            )
+            continue
+        event = normalize(decoded)
+        out.valid += 1
+        out.forward.setdefault(person_partition(event.pk, partitions), []).append(event)
+    return out

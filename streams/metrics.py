@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import get_args
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.decisions import DlqReason
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "render"]
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "render", "state_gauges"]
 
 # Event time to alert: seconds to minutes matter; the SLA conversation starts at 5 minutes.
 _LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
@@ -73,6 +74,20 @@ class Metrics:
                 registry=registry,
             ),
         )
+
+
+def state_gauges(
+    registry: CollectorRegistry, *, leads: Callable[[], float], state_bytes: Callable[[], float]
+) -> None:
+    """Gauges read at scrape time from the worker's local lead table."""
+    Gauge(
+        "leadstream_leads_stored", "Leads in this worker's local table.", registry=registry
+    ).set_function(leads)
+    Gauge(
+        "leadstream_state_bytes",
+        "Encoded bytes of lead state in this worker's local table.",
+        registry=registry,
+    ).set_function(state_bytes)
 
 
 def render(registry: CollectorRegistry) -> bytes:

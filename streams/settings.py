@@ -35,17 +35,24 @@ class Settings(BaseSettings):
 
     # Consumer tuning. On Apache Kafka a fetch returns as soon as data arrives, so the
     # wait only bounds idle polling; on Tansu every hop waits it out (README: Tansu gaps).
-    fetch_wait_ms: int = Field(default=500, ge=1, le=10_000)
+    intake_fetch_wait_ms: int = Field(
+        default=500, ge=1, le=10_000, description="Fetch wait of the engagement.raw hop."
+    )
+    fetch_wait_ms: int = Field(
+        default=500, ge=1, le=10_000, description="Fetch wait of the person-events hop (Faust)."
+    )
     session_timeout_s: float = Field(default=30.0, gt=0)
     heartbeat_interval_s: float = Field(default=3.0, gt=0)
 
-    # Intake micro-batching: how many raw events one forward may carry, and how long
-    # the first one may wait for company.
-    intake_batch_max: int = Field(default=500, ge=1)
-    intake_linger_ms: int = Field(default=10, ge=0)
+    # Intake: most raw records validated and forwarded together.
+    intake_batch_max: int = Field(default=5000, ge=1)
+    # Write-behind of lead state: changed leads go to the changelog at most this often
+    # per partition (and before the input they came from is acknowledged).
+    state_flush_ms: int = Field(default=200, ge=1)
+    lead_cache_size: int = Field(default=100_000, ge=0, description="Decoded leads kept.")
 
     # Per-lead state bounds.
-    dedupe_window: int = Field(default=64, ge=1, description="Recent messageIds kept per lead.")
+    dedupe_window: int = Field(default=32, ge=1, description="Recent messageIds kept per lead.")
     activity_kept: int = Field(default=10, ge=1, description="Recent activities on a hand-off.")
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,10 +1,9 @@
-"""Agent tier: each Faust agent driven by `test_context()` with a fake producer passed in."""
+"""Agent tier: the leads agent driven by `test_context()` with a fake producer passed in."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from schemas.internal import PersonEvent, PersonEventBatch
 from streams.app import create_app
 from streams.codec import encode
 from streams.lead_model import load_model
+from streams.producer import Record
 from streams.settings import Settings
 from streams.topics import Topics, person_partition
 
@@ -25,42 +25,19 @@ MODEL = Path(__file__).parents[1] / "integration" / "lead_model.yaml"
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
-@dataclass
-class Sent:
-    topic: str
-    key: bytes | None
-    value: bytes
-    partition: int | None
-
-
 class FakeProducer:
-    """Records what the app produces, in order; every send succeeds at once."""
+    """Stands in for the BatchProducer: records what is sent, in order; all succeed at once."""
 
     def __init__(self) -> None:
-        self.sent: list[Sent] = []
+        self.sent: list[Record] = []
 
-    async def maybe_start(self) -> None:
+    async def send(self, records: Iterable[Record]) -> int:
+        batch = list(records)
+        self.sent.extend(batch)
+        return len(batch)
+
+    async def stop(self) -> None:
         return None
-
-    async def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        partition: int | None,
-        timestamp: Any,
-        headers: Any,
-        **_: Any,
-    ) -> asyncio.Future[None]:
-        self.sent.append(Sent(topic, key, value, partition))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-    def send_soon(self, fut: Any) -> None:
-        message = fut.message
-        topic = message.channel.get_topic_name()
-        self.sent.append(Sent(topic, message.key, message.value, message.partition))
 
     async def until(self, predicate: Any, timeout_s: float = 5.0) -> None:
         """Poll the recorded sends until `predicate(sent)` holds, or fail."""
@@ -76,55 +53,16 @@ class FakeProducer:
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[tuple[faust.App, FakeProducer, Topics]]:
     settings = Settings(data_dir=tmp_path, partitions=4, topic_prefix="agent.")
-    app = create_app(
-        settings=settings, model=load_model(MODEL), registry=CollectorRegistry(), clock=lambda: NOW
-    )
     producer = FakeProducer()
-    app.producer = producer
+    app = create_app(
+        settings=settings,
+        model=load_model(MODEL),
+        registry=CollectorRegistry(),
+        clock=lambda: NOW,
+        producer=producer,  # type: ignore[arg-type]
+    )
     app.finalize()
     yield app, producer, Topics(settings.topic_prefix)
-
-
-async def test_intake_dead_letters_bad_records_and_forwards_good_ones_by_person_partition(
-    app: tuple[faust.App, FakeProducer, Topics],
-) -> None:
-    faust_app, producer, topics = app
-    good = [
-        {
-            "type": "page",
-            "messageId": f"m{i}",
-            "anonymousId": f"visitor-{i}",
-            "timestamp": "2026-11-26T08:00:00Z",
-            "properties": {"path": "/pricing"},
-        }
-        for i in range(6)
-    ]
-    async with faust_app.agents["intake"].test_context() as agent:
-        for doc in good[:3]:
-            await agent.put(orjson.dumps(doc))
-        await agent.put(b"\xff not json")
-        for doc in good[3:]:
-            await agent.put(orjson.dumps(doc))
-        await producer.until(
-            lambda sent: (
-                sum(
-                    len(orjson.loads(s.value)["events"])
-                    for s in sent
-                    if s.topic == topics.person_events
-                )
-                >= 6
-            )
-        )
-
-    dead = producer.on(topics.dlq)
-    assert [d["reason"] for d in dead] == ["not_utf8"]
-    forwarded = [s for s in producer.sent if s.topic == topics.person_events]
-    seen = []
-    for sent in forwarded:
-        events = orjson.loads(sent.value)["events"]
-        assert {person_partition(e["pk"], 4) for e in events} == {sent.partition}
-        seen.extend(e["mid"] for e in events)
-    assert sorted(seen) == [f"m{i}" for i in range(6)]
 
 
 async def test_leads_sends_outputs_before_writing_state(
@@ -153,7 +91,7 @@ async def test_leads_sends_outputs_before_writing_state(
 
     alerts = producer.on(topics.alerts)
     assert [(a["rep_id"], a["trigger"], a["created_at"]) for a in alerts] == [
-        ("us-rep", "whitepaper-download", NOW.isoformat())
+        ("us-rep", "whitepaper-download", "2026-11-26T09:00:00Z")
     ]
     assert [h["reason"] for h in producer.on(topics.routed)] == ["hot_trigger"]
     assert [s["score"] for s in producer.on(topics.scored)] == [0, 30]

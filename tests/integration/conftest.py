@@ -176,6 +176,7 @@ def make_worker(
                 "LEADSTREAM_MODEL_PATH": str(model),
                 "LEADSTREAM_DATA_DIR": str(tmp_path / "data"),
                 "LEADSTREAM_FETCH_WAIT_MS": "100",
+                "LEADSTREAM_INTAKE_FETCH_WAIT_MS": "100",
                 "LEADSTREAM_SESSION_TIMEOUT_S": "2",
                 "LEADSTREAM_HEARTBEAT_INTERVAL_S": "0.3",
                 "LEADSTREAM_LOG_LEVEL": "info",

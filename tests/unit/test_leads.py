@@ -498,7 +498,8 @@ def test_score_equals_breakdown_over_random_stories(
                 traits = {"email": "r@acme.com", "employees": rng.choice([20, 120, 900])}
                 events.append(segment("identify", mid, day=day, traits=traits))
 
-        result = run(events, model, now=now)
+        # A window longer than the story, so every resend is inside it.
+        result = run(events, model, now=now, limits=Limits(dedupe_window=64))
 
         for step in result.steps:
             for d in step.decisions:

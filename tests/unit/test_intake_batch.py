@@ -1,0 +1,70 @@
+"""intake_batch and forward_records: one raw fetch to dead letters and per-partition batches."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+
+from streams.intake import RawRecord, intake_batch
+from streams.intake_service import forward_records
+from streams.topics import Topics, person_partition
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+def _page(i: int) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "page",
+            "messageId": f"m{i}",
+            "anonymousId": f"v{i % 7}",
+            "timestamp": "2026-11-25T10:00:00Z",
+            "properties": {"path": "/pricing"},
+        }
+    )
+
+
+def _raw(values: list[bytes | None]) -> list[RawRecord]:
+    return [RawRecord(v, b"k", "engagement.raw", 3, 100 + i) for i, v in enumerate(values)]
+
+
+def test_good_events_are_grouped_by_person_partition_in_arrival_order() -> None:
+    result = intake_batch(_raw([_page(i) for i in range(40)]), partitions=4, now=NOW)
+    assert (result.received, result.valid, result.dead) == (40, 40, [])
+    for partition, events in result.forward.items():
+        assert all(person_partition(e.pk, 4) == partition for e in events)
+        mids = [int(e.mid[1:]) for e in events]
+        assert mids == sorted(mids)
+    assert sum(len(v) for v in result.forward.values()) == 40
+
+
+def test_bad_records_become_dead_letters_that_say_where_they_came_from() -> None:
+    result = intake_batch(_raw([_page(0), b"{oops", None, _page(1)]), partitions=2, now=NOW)
+    assert result.valid == 2
+    assert dict(result.rejected) == {"invalid_json": 1, "empty_value": 1}
+    (key, first), (_, second) = result.dead
+    assert key == b"k"
+    assert (first.reason, first.partition, first.offset, first.value) == (
+        "invalid_json",
+        3,
+        101,
+        "{oops",
+    )
+    assert (second.reason, second.offset) == ("empty_value", 102)
+
+
+def test_forward_records_chunk_large_partitions_and_address_them_explicitly() -> None:
+    result = intake_batch(_raw([_page(i) for i in range(400)]), partitions=1, now=NOW)
+    records = forward_records(result, Topics("x."))
+    assert {r.topic for r in records} == {"x.leadstream.person-events"}
+    assert all(r.partition == 0 for r in records)
+    sizes = [len(orjson.loads(r.value)["events"]) for r in records]
+    assert sizes == [150, 150, 100]
+
+
+def test_forward_records_put_dead_letters_on_the_dlq_with_the_original_key() -> None:
+    result = intake_batch(_raw([b"[]"]), partitions=2, now=NOW)
+    (record,) = forward_records(result, Topics())
+    assert (record.topic, record.key, record.partition) == ("engagement.dlq", b"k", None)
+    assert orjson.loads(record.value)["reason"] == "not_object"

@@ -1,0 +1,50 @@
+"""LeadStore: decoded reads, write-behind of changed leads, rotation, forgetting partitions."""
+
+from __future__ import annotations
+
+from streams.codec import decode_state, encode
+from streams.lead_store import LeadStore
+from streams.state import LeadState
+
+
+def _lead(pk: str, score: int) -> LeadState:
+    return LeadState(lead_id=f"ld_{pk}", pk=pk, score=score)
+
+
+def test_changed_leads_reach_the_table_only_when_taken() -> None:
+    table: dict[bytes, bytes] = {}
+    store = LeadStore(table, cache_size=10)
+    store.update(1, {"a": _lead("a", 5), "b": _lead("b", 7)}, {})
+    assert table == {}  # write-behind: nothing yet
+    assert store.leads(1, ["a", "b", "c"]) == {"a": _lead("a", 5), "b": _lead("b", 7)}
+
+    entries = dict(store.take_dirty(1))
+    assert {k: decode_state(v).score for k, v in entries.items()} == {b"a": 5, b"b": 7}
+    assert table == entries
+    assert store.take_dirty(1) == []  # taken once
+
+
+def test_leads_are_read_from_the_table_when_not_cached() -> None:
+    table = {b"a": encode(_lead("a", 3))}
+    store = LeadStore(table, cache_size=0)
+    assert store.leads(2, ["a"])["a"].score == 3
+
+
+def test_rotation_is_written_only_when_it_changes() -> None:
+    table: dict[bytes, bytes] = {}
+    store = LeadStore(table, cache_size=10)
+    store.update(0, {}, {})
+    assert store.take_dirty(0) == []
+    store.update(0, {}, {"x,y": 1})
+    ((key, _),) = store.take_dirty(0)
+    assert key == b"__rotation__/0"
+    assert LeadStore(table, cache_size=10).rotation(0) == {"x,y": 1}
+
+
+def test_forget_drops_unwritten_changes_of_a_revoked_partition() -> None:
+    table: dict[bytes, bytes] = {}
+    store = LeadStore(table, cache_size=10)
+    store.update(4, {"a": _lead("a", 1)}, {})
+    store.forget({4})
+    assert store.take_dirty(4) == []
+    assert store.leads(4, ["a"]) == {}
