@@ -184,6 +184,7 @@ def create_app(
                 await out.send(_records(topics, result.decisions))
                 store.update(partition, result.leads, result.rotation)
                 pending.setdefault(partition, []).append(event)
+                metrics.events_processed.inc(len(batch.events))
                 _count(metrics, result.decisions, result.duplicates, clock())
                 since = time.monotonic() - flushed_at.get(partition, 0.0)
                 if since * 1000 >= settings.state_flush_ms:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from schemas.decisions import DeadLetter
+from schemas.decisions import DeadLetter, trusted
 from schemas.events import EngagementEvent, GroupEvent, IdentifyEvent, PageEvent, TrackEvent
 from schemas.internal import PersonEvent, TraitValue
 from streams.codec import Rejection, dead_letter, decode_event
@@ -99,15 +99,18 @@ def normalize(event: EngagementEvent) -> PersonEvent:
             traits["country"] = country
     if isinstance(traits.get("country"), str):
         traits["country"] = str(traits["country"]).strip().upper()
-    return PersonEvent(
-        mid=event.message_id,
-        pk=person_key(event),
-        kind=event.type,
-        name=name[:_MAX_TRAIT_CHARS],
-        ts_ms=(event.timestamp - _EPOCH) // _MS,  # exact: no float rounding
-        aid=event.anonymous_id,
-        uid=event.user_id,
-        traits=traits,
+    return trusted(
+        PersonEvent,
+        {
+            "mid": event.message_id,
+            "pk": person_key(event),
+            "kind": event.type,
+            "name": name[:_MAX_TRAIT_CHARS],
+            "ts_ms": (event.timestamp - _EPOCH) // _MS,  # exact: no float rounding
+            "aid": event.anonymous_id,
+            "uid": event.user_id,
+            "traits": traits,
+        },
     )
 
 

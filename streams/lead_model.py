@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from fnmatch import translate
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -157,11 +157,6 @@ class LeadModel(_Strict):
         "yahoo.co.jp",
     )
 
-    _events: dict[str, tuple[EventRule, ...]] = PrivateAttr(default_factory=dict)
-    _pages: tuple[tuple[re.Pattern[str], PageRule], ...] = PrivateAttr(default=())
-    _trigger_pages: tuple[tuple[re.Pattern[str], Trigger], ...] = PrivateAttr(default=())
-    _reps: dict[str, Rep] = PrivateAttr(default_factory=dict)
-
     @model_validator(mode="after")
     def _consistent(self) -> LeadModel:
         ids = [r.id for r in self.engagement.events] + [r.id for r in self.engagement.pages]
@@ -173,30 +168,72 @@ class LeadModel(_Strict):
             raise ValueError(f"fallback_rep '{self.fallback_rep}' is not one of the reps")
         return self
 
-    def model_post_init(self, __context: Any) -> None:
-        events: dict[str, list[EventRule]] = {}
-        for rule in self.engagement.events:
-            events.setdefault(rule.event, []).append(rule)
-        self._events = {name: tuple(rules) for name, rules in events.items()}
-        self._pages = tuple((_glob(r.path), r) for r in self.engagement.pages)
-        self._trigger_pages = tuple((_glob(t.page), t) for t in self.triggers if t.page)
-        self._reps = {r.id: r for r in self.reps}
+    @cached_property
+    def index(self) -> _Index:
+        # cached_property stores in the instance __dict__: plain attribute speed on the hot
+        # path (pydantic private attributes go through __getattr__).
+        return _Index(self)
 
     def event_rules(self, event_name: str) -> tuple[EventRule, ...]:
-        return self._events.get(event_name, ())
+        return self.index.events.get(event_name, ())
 
     def page_rules(self, path: str) -> tuple[PageRule, ...]:
-        return tuple(rule for pattern, rule in self._pages if pattern.match(path))
+        return self.index.page_rules(path)
+
+    def triggers_for(self, kind: str, name: str) -> tuple[Trigger, ...]:
+        return self.index.triggers_for(kind, name)
+
+    def rep(self, rep_id: str) -> Rep | None:
+        return self.index.reps.get(rep_id)
+
+
+class _Index:
+    """Lookups compiled from a model, with bounded memo tables (paths repeat a lot)."""
+
+    _MEMO_MAX = 10_000
+
+    def __init__(self, model: LeadModel) -> None:
+        events: dict[str, list[EventRule]] = {}
+        for rule in model.engagement.events:
+            events.setdefault(rule.event, []).append(rule)
+        self.events = {name: tuple(rules) for name, rules in events.items()}
+        self.pages = tuple((_glob(r.path), r) for r in model.engagement.pages)
+        self.track_triggers: dict[str, tuple[Trigger, ...]] = {}
+        for trigger in model.triggers:
+            if trigger.event is not None:
+                self.track_triggers[trigger.event] = (
+                    *self.track_triggers.get(trigger.event, ()),
+                    trigger,
+                )
+        self.page_triggers = tuple((_glob(t.page), t) for t in model.triggers if t.page)
+        self.reps = {r.id: r for r in model.reps}
+        self.labels = {r.id: r.event for r in model.engagement.events}
+        self.labels.update({r.id: f"page {r.path}" for r in model.engagement.pages})
+        self.fit_memo: dict[tuple[object, object], tuple[object, ...]] = {}
+        self._page_memo: dict[str, tuple[PageRule, ...]] = {}
+        self._page_trigger_memo: dict[str, tuple[Trigger, ...]] = {}
+
+    def page_rules(self, path: str) -> tuple[PageRule, ...]:
+        found = self._page_memo.get(path)
+        if found is None:
+            found = tuple(rule for pattern, rule in self.pages if pattern.match(path))
+            if len(self._page_memo) >= self._MEMO_MAX:
+                self._page_memo.clear()
+            self._page_memo[path] = found
+        return found
 
     def triggers_for(self, kind: str, name: str) -> tuple[Trigger, ...]:
         if kind == "track":
-            return tuple(t for t in self.triggers if t.event == name)
-        if kind == "page":
-            return tuple(t for pattern, t in self._trigger_pages if pattern.match(name))
-        return ()
-
-    def rep(self, rep_id: str) -> Rep | None:
-        return self._reps.get(rep_id)
+            return self.track_triggers.get(name, ())
+        if kind != "page":
+            return ()
+        found = self._page_trigger_memo.get(name)
+        if found is None:
+            found = tuple(t for pattern, t in self.page_triggers if pattern.match(name))
+            if len(self._page_trigger_memo) >= self._MEMO_MAX:
+                self._page_trigger_memo.clear()
+            self._page_trigger_memo[name] = found
+        return found
 
 
 def _unique(what: str, values: list[str]) -> None:

@@ -22,6 +22,7 @@ class Metrics:
     events_received: Counter
     events_valid: Counter
     events_deduplicated: Counter
+    events_processed: Counter
     events_dead_lettered: Counter
     alerts: Counter
     handoffs: Counter
@@ -52,6 +53,11 @@ class Metrics:
             events_deduplicated=Counter(
                 "leadstream_events_deduplicated_total",
                 "Valid events ignored because their messageId was already applied.",
+                registry=registry,
+            ),
+            events_processed=Counter(
+                "leadstream_events_processed_total",
+                "Valid events the leads stage has applied (duplicates included).",
                 registry=registry,
             ),
             events_dead_lettered=dead,

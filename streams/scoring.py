@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from schemas.decisions import BreakdownLine, Stage
+from schemas.decisions import BreakdownLine, Stage, trusted
 from schemas.internal import PersonEvent, TraitValue
 from streams.lead_model import LeadModel, Trigger
 
@@ -91,11 +91,17 @@ def breakdown(
     rules: Mapping[str, tuple[int, int]], traits: Mapping[str, TraitValue], model: LeadModel
 ) -> tuple[int, tuple[BreakdownLine, ...]]:
     """The score and the lines it is made of; the lines sum to the score exactly."""
-    labels = {r.id: r.event for r in model.engagement.events}
-    labels.update({r.id: f"page {r.path}" for r in model.engagement.pages})
+    labels = model.index.labels
+    # model_construct: the values are ours and already valid; validation would double the cost.
     lines = [
-        BreakdownLine(
-            rule=f"engagement:{rule_id}", label=labels.get(rule_id, rule_id), points=p, count=n
+        trusted(
+            BreakdownLine,
+            {
+                "rule": f"engagement:{rule_id}",
+                "label": labels.get(rule_id, rule_id),
+                "points": p,
+                "count": n,
+            },
         )
         for rule_id, (p, n) in sorted(rules.items())
         if n
@@ -104,9 +110,22 @@ def breakdown(
     return sum(line.points for line in lines), tuple(lines)
 
 
-def _fit_lines(traits: Mapping[str, TraitValue], model: LeadModel) -> list[BreakdownLine]:
+def _fit_lines(traits: Mapping[str, TraitValue], model: LeadModel) -> tuple[BreakdownLine, ...]:
+    employees, title = traits.get("employees"), traits.get("title")
+    memo = model.index.fit_memo
+    found = memo.get((employees, title))
+    if found is None:
+        found = _compute_fit_lines(employees, title, model)
+        if len(memo) >= 10_000:
+            memo.clear()
+        memo[(employees, title)] = found
+    return found  # type: ignore[return-value]
+
+
+def _compute_fit_lines(
+    employees: TraitValue, title: TraitValue, model: LeadModel
+) -> tuple[BreakdownLine, ...]:
     lines: list[BreakdownLine] = []
-    employees = traits.get("employees")
     if isinstance(employees, int) and not isinstance(employees, bool):
         for band in model.fit.company_size:
             upper = band.max_employees
@@ -114,7 +133,6 @@ def _fit_lines(traits: Mapping[str, TraitValue], model: LeadModel) -> list[Break
                 label = f"company size {band.min_employees}-{upper if upper else ''}".rstrip("-")
                 lines.append(BreakdownLine(rule=f"fit:{band.id}", label=label, points=band.points))
                 break
-    title = traits.get("title")
     if isinstance(title, str):
         lowered = title.lower()
         for rule in model.fit.seniority:
@@ -123,7 +141,7 @@ def _fit_lines(traits: Mapping[str, TraitValue], model: LeadModel) -> list[Break
                     BreakdownLine(rule=f"fit:{rule.id}", label=f"title {title}", points=rule.points)
                 )
                 break
-    return lines
+    return tuple(lines)
 
 
 def is_known(uid: str | None, traits: Mapping[str, TraitValue]) -> bool:

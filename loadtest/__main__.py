@@ -1,0 +1,70 @@
+"""`python -m loadtest`: throughput, latency and memory of the pipeline, with the baseline."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import orjson
+
+from loadtest.harness import Options, run
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__)
+    p.add_argument("--bootstrap", help="a running broker host:port (default: start Tansu)")
+    p.add_argument("--flavor", choices=("tansu", "kafka"), help="default: tansu when embedded")
+    p.add_argument("--events", type=int, default=200_000,
+                   help="throughput phase: events preloaded then drained (0 to skip)")
+    p.add_argument("--rate", type=int, default=1000,
+                   help="latency phase: events/s produced (0 to skip)")
+    p.add_argument("--duration", type=float, default=30, help="latency phase length, s")
+    p.add_argument("--leads", type=int, default=2000, help="distinct people in the traffic")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--bad-rate", type=float, default=0.0, help="share of invalid messages")
+    p.add_argument("--baseline", action="store_true", help="also run the raw aiokafka loop")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--fetch-wait-ms", type=int, default=100, help="every hop, both systems")
+    p.add_argument("--json", type=Path, help="where to write the results (default: loadtest/results/)")
+    a = p.parse_args()
+    opts = Options(
+        bootstrap=a.bootstrap,
+        flavor=a.flavor or ("kafka" if a.bootstrap else "tansu"),
+        events=a.events,
+        rate=a.rate,
+        duration_s=a.duration,
+        leads=a.leads,
+        seed=a.seed,
+        bad_rate=a.bad_rate,
+        baseline=a.baseline,
+        workers=a.workers,
+        partitions=a.partitions,
+        fetch_wait_ms=a.fetch_wait_ms,
+        json_path=a.json,
+    )
+    report = run(opts)
+    print_table(report.results)
+    path = a.json or Path("loadtest/results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps({"options": report.options, "results": report.results},
+                                  option=orjson.OPT_INDENT_2))
+    print(f"\nwrote {path}")
+    return 0
+
+
+def print_table(results: dict[str, object]) -> None:
+    print()
+    for section, values in results.items():
+        if isinstance(values, dict):
+            print(f"{section}")
+            for key, value in values.items():
+                shown = f"{value:,}" if isinstance(value, int | float) else str(value)
+                print(f"  {key:<24} {shown}")
+        else:
+            print(f"{section:<26} {values}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""Seeded generator of realistic Segment traffic: personas, a long anonymous tail, bad input."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+__all__ = ["Generator", "Message"]
+
+_COUNTRIES = ("US", "US", "US", "CA", "DE", "GB", "FR", "JP", "AU", "BR")
+_TITLES = ("VP Marketing", "Head of Sales", "Sales Manager", "Engineer", "Director of Ops", "CEO")
+_BLOG = tuple(f"/blog/post-{i}" for i in range(40))
+_BAD = (
+    b"{not json",
+    b"[1, 2, 3]",
+    b'{"type":"screen","messageId":"x","anonymousId":"a","timestamp":"2026-01-01T00:00:00Z"}',
+    b'{"type":"track","anonymousId":"a","event":"x","timestamp":"2026-01-01T00:00:00Z"}',
+    b"\xff\xfe\xfd",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    key: bytes | None
+    value: bytes
+    hot: bool  # the event may fire a hot trigger (used to sanity-check alert counts)
+
+
+class Generator:
+    """Deterministic for a seed. Persons 0..leads-1 each have a persona fixed by the seed:
+
+    - casual visitors (60%): a few anonymous page views, never identify;
+    - nurture readers (30%): blog, case studies, email clicks, webinars; some identify;
+    - hot buyers (10%): product and pricing pages, identify, whitepapers and demo requests.
+
+    Who acts next is drawn with a long tail (a few people are very active, most are seen
+    once or twice), like real web traffic.
+    """
+
+    def __init__(self, *, leads: int, seed: int, bad_rate: float = 0.0) -> None:
+        if leads < 1:
+            raise ValueError("leads must be at least 1")
+        self.leads = leads
+        self.seed = seed
+        self.bad_rate = bad_rate
+        self._rng = random.Random(seed)
+        self._count = 0
+
+    def persona(self, person: int) -> str:
+        roll = random.Random(self.seed * 1_000_003 + person).random()
+        return "casual" if roll < 0.6 else "nurture" if roll < 0.9 else "hot"
+
+    def _person(self) -> int:
+        rng = self._rng
+        if rng.random() < 0.5:
+            # the active head: a small set of people who come back often
+            return int(rng.paretovariate(1.2)) % self.leads
+        return rng.randrange(self.leads)
+
+    def messages(self, *, now_ms: int | None = None) -> Iterator[Message]:
+        while True:
+            yield self.next(now_ms=now_ms)
+
+    def next(self, *, now_ms: int | None = None) -> Message:
+        rng = self._rng
+        self._count += 1
+        if self.bad_rate and rng.random() < self.bad_rate:
+            return Message(None, rng.choice(_BAD), False)
+        person = self._person()
+        persona = self.persona(person)
+        anon = f"anon-{self.seed}-{person}"
+        ms = now_ms if now_ms is not None else int(datetime.now(UTC).timestamp() * 1000)
+        base = {
+            "messageId": f"lt-{self.seed}-{self._count}",
+            "anonymousId": anon,
+            "timestamp": datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds"),
+            "context": {"library": {"name": "analytics.js", "version": "5.2.0"}},
+        }
+        roll = rng.random()
+        hot = False
+        if persona == "casual":
+            path = "/careers" if roll < 0.05 else rng.choice(("/", "/about", *_BLOG[:10]))
+            msg = {"type": "page", **base, "properties": {"path": path}}
+        elif persona == "nurture":
+            if roll < 0.08:
+                msg = self._identify(base, person)
+            elif roll < 0.25:
+                event = rng.choice(("Email Link Clicked", "Webinar Attended", "Form Submitted"))
+                msg = {"type": "track", **base, "event": event, "properties": {}}
+            else:
+                path = rng.choice((*_BLOG, "/customers/acme", "/customers/globex", "/product"))
+                msg = {"type": "page", **base, "properties": {"path": path}}
+        else:
+            if roll < 0.15:
+                msg = self._identify(base, person)
+            elif roll < 0.25:
+                hot = True
+                event = "Demo Requested" if rng.random() < 0.25 else "Whitepaper Downloaded"
+                msg = {"type": "track", **base, "event": event, "properties": {}}
+            else:
+                hot = roll < 0.65
+                path = "/pricing" if hot else rng.choice(("/product", "/product/routing"))
+                msg = {"type": "page", **base, "properties": {"path": path}}
+        return Message(anon.encode(), orjson.dumps(msg), hot)
+
+    def _identify(self, base: dict[str, object], person: int) -> dict[str, object]:
+        rng = self._rng
+        company = person % 5000
+        return {
+            "type": "identify",
+            **base,
+            "userId": f"user-{self.seed}-{person}",
+            "traits": {
+                "email": f"p{person}@company{company}.example",
+                "name": f"Person {person}",
+                "company": f"Company {company}",
+                "employees": rng.choice((12, 60, 150, 280, 900, 5000)),
+                "title": rng.choice(_TITLES),
+                "country": rng.choice(_COUNTRIES),
+                "purchase_timeline": rng.choice(("this quarter", "next 6 months", None)),
+            },
+        }

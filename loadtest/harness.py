@@ -1,0 +1,373 @@
+"""Runs the pipeline and the baseline on the same broker with the same traffic; measures them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import ConsumerRecord
+
+from loadtest.generator import Generator, Message
+from streams.broker import EmbeddedBroker, free_port
+from streams.kafka_io import create_topics, tail
+from streams.producer import BatchProducer, Record
+from streams.topics import Topics
+
+__all__ = ["Options", "run"]
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Options:
+    bootstrap: str | None
+    flavor: str
+    events: int
+    rate: int
+    duration_s: float
+    leads: int
+    seed: int
+    bad_rate: float
+    baseline: bool
+    workers: int
+    partitions: int
+    fetch_wait_ms: int
+    json_path: Path | None
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# --- workers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    web_port: int
+    log_path: Path
+    cpu_start: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.web_port}/metrics", timeout=5
+            ) as r:
+                text = r.read().decode()
+        except OSError:
+            return {}
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            match = re.match(r"^(leadstream_[a-z_]+)(?:\{[^}]*\})? (\S+)$", line)
+            if match:
+                out[match.group(1)] = out.get(match.group(1), 0.0) + float(match.group(2))
+        return out
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+    def rss_mib(self) -> float:
+        pages = int(Path(f"/proc/{self.proc.pid}/statm").read_text().split()[1])
+        return pages * _PAGE / 2**20
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+
+
+def start_workers(
+    opts: Options, bootstrap: str, topics: Topics, app_id: str, workdir: Path
+) -> list[Worker]:
+    workers = []
+    for n in range(opts.workers):
+        port = free_port()
+        log_path = workdir / f"{app_id}-worker-{n}.log"
+        env = {
+            **os.environ,
+            "LEADSTREAM_BROKER": f"kafka://{bootstrap}",
+            "LEADSTREAM_BROKER_FLAVOR": opts.flavor,
+            "LEADSTREAM_APP_ID": app_id,
+            "LEADSTREAM_TOPIC_PREFIX": topics.prefix,
+            "LEADSTREAM_PARTITIONS": str(opts.partitions),
+            "LEADSTREAM_WEB_HOST": "127.0.0.1",
+            "LEADSTREAM_WEB_PORT": str(port),
+            "LEADSTREAM_DATA_DIR": str(workdir / f"{app_id}-{n}"),
+            "LEADSTREAM_FETCH_WAIT_MS": str(opts.fetch_wait_ms),
+            "LEADSTREAM_INTAKE_FETCH_WAIT_MS": str(opts.fetch_wait_ms),
+            "LEADSTREAM_SESSION_TIMEOUT_S": "6",
+            "LEADSTREAM_HEARTBEAT_INTERVAL_S": "1",
+            "LEADSTREAM_LOG_LEVEL": "warning",
+        }
+        with log_path.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "streams", "worker"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        workers.append(Worker(proc, port, log_path))
+    return workers
+
+
+def total(workers: list[Worker], name: str) -> float:
+    return sum(w.metrics().get(name, 0.0) for w in workers)
+
+
+# --- traffic ---------------------------------------------------------------------------------
+
+
+async def preload(bootstrap: str, topic: str, messages: list[Message]) -> float:
+    producer = BatchProducer(bootstrap=bootstrap)
+    started = time.monotonic()
+    try:
+        for i in range(0, len(messages), 20_000):
+            chunk = messages[i : i + 20_000]
+            await producer.send(Record(topic, m.key, m.value) for m in chunk)
+    finally:
+        await producer.stop()
+    return len(messages) / (time.monotonic() - started)
+
+
+async def paced(
+    bootstrap: str, topic: str, gen: Generator, *, rate: int, duration_s: float
+) -> int:
+    """Produce `rate` events/s for `duration_s`, stamped with the time they are sent."""
+    producer = BatchProducer(bootstrap=bootstrap)
+    sent = 0
+    started = time.monotonic()
+    try:
+        while (elapsed := time.monotonic() - started) < duration_s:
+            due = int(elapsed * rate) - sent
+            if due > 0:
+                now_ms = int(time.time() * 1000)
+                await producer.send(
+                    Record(topic, m.key, m.value)
+                    for m in (gen.next(now_ms=now_ms) for _ in range(due))
+                )
+                sent += due
+            await asyncio.sleep(0.005)
+    finally:
+        await producer.stop()
+    return sent
+
+
+class LatencyProbe:
+    """Event time to the alert record's timestamp (its produce time), per alert."""
+
+    def __init__(self) -> None:
+        self.samples_ms: list[float] = []
+
+    def __call__(self, record: ConsumerRecord) -> None:
+        doc = orjson.loads(record.value)
+        event_at = datetime.fromisoformat(doc["event_at"]).timestamp() * 1000
+        self.samples_ms.append(record.timestamp - event_at)
+
+    def summary(self) -> dict[str, float]:
+        s = sorted(self.samples_ms)
+        if not s:
+            return {"alerts": 0}
+        q = statistics.quantiles(s, n=100, method="inclusive") if len(s) > 1 else [s[0]] * 99
+        return {"alerts": len(s), "p50_ms": q[49], "p90_ms": q[89], "p99_ms": q[98], "max_ms": s[-1]}
+
+
+# --- phases ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    options: dict[str, Any]
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+async def wait_processed(
+    workers: list[Worker], target: float, *, label: str, timeout_s: float = 900
+) -> tuple[float, float, float]:
+    """Poll until the leads stage applied `target` events; return (first, last, cpu seconds)."""
+    first: float | None = None
+    first_count = 0.0
+    last_print = 0.0
+    deadline = time.monotonic() + timeout_s
+    for w in workers:
+        w.cpu_start = w.cpu_s()
+    while True:
+        now = time.monotonic()
+        done = total(workers, "leadstream_events_processed_total")
+        if first is None and done > 0:
+            first, first_count = now, done
+        if now - last_print >= 2:
+            last_print = now
+            rate = (done - first_count) / (now - first) if first and now > first else 0.0
+            log(f"  [{label}] applied {done:,.0f}/{target:,.0f}  {rate:,.0f} events/s  "
+                f"lag {target - done:,.0f}")
+        if done >= target:
+            cpu = sum(w.cpu_s() - w.cpu_start for w in workers)
+            assert first is not None
+            # The first sample already includes the events of the first batches.
+            rate_end = time.monotonic()
+            return first - (first_count / max(done - first_count, 1)) * (rate_end - first), \
+                rate_end, cpu
+        if now > deadline:
+            raise TimeoutError(f"{label}: only {done:,.0f} of {target:,.0f} applied")
+        if any(w.proc.poll() is not None for w in workers):
+            raise RuntimeError(f"{label}: a worker exited; see {workers[0].log_path}")
+        await asyncio.sleep(0.25)
+
+
+async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Report) -> None:
+    gen = Generator(leads=opts.leads, seed=opts.seed, bad_rate=opts.bad_rate)
+    now_ms = int(time.time() * 1000)
+    messages = [gen.next(now_ms=now_ms) for _ in range(opts.events)]
+    valid = sum(1 for m in messages if m.key is not None)
+    run_id = uuid.uuid4().hex[:6]
+
+    topics = Topics(prefix=f"lt{run_id}p.")
+    await create_topics(bootstrap, topics.all(), opts.partitions)
+    log(f"throughput: preloading {opts.events:,} events ({opts.leads:,} leads) ...")
+    produce_rate = await preload(bootstrap, topics.raw, messages)
+    workers = start_workers(opts, bootstrap, topics, f"lt{run_id}", workdir)
+    try:
+        first, last, cpu = await wait_processed(workers, valid, label="pipeline")
+        rate = valid / (last - first)
+        metrics = [w.metrics() for w in workers]
+        result = {
+            "events": opts.events,
+            "valid": valid,
+            "events_per_s": round(rate),
+            "cpu_s_per_1k_events": round(cpu / valid * 1000, 3),
+            "worker_rss_mib": [round(w.rss_mib(), 1) for w in workers],
+            "leads_stored": sum(m.get("leadstream_leads_stored", 0) for m in metrics),
+            "state_bytes": sum(m.get("leadstream_state_bytes", 0) for m in metrics),
+            "alerts": sum(m.get("leadstream_alerts_total", 0) for m in metrics),
+            "preload_events_per_s": round(produce_rate),
+        }
+        stored = result["leads_stored"] or 1
+        result["state_bytes_per_lead"] = round(result["state_bytes"] / stored)
+        report.results["pipeline"] = result
+    finally:
+        for w in workers:
+            w.stop()
+
+    if opts.baseline:
+        btopic = f"lt{run_id}b.engagement.raw"
+        await create_topics(bootstrap, [btopic, f"lt{run_id}b.alerts"], opts.partitions)
+        await preload(bootstrap, btopic, messages)
+        log("throughput: baseline raw aiokafka loop ...")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loadtest.baseline", "--bootstrap", bootstrap,
+            "--topic", btopic, "--alerts", f"lt{run_id}b.alerts",
+            "--events", str(opts.events), "--fetch-wait-ms", str(opts.fetch_wait_ms),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        base = orjson.loads(out.splitlines()[-1])
+        report.results["baseline"] = {"events_per_s": round(base["rate"]), "events": base["events"]}
+        report.results["ratio"] = round(rate / base["rate"], 3)
+
+
+async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) -> None:
+    run_id = uuid.uuid4().hex[:6]
+    topics = Topics(prefix=f"lt{run_id}l.")
+    await create_topics(bootstrap, topics.all(), opts.partitions)
+    workers = start_workers(opts, bootstrap, topics, f"lt{run_id}", workdir)
+    gen = Generator(leads=opts.leads, seed=opts.seed + 1, bad_rate=opts.bad_rate)
+    probe = LatencyProbe()
+    watcher = asyncio.create_task(tail(bootstrap, topics.alerts, probe, fetch_wait_ms=opts.fetch_wait_ms))
+    try:
+        await paced(bootstrap, topics.raw, gen, rate=10, duration_s=1)  # warm-up: joins groups
+        await wait_processed(workers, 1, label="warm-up", timeout_s=120)
+        probe.samples_ms.clear()
+        log(f"latency: {opts.rate:,} events/s for {opts.duration_s:.0f} s ...")
+        for w in workers:
+            w.cpu_start = w.cpu_s()
+        sent = await paced(bootstrap, topics.raw, gen, rate=opts.rate, duration_s=opts.duration_s)
+        await asyncio.sleep(3 * opts.fetch_wait_ms / 1000 + 1)
+        cpu = sum(w.cpu_s() - w.cpu_start for w in workers)
+        report.results["latency"] = {
+            "rate": opts.rate,
+            "sent": sent,
+            "worker_cpu_pct": round(100 * cpu / opts.duration_s, 1),
+            "worker_rss_mib": [round(w.rss_mib(), 1) for w in workers],
+            "lag": sent - total(workers, "leadstream_events_received_total"),
+            **probe.summary(),
+        }
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        for w in workers:
+            w.stop()
+
+    if opts.baseline:
+        btopic, balerts = f"lt{run_id}b.engagement.raw", f"lt{run_id}b.alerts"
+        await create_topics(bootstrap, [btopic, balerts], opts.partitions)
+        bprobe = LatencyProbe()
+        watcher = asyncio.create_task(tail(bootstrap, balerts, bprobe, fetch_wait_ms=opts.fetch_wait_ms))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loadtest.baseline", "--bootstrap", bootstrap,
+            "--topic", btopic, "--alerts", balerts, "--events", str(10**12),
+            "--fetch-wait-ms", str(opts.fetch_wait_ms), "--timeout", str(opts.duration_s + 15),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            await asyncio.sleep(3)  # let it join its group
+            gen = Generator(leads=opts.leads, seed=opts.seed + 1, bad_rate=opts.bad_rate)
+            await paced(bootstrap, btopic, gen, rate=opts.rate, duration_s=opts.duration_s)
+            await asyncio.sleep(3 * opts.fetch_wait_ms / 1000 + 1)
+        finally:
+            proc.terminate()
+            await proc.wait()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        report.results["latency_baseline"] = bprobe.summary()
+        ours = report.results["latency"].get("p99_ms")
+        theirs = report.results["latency_baseline"].get("p99_ms")
+        if ours and theirs:
+            report.results["latency_p99_ratio"] = round(ours / theirs, 2)
+
+
+@contextlib.contextmanager
+def broker_for(opts: Options, workdir: Path) -> Iterator[str]:
+    if opts.bootstrap:
+        yield opts.bootstrap
+        return
+    with EmbeddedBroker(free_port(), log=workdir / "broker.log") as broker:
+        log(f"embedded broker (Tansu) on {broker.bootstrap}")
+        yield broker.bootstrap
+
+
+def run(opts: Options, *, phases: list[Callable[..., Any]] | None = None) -> Report:
+    workdir = Path("loadtest/results").resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    report = Report(options={k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()})
+    with broker_for(opts, workdir) as bootstrap:
+        if opts.events:
+            asyncio.run(throughput(opts, bootstrap, workdir, report))
+        if opts.rate:
+            asyncio.run(latency(opts, bootstrap, workdir, report))
+    return report
