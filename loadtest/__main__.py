@@ -15,10 +15,15 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__)
     p.add_argument("--bootstrap", help="a running broker host:port (default: start Tansu)")
     p.add_argument("--flavor", choices=("tansu", "kafka"), help="default: tansu when embedded")
-    p.add_argument("--events", type=int, default=200_000,
-                   help="throughput phase: events preloaded then drained (0 to skip)")
-    p.add_argument("--rate", type=int, default=1000,
-                   help="latency phase: events/s produced (0 to skip)")
+    p.add_argument(
+        "--events",
+        type=int,
+        default=200_000,
+        help="throughput phase: events preloaded then drained (0 to skip)",
+    )
+    p.add_argument(
+        "--rate", type=int, default=1000, help="latency phase: events/s produced (0 to skip)"
+    )
     p.add_argument("--duration", type=float, default=30, help="latency phase length, s")
     p.add_argument("--leads", type=int, default=2000, help="distinct people in the traffic")
     p.add_argument("--seed", type=int, default=1)
@@ -27,7 +32,9 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--fetch-wait-ms", type=int, default=100, help="every hop, both systems")
-    p.add_argument("--json", type=Path, help="where to write the results (default: loadtest/results/)")
+    p.add_argument(
+        "--json", type=Path, help="where to write the results (default: loadtest/results/)"
+    )
     a = p.parse_args()
     opts = Options(
         bootstrap=a.bootstrap,
@@ -48,8 +55,11 @@ def main() -> int:
     print_table(report.results)
     path = a.json or Path("loadtest/results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(orjson.dumps({"options": report.options, "results": report.results},
-                                  option=orjson.OPT_INDENT_2))
+    path.write_bytes(
+        orjson.dumps(
+            {"options": report.options, "results": report.results}, option=orjson.OPT_INDENT_2
+        )
+    )
     print(f"\nwrote {path}")
     return 0
 

@@ -153,9 +153,7 @@ async def preload(bootstrap: str, topic: str, messages: list[Message]) -> float:
     return len(messages) / (time.monotonic() - started)
 
 
-async def paced(
-    bootstrap: str, topic: str, gen: Generator, *, rate: int, duration_s: float
-) -> int:
+async def paced(bootstrap: str, topic: str, gen: Generator, *, rate: int, duration_s: float) -> int:
     """Produce `rate` events/s for `duration_s`, stamped with the time they are sent."""
     producer = BatchProducer(bootstrap=bootstrap)
     sent = 0
@@ -192,7 +190,13 @@ class LatencyProbe:
         if not s:
             return {"alerts": 0}
         q = statistics.quantiles(s, n=100, method="inclusive") if len(s) > 1 else [s[0]] * 99
-        return {"alerts": len(s), "p50_ms": q[49], "p90_ms": q[89], "p99_ms": q[98], "max_ms": s[-1]}
+        return {
+            "alerts": len(s),
+            "p50_ms": q[49],
+            "p90_ms": q[89],
+            "p99_ms": q[98],
+            "max_ms": s[-1],
+        }
 
 
 # --- phases ----------------------------------------------------------------------------------
@@ -206,10 +210,13 @@ class Report:
 
 async def wait_processed(
     workers: list[Worker], target: float, *, label: str, timeout_s: float = 900
-) -> tuple[float, float, float]:
-    """Poll until the leads stage applied `target` events; return (first, last, cpu seconds)."""
-    first: float | None = None
-    first_count = 0.0
+) -> tuple[float, float]:
+    """Poll until the leads stage applied `target` events.
+
+    Returns (sustained events/s, worker CPU seconds). Sustained: the slope between 10% and
+    90% of the target, so start-up (group joins, recovery) and the tail do not count.
+    """
+    samples: list[tuple[float, float]] = []
     last_print = 0.0
     deadline = time.monotonic() + timeout_s
     for w in workers:
@@ -217,25 +224,31 @@ async def wait_processed(
     while True:
         now = time.monotonic()
         done = total(workers, "leadstream_events_processed_total")
-        if first is None and done > 0:
-            first, first_count = now, done
+        samples.append((now, done))
         if now - last_print >= 2:
             last_print = now
-            rate = (done - first_count) / (now - first) if first and now > first else 0.0
-            log(f"  [{label}] applied {done:,.0f}/{target:,.0f}  {rate:,.0f} events/s  "
-                f"lag {target - done:,.0f}")
+            recent = [s for s in samples if s[0] >= now - 2]
+            rate = (done - recent[0][1]) / (now - recent[0][0]) if now > recent[0][0] else 0.0
+            log(
+                f"  [{label}] applied {done:,.0f}/{target:,.0f}  {rate:,.0f} events/s now  "
+                f"lag {target - done:,.0f}"
+            )
         if done >= target:
             cpu = sum(w.cpu_s() - w.cpu_start for w in workers)
-            assert first is not None
-            # The first sample already includes the events of the first batches.
-            rate_end = time.monotonic()
-            return first - (first_count / max(done - first_count, 1)) * (rate_end - first), \
-                rate_end, cpu
+            return _sustained(samples, target), cpu
         if now > deadline:
             raise TimeoutError(f"{label}: only {done:,.0f} of {target:,.0f} applied")
         if any(w.proc.poll() is not None for w in workers):
             raise RuntimeError(f"{label}: a worker exited; see {workers[0].log_path}")
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.1)
+
+
+def _sustained(samples: list[tuple[float, float]], target: float) -> float:
+    lo = next((s for s in samples if s[1] >= 0.1 * target), samples[0])
+    hi = next((s for s in samples if s[1] >= 0.9 * target), samples[-1])
+    if hi[0] <= lo[0]:
+        return 0.0
+    return (hi[1] - lo[1]) / (hi[0] - lo[0])
 
 
 async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Report) -> None:
@@ -251,8 +264,7 @@ async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Repor
     produce_rate = await preload(bootstrap, topics.raw, messages)
     workers = start_workers(opts, bootstrap, topics, f"lt{run_id}", workdir)
     try:
-        first, last, cpu = await wait_processed(workers, valid, label="pipeline")
-        rate = valid / (last - first)
+        rate, cpu = await wait_processed(workers, valid, label="pipeline")
         metrics = [w.metrics() for w in workers]
         result = {
             "events": opts.events,
@@ -278,9 +290,19 @@ async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Repor
         await preload(bootstrap, btopic, messages)
         log("throughput: baseline raw aiokafka loop ...")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadtest.baseline", "--bootstrap", bootstrap,
-            "--topic", btopic, "--alerts", f"lt{run_id}b.alerts",
-            "--events", str(opts.events), "--fetch-wait-ms", str(opts.fetch_wait_ms),
+            sys.executable,
+            "-m",
+            "loadtest.baseline",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            btopic,
+            "--alerts",
+            f"lt{run_id}b.alerts",
+            "--events",
+            str(opts.events),
+            "--fetch-wait-ms",
+            str(opts.fetch_wait_ms),
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await proc.communicate()
@@ -296,7 +318,9 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
     workers = start_workers(opts, bootstrap, topics, f"lt{run_id}", workdir)
     gen = Generator(leads=opts.leads, seed=opts.seed + 1, bad_rate=opts.bad_rate)
     probe = LatencyProbe()
-    watcher = asyncio.create_task(tail(bootstrap, topics.alerts, probe, fetch_wait_ms=opts.fetch_wait_ms))
+    watcher = asyncio.create_task(
+        tail(bootstrap, topics.alerts, probe, fetch_wait_ms=opts.fetch_wait_ms)
+    )
     try:
         await paced(bootstrap, topics.raw, gen, rate=10, duration_s=1)  # warm-up: joins groups
         await wait_processed(workers, 1, label="warm-up", timeout_s=120)
@@ -326,11 +350,25 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
         btopic, balerts = f"lt{run_id}b.engagement.raw", f"lt{run_id}b.alerts"
         await create_topics(bootstrap, [btopic, balerts], opts.partitions)
         bprobe = LatencyProbe()
-        watcher = asyncio.create_task(tail(bootstrap, balerts, bprobe, fetch_wait_ms=opts.fetch_wait_ms))
+        watcher = asyncio.create_task(
+            tail(bootstrap, balerts, bprobe, fetch_wait_ms=opts.fetch_wait_ms)
+        )
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadtest.baseline", "--bootstrap", bootstrap,
-            "--topic", btopic, "--alerts", balerts, "--events", str(10**12),
-            "--fetch-wait-ms", str(opts.fetch_wait_ms), "--timeout", str(opts.duration_s + 15),
+            sys.executable,
+            "-m",
+            "loadtest.baseline",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            btopic,
+            "--alerts",
+            balerts,
+            "--events",
+            str(10**12),
+            "--fetch-wait-ms",
+            str(opts.fetch_wait_ms),
+            "--timeout",
+            str(opts.duration_s + 15),
             stdout=asyncio.subprocess.PIPE,
         )
         try:
@@ -364,7 +402,9 @@ def broker_for(opts: Options, workdir: Path) -> Iterator[str]:
 def run(opts: Options, *, phases: list[Callable[..., Any]] | None = None) -> Report:
     workdir = Path("loadtest/results").resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    report = Report(options={k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()})
+    report = Report(
+        options={k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
+    )
     with broker_for(opts, workdir) as bootstrap:
         if opts.events:
             asyncio.run(throughput(opts, bootstrap, workdir, report))

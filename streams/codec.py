@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas.decisions import DeadLetter, DlqReason
-from schemas.events import EngagementEvent
-from schemas.internal import PersonEventBatch
+from schemas.events import MAX_ID_LENGTH, EngagementEvent
+from schemas.internal import PersonEvent, PersonEventBatch
+from streams.normalize import EPOCH, MS, normalize, person_event
 from streams.state import LeadState, Rotation
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "decode_batch",
     "decode_event",
     "decode_json",
+    "decode_person_event",
     "decode_rotation",
     "decode_state",
     "encode",
@@ -56,6 +59,95 @@ def decode_event(value: bytes | None) -> EngagementEvent | Rejection:
         return _EVENT.validate_json(value)
     except ValidationError as exc:
         return _rejection(value, exc)
+
+
+def decode_person_event(value: bytes | None) -> PersonEvent | Rejection:
+    """Raw bytes to the normalized event, or the reason they cannot be used.
+
+    Well-formed messages take a fast path (orjson and a few checks, ~4x cheaper than
+    pydantic on a discriminated union); anything the fast path is not sure of goes through
+    the pydantic models, which stay the definition of valid and word every rejection.
+    """
+    if value and len(value) <= MAX_EVENT_BYTES:
+        fast = _fast_path(value)
+        if fast is not None:
+            return fast
+    decoded = decode_event(value)
+    if isinstance(decoded, Rejection):
+        return decoded
+    return normalize(decoded)
+
+
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})?")
+
+
+def _fast_path(value: bytes) -> PersonEvent | None:
+    """The normalized event if `value` is plainly valid; None when unsure (never wrong)."""
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if type(doc) is not dict:
+        return None
+    kind = doc.get("type")
+    if type(kind) is not str or kind not in _KINDS:
+        return None
+    if not _FIELD_NAMES.isdisjoint(doc):
+        return None  # the models also read field names (populate_by_name): let them decide
+    mid, aid, uid = doc.get("messageId"), doc.get("anonymousId"), doc.get("userId")
+    if not (_is_id(mid) and _is_id_or_none(aid) and _is_id_or_none(uid)) or (aid is uid is None):
+        return None
+    stamp = doc.get("timestamp")
+    if type(stamp) is not str or not _ISO.fullmatch(stamp):
+        return None
+    try:
+        at = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    context = doc.get("context", {})
+    properties = doc.get("properties", {})
+    traits = doc.get("traits", {})
+    if type(context) is not dict or type(properties) is not dict or type(traits) is not dict:
+        return None
+    event = page_name = None
+    if kind == "track":
+        event = doc.get("event")
+        if type(event) is not str or not 0 < len(event) <= MAX_ID_LENGTH:
+            return None
+    elif kind == "page":
+        page_name = doc.get("name")
+        if page_name is not None and type(page_name) is not str:
+            return None
+    elif kind == "group":
+        group_id = doc.get("groupId")
+        if group_id is not None and type(group_id) is not str:
+            return None
+    return person_event(
+        kind=kind,
+        message_id=cast(str, mid),
+        anonymous_id=aid,
+        user_id=uid,
+        ts_ms=(at - EPOCH) // MS,
+        context=context,
+        event=event,
+        properties=properties if kind in ("track", "page") else {},
+        page_name=page_name,
+        traits=traits if kind in ("identify", "group") else {},
+    )
+
+
+_KINDS = frozenset({"track", "page", "identify", "group"})
+_FIELD_NAMES = frozenset({"message_id", "anonymous_id", "user_id", "group_id"})
+
+
+def _is_id(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= MAX_ID_LENGTH
+
+
+def _is_id_or_none(value: Any) -> bool:
+    return value is None or _is_id(value)
 
 
 def _rejection(value: bytes, exc: ValidationError) -> Rejection:

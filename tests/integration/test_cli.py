@@ -109,15 +109,18 @@ def test_run_shows_real_alerts_and_ctrl_c_leaves_no_process_behind(tmp_path: Pat
     assert proc.stdout is not None
     output: list[str] = []
     alerts: list[str] = []
+    handoffs: list[str] = []
     deadline = time.monotonic() + 90
     try:
-        while len(alerts) < 3 and time.monotonic() < deadline:
+        while (len(alerts) < 3 or len(handoffs) < 3) and time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
             output.append(line)
             if " ALERT to " in line:
                 alerts.append(line)
+            if line.startswith("[hand-off]"):
+                handoffs.append(line)
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
     rest, _ = proc.communicate(timeout=60)
