@@ -31,7 +31,17 @@ def main() -> int:
     p.add_argument("--baseline", action="store_true", help="also run the raw aiokafka loop")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--partitions", type=int, default=8)
-    p.add_argument("--fetch-wait-ms", type=int, default=100, help="every hop, both systems")
+    p.add_argument(
+        "--fetch-wait-ms",
+        type=int,
+        default=100,
+        help="fetch wait of the input hop, both systems (and of every hop by default)",
+    )
+    p.add_argument(
+        "--repartition-fetch-wait-ms",
+        type=int,
+        help="fetch wait of the pipeline's second hop (leadstream.person-events)",
+    )
     p.add_argument(
         "--json", type=Path, help="where to write the results (default: loadtest/results/)"
     )
@@ -50,6 +60,7 @@ def main() -> int:
         partitions=a.partitions,
         fetch_wait_ms=a.fetch_wait_ms,
         json_path=a.json,
+        repartition_fetch_wait_ms=a.repartition_fetch_wait_ms,
     )
     report = run(opts)
     print_table(report.results)

@@ -32,6 +32,8 @@ async def run_baseline(
         auto_offset_reset="earliest",
         fetch_max_wait_ms=fetch_wait_ms,
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
     )
     producer = BatchProducer(bootstrap=bootstrap)
     await consumer.start()
@@ -40,9 +42,14 @@ async def run_baseline(
     seen = 0
     first: float | None = None
     deadline = time.monotonic() + timeout_s
+    ready = False
     try:
         while seen < events and time.monotonic() < deadline:
             fetched = await consumer.getmany(timeout_ms=200, max_records=5000)
+            if not ready and consumer.assignment():
+                ready = True
+                sys.stdout.write("ready\n")
+                sys.stdout.flush()
             out = []
             for records in fetched.values():
                 for record in records:
@@ -93,6 +100,7 @@ def main() -> int:
         )
     )
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
+    sys.stdout.flush()
     return 0
 
 

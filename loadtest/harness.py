@@ -30,6 +30,7 @@ from streams.topics import Topics
 
 __all__ = ["Options", "run"]
 
+MODEL = Path(__file__).parent / "lead_model.yaml"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -49,6 +50,7 @@ class Options:
     partitions: int
     fetch_wait_ms: int
     json_path: Path | None
+    repartition_fetch_wait_ms: int | None = None
 
 
 def log(text: str) -> None:
@@ -116,11 +118,12 @@ def start_workers(
             "LEADSTREAM_WEB_HOST": "127.0.0.1",
             "LEADSTREAM_WEB_PORT": str(port),
             "LEADSTREAM_DATA_DIR": str(workdir / f"{app_id}-{n}"),
-            "LEADSTREAM_FETCH_WAIT_MS": str(opts.fetch_wait_ms),
+            "LEADSTREAM_FETCH_WAIT_MS": str(opts.repartition_fetch_wait_ms or opts.fetch_wait_ms),
             "LEADSTREAM_INTAKE_FETCH_WAIT_MS": str(opts.fetch_wait_ms),
             "LEADSTREAM_SESSION_TIMEOUT_S": "6",
             "LEADSTREAM_HEARTBEAT_INTERVAL_S": "1",
             "LEADSTREAM_LOG_LEVEL": "warning",
+            "LEADSTREAM_MODEL_PATH": str(MODEL),
         }
         with log_path.open("wb") as out:
             proc = subprocess.Popen(
@@ -336,7 +339,7 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
             "sent": sent,
             "worker_cpu_pct": round(100 * cpu / opts.duration_s, 1),
             "worker_rss_mib": [round(w.rss_mib(), 1) for w in workers],
-            "lag": sent - total(workers, "leadstream_events_received_total"),
+            "lag": max(0.0, sent - total(workers, "leadstream_events_received_total")),
             **probe.summary(),
         }
     finally:
@@ -372,7 +375,8 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
             stdout=asyncio.subprocess.PIPE,
         )
         try:
-            await asyncio.sleep(3)  # let it join its group
+            assert proc.stdout is not None
+            await asyncio.wait_for(proc.stdout.readline(), 60)  # "ready": it owns partitions
             gen = Generator(leads=opts.leads, seed=opts.seed + 1, bad_rate=opts.bad_rate)
             await paced(bootstrap, btopic, gen, rate=opts.rate, duration_s=opts.duration_s)
             await asyncio.sleep(3 * opts.fetch_wait_ms / 1000 + 1)

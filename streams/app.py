@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -67,6 +68,10 @@ class _App(faust.App):
         await super().on_started()
         for service in self._own_services:
             await self.add_runtime_dependency(service)
+
+    def _crash_soon(self, exc: BaseException) -> None:
+        log.error("leads: writing lead state failed; stopping the worker: %r", exc)
+        self.add_future(self.crash(exc))
 
     async def on_stop(self) -> None:
         await super().on_stop()
@@ -153,23 +158,35 @@ def create_app(
     # Input records whose state is not yet in the changelog, by partition: acknowledged
     # (so committable) only after their leads are written.
     pending: dict[int, list[EventT]] = {}
+    lock = asyncio.Lock()  # guards store and pending between the agent and the flusher
+    flushing: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)  # one flush per partition
     flushed_at: dict[int, float] = {}
-    lock = asyncio.Lock()
+    background: set[asyncio.Future[None]] = set()
+
+    def _done(task: asyncio.Future[None]) -> None:
+        background.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            # Lead state could not be written: stop rather than run on without it.
+            app._crash_soon(exc)
 
     async def flush(partition: int) -> None:
-        entries = store.take_dirty(partition)
-        await out.send(Record(changelog, k, v, partition=partition) for k, v in entries)
-        for event in pending.pop(partition, ()):
-            event.ack()
-        flushed_at[partition] = time.monotonic()
+        async with flushing[partition]:
+            async with lock:
+                entries = store.take_dirty(partition)
+                events = pending.pop(partition, [])
+            # The produce runs outside `lock`: the agent keeps scoring meanwhile.
+            await out.send(Record(changelog, k, v, partition=partition) for k, v in entries)
+            for event in events:
+                event.ack()
 
     @app.agent(person_events, name="leads")
     async def leads(stream: faust.StreamT) -> None:
-        """Score a micro-batch; send its decisions; then (write-behind) its lead state."""
+        """Score a micro-batch; send its decisions; leave its state to the flusher."""
         async for event in stream.noack().events():  # type: ignore[attr-defined]
+            partition = event.message.partition
+            batch = decode_batch(event.value)
             async with lock:
-                partition = event.message.partition
-                batch = decode_batch(event.value)
                 result = apply_batch(
                     store.leads(partition, {e.pk for e in batch.events}),
                     batch.events,
@@ -178,36 +195,42 @@ def create_app(
                     limits=limits,
                     now=clock(),
                 )
-                # Outputs are acknowledged before state is written: a crash in between
-                # replays the batch from the old state and re-sends the same records (same
-                # deterministic ids), so nothing is lost and duplicates are recognisable.
-                await out.send(_records(topics, result.decisions))
+            # Outputs are acknowledged before the new state is handed to the store (and so
+            # before it can reach the changelog): a crash in between replays the batch from
+            # the old state and re-sends the same records, with the same deterministic ids.
+            # Only this agent writes the store, one record at a time, so nothing reads the
+            # old state meanwhile.
+            await out.send(_records(topics, result.decisions))
+            async with lock:
                 store.update(partition, result.leads, result.rotation)
                 pending.setdefault(partition, []).append(event)
-                metrics.events_processed.inc(len(batch.events))
-                _count(metrics, result.decisions, result.duplicates, clock())
-                since = time.monotonic() - flushed_at.get(partition, 0.0)
-                if since * 1000 >= settings.state_flush_ms:
-                    await flush(partition)
+            metrics.events_processed.inc(len(batch.events))
+            _count(metrics, result.decisions, result.duplicates, clock())
+            now = time.monotonic()
+            if now - flushed_at.get(partition, 0.0) >= settings.state_flush_ms / 1000:
+                flushed_at[partition] = now
+                background.add(task := asyncio.ensure_future(flush(partition)))
+                task.add_done_callback(_done)
 
     @app.timer(settings.state_flush_ms / 1000)
     async def flush_all() -> None:
-        async with lock:
-            for partition in list(pending):
-                await flush(partition)
+        """Write-behind for partitions that went quiet: no record arrives to trigger it."""
+        await asyncio.gather(*(flush(partition) for partition in list(pending)))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:
-        async with lock:
-            mine = {tp.partition for tp in revoked if tp.topic == topics.person_events}
-            store.forget(mine)
-            for partition in mine:
-                pending.pop(partition, None)
+        await _forget({tp.partition for tp in revoked if tp.topic == topics.person_events})
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: faust.App, assigned: set[TP], **_: Any) -> None:
+        await _forget({tp.partition for tp in assigned if tp.topic == topics.person_events})
+
+    async def _forget(partitions: set[int]) -> None:
+        for partition in partitions:
+            async with flushing[partition], lock:
+                pending.pop(partition, None)
         async with lock:
-            store.forget({tp.partition for tp in assigned if tp.topic == topics.person_events})
+            store.forget(partitions)
 
     @app.page("/metrics")
     class MetricsView(View):
