@@ -243,7 +243,7 @@ async def wait_processed(
             raise TimeoutError(f"{label}: only {done:,.0f} of {target:,.0f} applied")
         if any(w.proc.poll() is not None for w in workers):
             raise RuntimeError(f"{label}: a worker exited; see {workers[0].log_path}")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
 
 
 def _sustained(samples: list[tuple[float, float]], target: float) -> float:

@@ -83,9 +83,26 @@ class Metrics:
 
 
 def state_gauges(
-    registry: CollectorRegistry, *, leads: Callable[[], float], state_bytes: Callable[[], float]
+    registry: CollectorRegistry,
+    *,
+    leads: Callable[[], float],
+    state_bytes: Callable[[], float],
+    clock: Callable[[], float],
+    max_age_s: float = 10.0,
 ) -> None:
-    """Gauges read at scrape time from the worker's local lead table."""
+    """Gauges read at scrape time from the worker's local lead table.
+
+    Summing the state's bytes walks every lead, so it is recomputed at most every
+    `max_age_s` seconds: a scrape never costs O(leads) more often than that.
+    """
+    cached = [float("-inf"), 0.0]  # computed at, value
+
+    def bytes_now() -> float:
+        now = clock()
+        if now - cached[0] >= max_age_s:
+            cached[0], cached[1] = now, state_bytes()
+        return cached[1]
+
     Gauge(
         "leadstream_leads_stored", "Leads in this worker's local table.", registry=registry
     ).set_function(leads)
@@ -93,7 +110,7 @@ def state_gauges(
         "leadstream_state_bytes",
         "Encoded bytes of lead state in this worker's local table.",
         registry=registry,
-    ).set_function(state_bytes)
+    ).set_function(bytes_now)
 
 
 def render(registry: CollectorRegistry) -> bytes:

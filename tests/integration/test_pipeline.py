@@ -201,3 +201,25 @@ def test_lead_state_survives_a_worker_crash(make_worker: Any) -> None:
     # identical, but no score is ever computed from lost state.
     assert scored[-1]["score"] == 30
     assert {s["score"] for s in scored} <= {0, 10, 20, 30}
+
+
+def test_sigterm_writes_state_commits_and_exits_promptly(make_worker: Any) -> None:
+    import signal
+    import time
+
+    worker = make_worker()
+    worker.send(
+        identify("t-1", anon="anon-t", email="lee@term.example", country="US"),
+        page("t-2", "/pricing", anon="anon-t"),
+    )
+    worker.read(worker.topics.scored, lambda r: any(s["score"] == 10 for s in r))
+    started = time.monotonic()
+    code = worker.kill(signal.SIGTERM, timeout_s=30)
+    assert time.monotonic() - started < 15, worker.log()[-3000:]
+    assert code == 0, worker.log()[-3000:]
+
+    # Everything was committed: a new worker replays nothing and carries on from the state.
+    restarted = make_worker()
+    restarted.send(page("t-3", "/pricing", anon="anon-t"))
+    scored = restarted.read(restarted.topics.scored, lambda r: any(s["score"] == 20 for s in r))
+    assert [s["score"] for s in scored] == [0, 10, 20]
