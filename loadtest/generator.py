@@ -41,12 +41,15 @@ class Generator:
     once or twice), like real web traffic.
     """
 
-    def __init__(self, *, leads: int, seed: int, bad_rate: float = 0.0) -> None:
+    def __init__(
+        self, *, leads: int, seed: int, bad_rate: float = 0.0, cover: bool = False
+    ) -> None:
         if leads < 1:
             raise ValueError("leads must be at least 1")
         self.leads = leads
         self.seed = seed
         self.bad_rate = bad_rate
+        self.cover = cover  # the first `leads` events visit every person once, in order
         self._rng = random.Random(seed)
         self._count = 0
 
@@ -56,6 +59,8 @@ class Generator:
 
     def _person(self) -> int:
         rng = self._rng
+        if self.cover and self._count <= self.leads:
+            return self._count - 1
         if rng.random() < 0.5:
             # the active head: a small set of people who come back often
             return int(rng.paretovariate(1.2)) % self.leads

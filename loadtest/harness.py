@@ -51,6 +51,7 @@ class Options:
     fetch_wait_ms: int
     json_path: Path | None
     repartition_fetch_wait_ms: int | None = None
+    cover: bool = False
 
 
 def log(text: str) -> None:
@@ -255,7 +256,7 @@ def _sustained(samples: list[tuple[float, float]], target: float) -> float:
 
 
 async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Report) -> None:
-    gen = Generator(leads=opts.leads, seed=opts.seed, bad_rate=opts.bad_rate)
+    gen = Generator(leads=opts.leads, seed=opts.seed, bad_rate=opts.bad_rate, cover=opts.cover)
     now_ms = int(time.time() * 1000)
     messages = [gen.next(now_ms=now_ms) for _ in range(opts.events)]
     valid = sum(1 for m in messages if m.key is not None)

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     # Write-behind of lead state: changed leads go to the changelog at most this often
     # per partition (and before the input they came from is acknowledged).
     state_flush_ms: int = Field(default=200, ge=1)
-    lead_cache_size: int = Field(default=100_000, ge=0, description="Decoded leads kept.")
+    lead_cache_size: int = Field(default=20_000, ge=0, description="Decoded leads kept.")
 
     # Per-lead state bounds.
     dedupe_window: int = Field(default=32, ge=1, description="Recent messageIds kept per lead.")
