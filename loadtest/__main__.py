@@ -27,8 +27,11 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=30, help="latency phase length, s")
     p.add_argument("--leads", type=int, default=2000, help="distinct people in the traffic")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--cover", action="store_true",
-                   help="the first --leads events visit every person once (memory runs)")
+    p.add_argument(
+        "--cover",
+        action="store_true",
+        help="the first --leads events visit every person once (memory runs)",
+    )
     p.add_argument("--bad-rate", type=float, default=0.0, help="share of invalid messages")
     p.add_argument("--baseline", action="store_true", help="also run the raw aiokafka loop")
     p.add_argument("--workers", type=int, default=1)

@@ -79,7 +79,7 @@ class Generator:
         persona = self.persona(person)
         anon = f"anon-{self.seed}-{person}"
         ms = now_ms if now_ms is not None else int(datetime.now(UTC).timestamp() * 1000)
-        base = {
+        base: dict[str, object] = {
             "messageId": f"lt-{self.seed}-{self._count}",
             "anonymousId": anon,
             "timestamp": datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds"),
@@ -87,6 +87,7 @@ class Generator:
         }
         roll = rng.random()
         hot = False
+        msg: dict[str, object]
         if persona == "casual":
             path = "/careers" if roll < 0.05 else rng.choice(("/", "/about", *_BLOG[:10]))
             msg = {"type": "page", **base, "properties": {"path": path}}

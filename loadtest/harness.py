@@ -270,7 +270,7 @@ async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Repor
     try:
         rate, cpu = await wait_processed(workers, valid, label="pipeline")
         metrics = [w.metrics() for w in workers]
-        result = {
+        result: dict[str, Any] = {
             "events": opts.events,
             "valid": valid,
             "events_per_s": round(rate),
