@@ -75,7 +75,11 @@ class _App(faust.App):
         self.add_future(self.crash(exc))
 
     async def on_stop(self) -> None:
-        # Write what was processed and commit it, so a graceful stop replays nothing.
+        # The intake first: it finishes and commits the batch in hand while the producer
+        # is still up. Then write what was processed and commit it, so a graceful stop
+        # replays nothing.
+        for service in self._own_services:
+            await service.stop()
         # (Faust's own wait for unacknowledged messages is off: records still buffered
         # when the stop began are simply read again by whoever owns the partition next.)
         for hook in self._before_stop:
@@ -169,7 +173,7 @@ def create_app(
 
     # Input records whose state is not yet in the changelog, by partition: acknowledged
     # (so committable) only after their leads are written.
-    pending: dict[int, list[EventT]] = {}
+    pending: dict[int, list[tuple[EventT, asyncio.Future[Any]]]] = {}
     lock = asyncio.Lock()  # guards store and pending between the agent and the flusher
     flushing: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)  # one flush per partition
     flushed_at: dict[int, float] = {}
@@ -186,10 +190,14 @@ def create_app(
         async with flushing[partition]:
             async with lock:
                 entries = store.take_dirty(partition)
-                events = pending.pop(partition, [])
-            # The produce runs outside `lock`: the agent keeps scoring meanwhile.
+                done = pending.pop(partition, [])
+            # State reaches the changelog only after the outputs it caused are acknowledged:
+            # a crash in between replays those records from the old state and re-sends the
+            # same outputs (same deterministic ids). Produces run outside `lock`, so the
+            # agent keeps scoring meanwhile.
+            await asyncio.gather(*(outputs for _, outputs in done))
             await out.send(Record(changelog, k, v, partition=partition) for k, v in entries)
-            for event in events:
+            for event, _ in done:
                 event.ack()
 
     @app.agent(person_events, name="leads")
@@ -207,15 +215,11 @@ def create_app(
                     limits=limits,
                     now=clock(),
                 )
-            # Outputs are acknowledged before the new state is handed to the store (and so
-            # before it can reach the changelog): a crash in between replays the batch from
-            # the old state and re-sends the same records, with the same deterministic ids.
-            # Only this agent writes the store, one record at a time, so nothing reads the
-            # old state meanwhile.
-            await out.send(_records(topics, result.decisions))
-            async with lock:
+                # Queued, not awaited: `flush` waits for these acknowledgements before it
+                # writes this batch's state, so the agent need not wait a round trip here.
+                outputs = await out.enqueue(_records(topics, result.decisions))
                 store.update(partition, result.leads, result.rotation)
-                pending.setdefault(partition, []).append(event)
+                pending.setdefault(partition, []).append((event, outputs))
             metrics.events_processed.inc(len(batch.events))
             _count(metrics, result.decisions, result.duplicates, clock())
             now = time.monotonic()

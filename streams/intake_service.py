@@ -8,7 +8,10 @@ offsets (at-least-once; the leads stage deduplicates by messageId).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -71,6 +74,7 @@ class IntakeService(mode.Service):
         self._metrics = metrics
         self._clock = clock
         self._consumer: AIOKafkaConsumer | None = None
+        self._loop_exited = asyncio.Event()
 
     async def on_start(self) -> None:
         s = self._settings
@@ -89,12 +93,30 @@ class IntakeService(mode.Service):
         await self._consumer.start()
 
     async def on_stop(self) -> None:
+        if self._consumer is None:
+            return  # never started
+        # Let the loop finish the batch in hand (its forwards acknowledged), then commit:
+        # positions never pass a record that was not forwarded.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._loop_exited.wait(), timeout=30)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
+            if self._loop_exited.is_set():
+                with contextlib.suppress(Exception):
+                    await self._commit(consumer)
             await consumer.stop()
 
     @mode.Service.task
     async def _run(self) -> None:
+        # Commits are a broker round trip: made at most every intake_commit_ms, always after
+        # the forwards they cover are acknowledged, and once more on a clean stop.
+        committed_at = 0.0
+        try:
+            await self._consume(committed_at)
+        finally:
+            self._loop_exited.set()
+
+    async def _consume(self, committed_at: float) -> None:
         while not self.should_stop:
             consumer = self._consumer
             if consumer is None:
@@ -111,14 +133,21 @@ class IntakeService(mode.Service):
             if not raw:
                 continue
             result = intake_batch(raw, partitions=self._settings.partitions, now=self._clock())
+            # Wait for the acknowledgement before the offsets may be committed.
             await self._producer.send(forward_records(result, self._topics))
-            try:
-                await consumer.commit()
-            except (CommitFailedError, IllegalStateError) as exc:
-                # A rebalance took the partitions: the new owner re-reads from the last
-                # commit; the leads stage recognises the repeats by messageId.
-                log.warning("intake: offsets not committed after a rebalance: %s", exc)
             self._count(result)
+            now = time.monotonic()
+            if now - committed_at >= self._settings.intake_commit_ms / 1000:
+                committed_at = now
+                await self._commit(consumer)
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            await consumer.commit()
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance took the partitions: the new owner re-reads from the last
+            # commit; the leads stage recognises the repeats by messageId.
+            log.warning("intake: offsets not committed after a rebalance: %s", exc)
 
     def _count(self, result: IntakeResult) -> None:
         m = self._metrics

@@ -305,6 +305,8 @@ def _add_activity(
     else:
         label = f"joined account {event.traits.get('company') or ''}".rstrip()
     item = (event.ts_ms, event.kind, label)
+    if not activity or activity[-1][0] <= event.ts_ms:  # the usual case: in order
+        return (*activity, item)[-kept:]
     return tuple(sorted((*activity, item), key=lambda a: a[0]))[-kept:]
 
 

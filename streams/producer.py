@@ -68,6 +68,16 @@ class BatchProducer:
 
     async def send(self, records: Iterable[Record]) -> int:
         """Send and wait for acknowledgement of all; raises if any fails."""
+        batch = list(records)
+        await (await self.enqueue(batch))
+        return len(batch)
+
+    async def enqueue(self, records: Iterable[Record]) -> asyncio.Future[list[Any]]:
+        """Hand records to the producer; the returned future resolves when all are acked.
+
+        Returns once they are queued (waiting only if the producer's buffer is full), so a
+        caller can go on working while the broker acknowledges. Order is kept per partition.
+        """
         if self._producer is None:
             await self.start()
         producer = self._producer
@@ -79,10 +89,13 @@ class BatchProducer:
                 count = self._partitions.get(record.topic) or await self._count(record.topic)
                 partition = partition_for_key(record.key or b"", count)
             groups.setdefault((record.topic, partition), []).append(record)
-        if not groups:
-            return 0
-        await asyncio.gather(*(self._send_group(producer, tp, recs) for tp, recs in groups.items()))
-        return sum(len(recs) for recs in groups.values())
+        futures: list[asyncio.Future[Any]] = []
+        for (topic, partition), recs in groups.items():
+            if topic in self._tail and len(recs) > 1:
+                futures += await self._enqueue(producer, topic, partition, recs[:-1])
+                recs = recs[-1:]
+            futures += await self._enqueue(producer, topic, partition, recs)
+        return asyncio.gather(*futures)
 
     async def _count(self, topic: str) -> int:
         assert self._producer is not None
@@ -90,19 +103,10 @@ class BatchProducer:
         self._partitions[topic] = len(partitions)
         return len(partitions)
 
-    async def _send_group(
-        self, producer: AIOKafkaProducer, tp: tuple[str, int], records: Sequence[Record]
-    ) -> None:
-        topic, partition = tp
-        if topic in self._tail and len(records) > 1:
-            await self._send_batches(producer, topic, partition, records[:-1])
-            records = records[-1:]
-        await self._send_batches(producer, topic, partition, records)
-
     @staticmethod
-    async def _send_batches(
+    async def _enqueue(
         producer: AIOKafkaProducer, topic: str, partition: int, records: Sequence[Record]
-    ) -> None:
+    ) -> list[asyncio.Future[Any]]:
         futures = []
         batch = producer.create_batch()
         for record in records:
@@ -113,4 +117,4 @@ class BatchProducer:
                     raise ValueError(f"a record for {topic} is larger than a whole batch")
         if batch.record_count():
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*futures)
+        return futures

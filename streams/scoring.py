@@ -59,10 +59,13 @@ def update_triggers(
 
     Windows use event time, so late events count where they belong.
     """
+    triggers = model.triggers_for(event.kind, event.name)
+    if not triggers:
+        return dict(hits), dict(fired), []
     new_hits = dict(hits)
     new_fired = dict(fired)
     fires: list[Fire] = []
-    for trigger in model.triggers_for(event.kind, event.name):
+    for trigger in triggers:
         # Keep a few more times than the trigger needs, so a late event can still
         # complete an older window; bounded, so state stays small.
         kept = max(trigger.count * 3, 8)

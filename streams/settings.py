@@ -46,6 +46,7 @@ class Settings(BaseSettings):
 
     # Intake: most raw records validated and forwarded together.
     intake_batch_max: int = Field(default=5000, ge=1)
+    intake_commit_ms: int = Field(default=500, ge=0, description="Most often raw offsets commit.")
     # Write-behind of lead state: changed leads go to the changelog at most this often
     # per partition (and before the input they came from is acknowledged).
     state_flush_ms: int = Field(default=200, ge=1)

@@ -30,11 +30,27 @@ class FakeProducer:
 
     def __init__(self) -> None:
         self.sent: list[Record] = []
+        self.unacked: list[asyncio.Future[list[Any]]] = []
+        self.hold = False  # when set, enqueued records stay unacknowledged until `release`
 
     async def send(self, records: Iterable[Record]) -> int:
         batch = list(records)
-        self.sent.extend(batch)
+        await (await self.enqueue(batch))
         return len(batch)
+
+    async def enqueue(self, records: Iterable[Record]) -> asyncio.Future[list[Any]]:
+        self.sent.extend(records)
+        acked: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        if self.hold:
+            self.unacked.append(acked)
+        else:
+            acked.set_result([])
+        return acked
+
+    def release(self) -> None:
+        for acked in self.unacked:
+            acked.set_result([])
+        self.unacked.clear()
 
     async def stop(self) -> None:
         return None
@@ -65,7 +81,7 @@ async def app(tmp_path: Path) -> AsyncIterator[tuple[faust.App, FakeProducer, To
     yield app, producer, Topics(settings.topic_prefix)
 
 
-async def test_leads_sends_outputs_before_writing_state(
+async def test_leads_writes_state_only_after_its_outputs_are_acknowledged(
     app: tuple[faust.App, FakeProducer, Topics],
 ) -> None:
     faust_app, producer, topics = app
@@ -83,10 +99,15 @@ async def test_leads_sends_outputs_before_writing_state(
         PersonEvent(mid="b", pk=pk, kind="track", name="Whitepaper Downloaded", ts_ms=2, aid=pk),
         PersonEvent(mid="b", pk=pk, kind="track", name="Whitepaper Downloaded", ts_ms=2, aid=pk),
     )
+    producer.hold = True  # the broker has not acknowledged the outputs yet
     async with faust_app.agents["leads"].test_context() as agent:
         await agent.put(
             encode(PersonEventBatch(events=events)), key=b"p1", partition=person_partition(pk, 4)
         )
+        await producer.until(lambda sent: any(s.topic == topics.alerts for s in sent))
+        await asyncio.sleep(0.3)  # the flush has had every chance to run
+        assert not [s for s in producer.sent if s.topic.endswith("-leads-changelog")]
+        producer.release()
         await producer.until(lambda sent: any(s.topic.endswith("-leads-changelog") for s in sent))
 
     alerts = producer.on(topics.alerts)
