@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from loadtest.generator import Generator, Message
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import EmbeddedBroker, free_port, stop_process_group
 from streams.kafka_io import create_topics, tail
 from streams.producer import BatchProducer, Record
 from streams.topics import Topics
@@ -92,14 +91,7 @@ class Worker:
         return pages * _PAGE / 2**20
 
     def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
+        stop_process_group(self.proc, timeout_s=20)
 
 
 def start_workers(
@@ -293,21 +285,8 @@ async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Repor
         await create_topics(bootstrap, [btopic, f"lt{run_id}b.alerts"], opts.partitions)
         await preload(bootstrap, btopic, messages)
         log("throughput: baseline raw aiokafka loop ...")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "loadtest.baseline",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            btopic,
-            "--alerts",
-            f"lt{run_id}b.alerts",
-            "--events",
-            str(opts.events),
-            "--fetch-wait-ms",
-            str(opts.fetch_wait_ms),
-            stdout=asyncio.subprocess.PIPE,
+        proc = await _spawn_baseline(
+            opts, bootstrap, btopic, f"lt{run_id}b.alerts", events=opts.events
         )
         out, _ = await proc.communicate()
         base = orjson.loads(out.splitlines()[-1])
@@ -357,23 +336,8 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
         watcher = asyncio.create_task(
             tail(bootstrap, balerts, bprobe, fetch_wait_ms=opts.fetch_wait_ms)
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "loadtest.baseline",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            btopic,
-            "--alerts",
-            balerts,
-            "--events",
-            str(10**12),
-            "--fetch-wait-ms",
-            str(opts.fetch_wait_ms),
-            "--timeout",
-            str(opts.duration_s + 15),
-            stdout=asyncio.subprocess.PIPE,
+        proc = await _spawn_baseline(
+            opts, bootstrap, btopic, balerts, events=10**12, timeout_s=opts.duration_s + 15
         )
         try:
             assert proc.stdout is not None
@@ -392,6 +356,24 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
         theirs = report.results["latency_baseline"].get("p99_ms")
         if ours and theirs:
             report.results["latency_p99_ratio"] = round(ours / theirs, 2)
+
+
+async def _spawn_baseline(
+    opts: Options,
+    bootstrap: str,
+    topic: str,
+    alerts: str,
+    *,
+    events: int,
+    timeout_s: float = 600,
+) -> asyncio.subprocess.Process:
+    """The raw loop in its own process (its own core share, like the worker's)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "loadtest.baseline", "--bootstrap", bootstrap,
+        "--topic", topic, "--alerts", alerts, "--events", str(events),
+        "--fetch-wait-ms", str(opts.fetch_wait_ms), "--timeout", str(timeout_s),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
 
 
 @contextlib.contextmanager

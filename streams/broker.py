@@ -20,6 +20,7 @@ __all__ = [
     "faust_broker_settings",
     "free_port",
     "port_is_free",
+    "stop_process_group",
     "wait_for_port",
 ]
 
@@ -79,6 +80,20 @@ def wait_for_port(port: int, *, timeout_s: float, host: str = "127.0.0.1") -> bo
                 return True
         time.sleep(0.02)
     return False
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], *, timeout_s: float) -> None:
+    """SIGTERM a child started in its own session (and its children); SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
 
 
 class EmbeddedBroker:

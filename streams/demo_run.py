@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ from typing import Any
 import orjson
 from aiokafka import ConsumerRecord
 
-from streams.broker import EmbeddedBroker, free_port, port_is_free
+from streams.broker import EmbeddedBroker, free_port, port_is_free, stop_process_group
 from streams.kafka_io import create_topics, produce, tail
 from streams.settings import Settings
 from streams.topics import Topics
@@ -94,7 +92,7 @@ def run_demo(
         return 1
     finally:
         if worker is not None:
-            _stop(worker)
+            stop_process_group(worker, timeout_s=15)
         broker.stop()
         print("stopped the worker and the broker.", flush=True)
 
@@ -106,19 +104,6 @@ def _env(settings: Settings) -> dict[str, str]:
         "data_dir partitions"
     )
     return {f"LEADSTREAM_{f.upper()}": str(getattr(settings, f)) for f in fields.split()}
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
 
 
 async def _demo(

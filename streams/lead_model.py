@@ -31,6 +31,7 @@ __all__ = [
     "Trigger",
     "load_model",
     "parse_model",
+    "remember",
 ]
 
 DEFAULT_MODEL_PATH = Path(__file__).parent / "demo" / "lead_model.yaml"
@@ -190,8 +191,6 @@ class LeadModel(_Strict):
 class _Index:
     """Lookups compiled from a model, with bounded memo tables (paths repeat a lot)."""
 
-    _MEMO_MAX = 10_000
-
     def __init__(self, model: LeadModel) -> None:
         events: dict[str, list[EventRule]] = {}
         for rule in model.engagement.events:
@@ -217,9 +216,7 @@ class _Index:
         found = self._page_memo.get(path)
         if found is None:
             found = tuple(rule for pattern, rule in self.pages if pattern.match(path))
-            if len(self._page_memo) >= self._MEMO_MAX:
-                self._page_memo.clear()
-            self._page_memo[path] = found
+            remember(self._page_memo, path, found)
         return found
 
     def triggers_for(self, kind: str, name: str) -> tuple[Trigger, ...]:
@@ -230,10 +227,18 @@ class _Index:
         found = self._page_trigger_memo.get(name)
         if found is None:
             found = tuple(t for pattern, t in self.page_triggers if pattern.match(name))
-            if len(self._page_trigger_memo) >= self._MEMO_MAX:
-                self._page_trigger_memo.clear()
-            self._page_trigger_memo[name] = found
+            remember(self._page_trigger_memo, name, found)
         return found
+
+
+_MEMO_MAX = 10_000
+
+
+def remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    """Bounded memo: start over when full (paths in real traffic are few and repeat)."""
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = value
 
 
 def _unique(what: str, values: list[str]) -> None:

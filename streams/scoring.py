@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from schemas.decisions import BreakdownLine, Stage, trusted
 from schemas.internal import PersonEvent, TraitValue
-from streams.lead_model import LeadModel, Trigger
+from streams.lead_model import LeadModel, Trigger, remember
 
 __all__ = [
     "Fire",
@@ -119,9 +119,7 @@ def _fit_lines(traits: Mapping[str, TraitValue], model: LeadModel) -> tuple[Brea
     found = memo.get((employees, title))
     if found is None:
         found = _compute_fit_lines(employees, title, model)
-        if len(memo) >= 10_000:
-            memo.clear()
-        memo[(employees, title)] = found
+        remember(memo, (employees, title), found)
     return found  # type: ignore[return-value]
 
 
