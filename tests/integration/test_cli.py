@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.broker import free_port, port_is_free
+from streams.broker import free_port, port_is_free, wait_for_port
 from streams.kafka_io import create_topics, read_until
 from streams.topics import Topics
 from tests.integration.conftest import Broker
@@ -138,3 +138,28 @@ def test_run_shows_real_alerts_and_ctrl_c_leaves_no_process_behind(tmp_path: Pat
     with pytest.raises(ProcessLookupError):
         os.kill(worker_pid, 0)
     assert port_is_free(port) and port_is_free(web_port)
+
+
+def test_broker_command_serves_kafka_clients_until_stopped(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams", "broker", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert f"on 127.0.0.1:{port}" in proc.stdout.readline().decode()
+        assert wait_for_port(port, timeout_s=15)
+        bootstrap = f"127.0.0.1:{port}"
+        asyncio.run(create_topics(bootstrap, ["probe"], 1))
+        from streams.kafka_io import produce
+
+        asyncio.run(produce(bootstrap, "probe", [(b"k", b"hello")]))
+        records = asyncio.run(read_until(bootstrap, "probe", lambda r: len(r) >= 1, timeout_s=20))
+        assert [r.value for r in records] == [b"hello"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert port_is_free(port)
