@@ -43,6 +43,7 @@ DlqReason = Literal[
     "invalid_timestamp",
     "missing_identity",
     "invalid_value",
+    "processing_error",
 ]
 
 

@@ -27,8 +27,9 @@ from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 from schemas.decisions import HandOff, LeadScored, RepAlert
+from schemas.internal import PersonEvent
 from streams.broker import faust_broker_settings
-from streams.codec import decode_batch, encode
+from streams.codec import Rejection, dead_letter, decode_batch, encode
 from streams.faust_transport import transport_class
 from streams.intake_service import IntakeService
 from streams.kafka_io import bootstrap_servers
@@ -217,7 +218,13 @@ def create_app(
                 )
                 # Queued, not awaited: `flush` waits for these acknowledgements before it
                 # writes this batch's state, so the agent need not wait a round trip here.
-                outputs = await out.enqueue(_records(topics, result.decisions))
+                records = _records(topics, result.decisions)
+                if result.failed:
+                    records += _failures(topics, result.failed, event.message, clock())
+                    metrics.events_dead_lettered.labels(reason="processing_error").inc(
+                        len(result.failed)
+                    )
+                outputs = await out.enqueue(records)
                 store.update(partition, result.leads, result.rotation)
                 pending.setdefault(partition, []).append((event, outputs))
             metrics.events_processed.inc(len(batch.events))
@@ -273,6 +280,32 @@ def _records(topics: Topics, decisions: Iterable[Decision]) -> list[Record]:
         else:
             out.append(Record(topics.scored, d.lead_id.encode(), encode(d)))
     return out
+
+
+def _failures(
+    topics: Topics, failed: list[tuple[PersonEvent, str]], message: Any, now: datetime
+) -> list[Record]:
+    """Dead letters for events the core failed on, so they are seen, not lost or retried
+    forever (the error names the bug; the value is the normalized event)."""
+    log.error("leads: %d event(s) failed and went to the DLQ: %s", len(failed), failed[0][1])
+    return [
+        Record(
+            topics.dlq,
+            event.pk.encode(),
+            encode(
+                dead_letter(
+                    Rejection("processing_error", error),
+                    value=encode(event),
+                    key=event.pk.encode(),
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    now=now,
+                )
+            ),
+        )
+        for event, error in failed
+    ]
 
 
 def _count(metrics: Metrics, decisions: list[Decision], duplicates: int, now: datetime) -> None:

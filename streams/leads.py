@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -67,6 +67,7 @@ class BatchResult:
     decisions: list[Decision] = field(default_factory=list)
     rotation: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
+    failed: list[tuple[PersonEvent, str]] = field(default_factory=list)  # (event, error)
 
 
 def lead_id_for(person_key: str) -> str:
@@ -112,14 +113,25 @@ def apply_batch(
     rotation: Mapping[str, int],
     limits: Limits,
     now: datetime,
+    apply: Callable[..., Applied] | None = None,
 ) -> BatchResult:
-    """Apply events in order; each changed lead appears once in the result."""
+    """Apply events in order; each changed lead appears once in the result.
+
+    An event the core fails on (a bug, by definition) is set aside in `failed` with the
+    error, and its lead keeps the state it had: one bad event must not block a partition.
+    `apply` replaces `apply_event` in tests.
+    """
+    apply = apply or apply_event
     result = BatchResult(rotation=dict(rotation))
     for event in events:
         current = result.leads.get(event.pk) or leads.get(event.pk)
-        applied = apply_event(
-            current, event, model=model, rotation=result.rotation, limits=limits, now=now
-        )
+        try:
+            applied = apply(
+                current, event, model=model, rotation=result.rotation, limits=limits, now=now
+            )
+        except Exception as exc:
+            result.failed.append((event, f"{type(exc).__name__}: {exc}"))
+            continue
         if applied.duplicate:
             result.duplicates += 1
             continue

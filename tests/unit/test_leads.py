@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -621,3 +622,25 @@ def test_rep_removed_from_the_model_is_replaced_at_the_next_hand_off(
     (alert,) = [d for d in applied.decisions if isinstance(d, RepAlert)]
     assert alert.rep_id == "aiko"
     assert applied.lead.rep == "aiko"
+
+
+def test_an_event_the_core_fails_on_is_set_aside_and_the_rest_are_applied(
+    segment: Segment, model: LeadModel, now: datetime
+) -> None:
+    events = [
+        segment("page", "ok-1", anonymous_id="anon-f", properties={"path": "/pricing"}),
+        segment("page", "boom", anonymous_id="anon-f", properties={"path": "/pricing"}),
+        segment("page", "ok-2", anonymous_id="anon-f", properties={"path": "/pricing"}),
+    ]
+
+    def flaky(lead: Any, event: PersonEvent, **kwargs: Any) -> Applied:
+        if event.mid == "boom":
+            raise KeyError("a bug")
+        return apply_event(lead, event, **kwargs)
+
+    result = apply_batch(
+        {}, events, model=model, rotation={}, limits=Limits(), now=now, apply=flaky
+    )
+    assert [(e.mid, error) for e, error in result.failed] == [("boom", "KeyError: 'a bug'")]
+    assert result.leads["anon-f"].score == 20  # both good views, the failed one not at all
+    assert [d.score for d in result.decisions if isinstance(d, LeadScored)] == [10, 20]
