@@ -66,8 +66,10 @@ class _App(faust.App):
         transport = transport_class(self._fetch_wait_ms)
         return transport(self.conf.broker_consumer, self)
 
-    async def on_started(self) -> None:
-        await super().on_started()
+    async def on_start(self) -> None:
+        await super().on_start()
+        # The intake does not need the table: it joins its consumer group while Faust
+        # joins its own and recovers, instead of after (two joins in a row on start-up).
         for service in self._own_services:
             await self.add_runtime_dependency(service)
 

@@ -76,7 +76,9 @@ class IntakeService(mode.Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._loop_exited = asyncio.Event()
 
-    async def on_start(self) -> None:
+    async def _connect(self) -> None:
+        # Here, not in on_start: joining the group takes seconds on some brokers, and the
+        # worker's start-up (Faust's own join and table recovery) need not wait for it.
         s = self._settings
         self._consumer = AIOKafkaConsumer(
             self._topics.raw,
@@ -94,7 +96,7 @@ class IntakeService(mode.Service):
 
     async def on_stop(self) -> None:
         if self._consumer is None:
-            return  # never started
+            return  # the loop never started
         # Let the loop finish the batch in hand (its forwards acknowledged), then commit:
         # positions never pass a record that was not forwarded.
         with contextlib.suppress(asyncio.TimeoutError):
@@ -112,16 +114,15 @@ class IntakeService(mode.Service):
         # the forwards they cover are acknowledged, and once more on a clean stop.
         committed_at = 0.0
         try:
+            await self._connect()
             await self._consume(committed_at)
         finally:
             self._loop_exited.set()
 
     async def _consume(self, committed_at: float) -> None:
+        consumer = self._consumer
+        assert consumer is not None
         while not self.should_stop:
-            consumer = self._consumer
-            if consumer is None:
-                await self.sleep(0.05)
-                continue
             fetched = await consumer.getmany(
                 timeout_ms=200, max_records=self._settings.intake_batch_max
             )
