@@ -45,12 +45,14 @@ class BatchProducer:
         *,
         bootstrap: str,
         single_record_tail: frozenset[str] = frozenset(),
+        client: Any = None,
         **producer_kwargs: Any,
     ) -> None:
         self._bootstrap = bootstrap
         self._tail = single_record_tail
         self._kwargs = {"acks": "all", "linger_ms": 0, **producer_kwargs}
-        self._producer: AIOKafkaProducer | None = None
+        # `client`: an already started aiokafka producer (or a fake in tests).
+        self._producer: AIOKafkaProducer | None = client
         self._partitions: dict[str, int] = {}
         self._lock = asyncio.Lock()
 
