@@ -23,7 +23,6 @@ __all__ = [
     "dead_letter",
     "decode_batch",
     "decode_event",
-    "decode_json",
     "decode_person_event",
     "decode_rotation",
     "decode_state",
@@ -230,7 +229,3 @@ def decode_rotation(value: bytes) -> Rotation:
 def decode_batch(value: bytes) -> PersonEventBatch:
     """Decode a `leadstream.person-events` record. We wrote it, so errors are bugs: raise."""
     return _BATCH.validate_json(value)
-
-
-def decode_json(value: bytes) -> Any:
-    return orjson.loads(value)

@@ -61,6 +61,7 @@ class IntakeResult:
 def intake_batch(records: Iterable[RawRecord], *, partitions: int, now: datetime) -> IntakeResult:
     """Validate and normalize raw records; route good ones by person, bad ones to the DLQ."""
     out = IntakeResult()
+    good: list[PersonEvent] = []
     for raw in records:
         out.received += 1
         decoded = decode_person_event(raw.value)
@@ -81,6 +82,7 @@ def intake_batch(records: Iterable[RawRecord], *, partitions: int, now: datetime
                 )
             )
             continue
-        out.valid += 1
-        out.forward.setdefault(person_partition(decoded.pk, partitions), []).append(decoded)
+        good.append(decoded)
+    out.valid = len(good)
+    out.forward = group_by_partition(good, partitions)
     return out
