@@ -22,7 +22,7 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from loadtest.generator import Generator, Message
-from streams.broker import EmbeddedBroker, free_port, stop_process_group
+from streams.broker import EmbeddedBroker, free_port, start_worker_process, stop_process_group
 from streams.kafka_io import create_topics, tail
 from streams.producer import BatchProducer, Record
 from streams.topics import Topics
@@ -118,15 +118,7 @@ def start_workers(
             "LEADSTREAM_LOG_LEVEL": "warning",
             "LEADSTREAM_MODEL_PATH": str(MODEL),
         }
-        with log_path.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "streams", "worker"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        workers.append(Worker(proc, port, log_path))
+        workers.append(Worker(start_worker_process(env, log_path), port, log_path))
     return workers
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +21,7 @@ __all__ = [
     "faust_broker_settings",
     "free_port",
     "port_is_free",
+    "start_worker_process",
     "stop_process_group",
     "wait_for_port",
 ]
@@ -80,6 +82,18 @@ def wait_for_port(port: int, *, timeout_s: float, host: str = "127.0.0.1") -> bo
                 return True
         time.sleep(0.02)
     return False
+
+
+def start_worker_process(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`leadstream worker` as a child in its own session, output appended to `log_path`."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], *, timeout_s: float) -> None:

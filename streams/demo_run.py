@@ -14,7 +14,13 @@ from typing import Any
 import orjson
 from aiokafka import ConsumerRecord
 
-from streams.broker import EmbeddedBroker, free_port, port_is_free, stop_process_group
+from streams.broker import (
+    EmbeddedBroker,
+    free_port,
+    port_is_free,
+    start_worker_process,
+    stop_process_group,
+)
 from streams.kafka_io import create_topics, produce, tail
 from streams.settings import Settings
 from streams.topics import Topics
@@ -68,14 +74,8 @@ def run_demo(
         broker.start()
         print(f"broker   Tansu (embedded, memory storage) on {broker.bootstrap}")
         env = {**os.environ, **_env(settings)}
-        with (data_dir / "worker.log").open("wb") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "streams", "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        (data_dir / "worker.log").unlink(missing_ok=True)
+        worker = start_worker_process(env, data_dir / "worker.log")
         print(f"worker   pid {worker.pid}, log {data_dir / 'worker.log'}")
         print(f"metrics  http://127.0.0.1:{web_port}/metrics")
         print("Replaying the demo scenario; alerts appear below as reps would get them.")

@@ -16,14 +16,14 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import EmbeddedBroker, free_port, start_worker_process
 from streams.kafka_io import create_topics, produce, read_until
 from streams.topics import Topics
 
@@ -81,17 +81,9 @@ class Worker:
     log_path: Path
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
-    extra_args: list[str] = field(default_factory=list)
 
     def start(self) -> Worker:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams", "worker", *self.extra_args],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = start_worker_process(self.env, self.log_path)
         return self
 
     def kill(self, sig: int = signal.SIGKILL, timeout_s: float = 20) -> int | None:
