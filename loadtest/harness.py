@@ -235,7 +235,11 @@ def _sustained(samples: list[tuple[float, float]], target: float) -> float:
     lo = next((s for s in samples if s[1] >= 0.1 * target), samples[0])
     hi = next((s for s in samples if s[1] >= 0.9 * target), samples[-1])
     if hi[0] <= lo[0]:
-        return 0.0
+        # Too short a run for the 10-90% slope: from the last idle sample to the end.
+        idle = [t for t, done in samples if done == 0]
+        start = idle[-1] if idle else samples[0][0]
+        end = samples[-1][0]
+        return samples[-1][1] / (end - start) if end > start else 0.0
     return (hi[1] - lo[1]) / (hi[0] - lo[0])
 
 
