@@ -32,7 +32,7 @@ from streams.broker import faust_broker_settings
 from streams.codec import Rejection, dead_letter, decode_batch, encode
 from streams.faust_transport import transport_class
 from streams.intake_service import IntakeService
-from streams.kafka_io import bootstrap_servers
+from streams.kafka_io import bootstrap_servers, create_topics
 from streams.lead_model import LeadModel
 from streams.lead_store import LeadStore
 from streams.leads import Decision, Limits, apply_batch
@@ -60,6 +60,7 @@ class _App(faust.App):
         self._own_services: list[Any] = []
         self._on_stopped: list[Callable[[], Any]] = []
         self._before_stop: list[Callable[[], Any]] = []
+        self._before_start: list[Callable[[], Any]] = []
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:
@@ -67,6 +68,8 @@ class _App(faust.App):
         return transport(self.conf.broker_consumer, self)
 
     async def on_start(self) -> None:
+        for hook in self._before_start:
+            await hook()
         await super().on_start()
         # The intake does not need the table: it joins its consumer group while Faust
         # joins its own and recovers, instead of after (two joins in a row on start-up).
@@ -136,11 +139,9 @@ def create_app(
             key_serializer="raw",
             value_serializer="raw",
             partitions=settings.partitions,
-            internal=True,  # created at start-up when missing
+            internal=True,
         )
 
-    for name in (topics.raw, topics.dlq, topics.scored, topics.routed, topics.alerts):
-        topic(name)
     person_events = topic(topics.person_events)
     table = app.Table(
         LEADS_TABLE,
@@ -173,6 +174,18 @@ def create_app(
         )
     )
     app._on_stopped.append(out.stop)
+
+    async def ensure_topics() -> None:
+        # Faust creates only the topics it consumes; the input, the DLQ and the outputs
+        # must exist with the right partition count before anything is produced (brokers
+        # that auto-create would make them with their default count).
+        created = await create_topics(
+            bootstrap, topics.all(), settings.partitions, settings.replication_factor
+        )
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+
+    app._before_start.append(ensure_topics)
 
     # Input records whose state is not yet in the changelog, by partition: acknowledged
     # (so committable) only after their leads are written.

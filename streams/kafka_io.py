@@ -26,16 +26,20 @@ def bootstrap_servers(url: str) -> str:
     return ",".join(hosts)
 
 
-async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+async def create_topics(
+    bootstrap: str, names: Iterable[str], partitions: int, replication: int = 1
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+        new = [NewTopic(n, partitions, replication) for n in names if n not in existing]
         if new:
             # Another process may create them between the listing and this call.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
+        return [t.name for t in new]
     finally:
         await admin.close()
 

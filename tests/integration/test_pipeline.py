@@ -223,3 +223,36 @@ def test_sigterm_writes_state_commits_and_exits_promptly(make_worker: Any) -> No
     restarted.send(page("t-3", "/pricing", anon="anon-t"))
     scored = restarted.read(restarted.topics.scored, lambda r: any(s["score"] == 20 for s in r))
     assert [s["score"] for s in scored] == [0, 10, 20]
+
+
+def test_worker_creates_every_topic_with_the_configured_partitions(make_worker: Any) -> None:
+    import asyncio
+    import uuid
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from streams.topics import Topics
+    from tests.integration.conftest import PARTITIONS
+
+    fresh = Topics(prefix=f"fresh{uuid.uuid4().hex[:6]}.")
+    worker = make_worker(LEADSTREAM_TOPIC_PREFIX=fresh.prefix)
+
+    async def partitions() -> dict[str, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=worker.broker.bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            names = [n for n in fresh.all() if n in existing]
+            described = await admin.describe_topics(names) if names else []
+            counts = dict.fromkeys(fresh.all(), 0)
+            counts.update({d["topic"]: len(d["partitions"]) for d in described})
+            return counts
+        finally:
+            await admin.close()
+
+    wait_for(
+        lambda: all(asyncio.run(partitions()).values()),
+        timeout_s=30,
+        what="the worker to create its topics",
+    )
+    assert asyncio.run(partitions()) == dict.fromkeys(fresh.all(), PARTITIONS)
