@@ -25,6 +25,7 @@ from loadtest.generator import Generator, Message
 from streams.broker import EmbeddedBroker, free_port, start_worker_process, stop_process_group
 from streams.kafka_io import create_topics, tail
 from streams.producer import BatchProducer, Record
+from streams.settings import Settings
 from streams.topics import Topics
 
 __all__ = ["Options", "run"]
@@ -103,20 +104,22 @@ def start_workers(
         log_path = workdir / f"{app_id}-worker-{n}.log"
         env = {
             **os.environ,
-            "LEADSTREAM_BROKER": f"kafka://{bootstrap}",
-            "LEADSTREAM_BROKER_FLAVOR": opts.flavor,
-            "LEADSTREAM_APP_ID": app_id,
-            "LEADSTREAM_TOPIC_PREFIX": topics.prefix,
-            "LEADSTREAM_PARTITIONS": str(opts.partitions),
-            "LEADSTREAM_WEB_HOST": "127.0.0.1",
-            "LEADSTREAM_WEB_PORT": str(port),
-            "LEADSTREAM_DATA_DIR": str(workdir / f"{app_id}-{n}"),
-            "LEADSTREAM_FETCH_WAIT_MS": str(opts.repartition_fetch_wait_ms or opts.fetch_wait_ms),
-            "LEADSTREAM_INTAKE_FETCH_WAIT_MS": str(opts.fetch_wait_ms),
-            "LEADSTREAM_SESSION_TIMEOUT_S": "6",
-            "LEADSTREAM_HEARTBEAT_INTERVAL_S": "1",
-            "LEADSTREAM_LOG_LEVEL": "warning",
-            "LEADSTREAM_MODEL_PATH": str(MODEL),
+            **Settings(
+                broker=f"kafka://{bootstrap}",
+                broker_flavor=opts.flavor,
+                app_id=app_id,
+                topic_prefix=topics.prefix,
+                partitions=opts.partitions,
+                web_host="127.0.0.1",
+                web_port=port,
+                data_dir=workdir / f"{app_id}-{n}",
+                fetch_wait_ms=opts.repartition_fetch_wait_ms or opts.fetch_wait_ms,
+                intake_fetch_wait_ms=opts.fetch_wait_ms,
+                session_timeout_s=6,
+                heartbeat_interval_s=1,
+                log_level="warning",
+                model_path=MODEL,
+            ).to_env(),
         }
         workers.append(Worker(start_worker_process(env, log_path), port, log_path))
     return workers

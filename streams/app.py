@@ -17,7 +17,8 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,15 +53,23 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass
+class _Lifecycle:
+    """What the worker does around Faust's own start and stop, in that order."""
+
+    ensure_topics: Callable[[], Awaitable[None]]  # before Faust starts
+    intake: IntakeService  # joins its group while Faust joins its own
+    flush: Callable[[], Awaitable[None]]  # on stop: write state, so the commit covers it
+    producer: BatchProducer  # stopped last
+
+
 class _App(faust.App):
-    """faust.App with a configurable consumer fetch wait and services of our own."""
+    """faust.App with a configurable consumer fetch wait and the stages of our own."""
+
+    lifecycle: _Lifecycle | None = None
 
     def __init__(self, *args: Any, fetch_wait_ms: int, **kwargs: Any) -> None:
         self._fetch_wait_ms = fetch_wait_ms
-        self._own_services: list[Any] = []
-        self._on_stopped: list[Callable[[], Any]] = []
-        self._before_stop: list[Callable[[], Any]] = []
-        self._before_start: list[Callable[[], Any]] = []
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:
@@ -68,35 +77,35 @@ class _App(faust.App):
         return transport(self.conf.broker_consumer, self)
 
     async def on_start(self) -> None:
-        for hook in self._before_start:
-            await hook()
+        lc = self.lifecycle
+        if lc is not None:
+            await lc.ensure_topics()
         await super().on_start()
-        # The intake does not need the table: it joins its consumer group while Faust
-        # joins its own and recovers, instead of after (two joins in a row on start-up).
-        for service in self._own_services:
-            await self.add_runtime_dependency(service)
+        if lc is not None:
+            # The intake does not need the table: it joins its consumer group while Faust
+            # joins its own and recovers, instead of after.
+            await self.add_runtime_dependency(lc.intake)
 
-    def _crash_soon(self, exc: BaseException) -> None:
+    def crash_soon(self, exc: BaseException) -> None:
         log.error("leads: writing lead state failed; stopping the worker: %r", exc)
         self.add_future(self.crash(exc))
 
     async def on_stop(self) -> None:
-        # The intake first: it finishes and commits the batch in hand while the producer
-        # is still up. Then write what was processed and commit it, so a graceful stop
-        # replays nothing.
-        for service in self._own_services:
-            await service.stop()
-        # (Faust's own wait for unacknowledged messages is off: records still buffered
-        # when the stop began are simply read again by whoever owns the partition next.)
-        for hook in self._before_stop:
-            await hook()
-        try:
-            await self.consumer.commit()
-        except Exception as exc:  # not started, or the broker is gone: replay covers it
-            log.warning("final commit skipped: %r", exc)
+        lc = self.lifecycle
+        if lc is not None:
+            # The intake first: it finishes and commits the batch in hand while the
+            # producer is up. Then write what was processed and commit it, so a graceful
+            # stop replays nothing. (Faust's own wait for unacknowledged messages is off:
+            # records still buffered are read again by the partition's next owner.)
+            await lc.intake.stop()
+            await lc.flush()
+            try:
+                await self.consumer.commit()
+            except Exception as exc:  # not started, or the broker is gone: replay covers it
+                log.warning("final commit skipped: %r", exc)
         await super().on_stop()
-        for stop in self._on_stopped:
-            await stop()
+        if lc is not None:
+            await lc.producer.stop()
 
 
 def create_app(
@@ -168,12 +177,6 @@ def create_app(
         state_bytes=lambda: float(sum(len(v) for v in table.data.values())),
         clock=time.monotonic,
     )
-    app._own_services.append(
-        IntakeService(
-            settings=settings, bootstrap=bootstrap, producer=out, metrics=metrics, clock=clock
-        )
-    )
-    app._on_stopped.append(out.stop)
 
     async def ensure_topics() -> None:
         # Faust creates only the topics it consumes; the input, the DLQ and the outputs
@@ -184,8 +187,6 @@ def create_app(
         )
         if created:
             log.info("created topics: %s", ", ".join(created))
-
-    app._before_start.append(ensure_topics)
 
     # Input records whose state is not yet in the changelog, by partition: acknowledged
     # (so committable) only after their leads are written.
@@ -200,7 +201,7 @@ def create_app(
         exc = None if task.cancelled() else task.exception()
         if exc is not None:
             # Lead state could not be written: stop rather than run on without it.
-            app._crash_soon(exc)
+            app.crash_soon(exc)
 
     async def flush(partition: int) -> None:
         async with flushing[partition]:
@@ -259,7 +260,14 @@ def create_app(
         await asyncio.gather(*background, return_exceptions=True)
         await flush_all()
 
-    app._before_stop.append(flush_everything)
+    app.lifecycle = _Lifecycle(
+        ensure_topics=ensure_topics,
+        intake=IntakeService(
+            settings=settings, bootstrap=bootstrap, producer=out, metrics=metrics, clock=clock
+        ),
+        flush=flush_everything,
+        producer=out,
+    )
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:

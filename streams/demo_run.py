@@ -73,7 +73,7 @@ def run_demo(
     try:
         broker.start()
         print(f"broker   Tansu (embedded, memory storage) on {broker.bootstrap}")
-        env = {**os.environ, **_env(settings)}
+        env = {**os.environ, **settings.to_env()}
         (data_dir / "worker.log").unlink(missing_ok=True)
         worker = start_worker_process(env, data_dir / "worker.log")
         print(f"worker   pid {worker.pid}, log {data_dir / 'worker.log'}")
@@ -95,15 +95,6 @@ def run_demo(
             stop_process_group(worker, timeout_s=15)
         broker.stop()
         print("stopped the worker and the broker.", flush=True)
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    fields = (
-        "broker broker_flavor web_port fetch_wait_ms intake_fetch_wait_ms session_timeout_s "
-        "heartbeat_interval_s "
-        "data_dir partitions"
-    )
-    return {f"LEADSTREAM_{f.upper()}": str(getattr(settings, f)) for f in fields.split()}
 
 
 async def _demo(

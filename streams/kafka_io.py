@@ -7,9 +7,11 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.producer import BatchProducer, Record
 
 __all__ = ["bootstrap_servers", "create_topics", "produce", "read_until", "tail"]
 
@@ -48,12 +50,9 @@ async def produce(
     bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
 ) -> int:
     """Send (key, value) records and wait until every one is acknowledged."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
+    producer = BatchProducer(bootstrap=bootstrap)
     try:
-        futures = [await producer.send(topic, value=v, key=k) for k, v in records]
-        await asyncio.gather(*futures)
-        return len(futures)
+        return await producer.send(Record(topic, key, value) for key, value in records)
     finally:
         await producer.stop()
 

@@ -44,7 +44,11 @@ def person_key(event: EngagementEvent) -> str:
     Browser SDKs send the anonymousId on every call, before and after `identify`, so an
     anonymous visitor and the person they turn out to be share one key and one partition.
     """
-    return event.anonymous_id or event.user_id or ""
+    return _person_key(event.anonymous_id, event.user_id)
+
+
+def _person_key(anonymous_id: str | None, user_id: str | None) -> str:
+    return anonymous_id or user_id or ""
 
 
 def normalize_email(value: str) -> str | None:
@@ -106,7 +110,7 @@ def person_event(
         PersonEvent,
         {
             "mid": message_id,
-            "pk": anonymous_id or user_id or "",
+            "pk": _person_key(anonymous_id, user_id),
             "kind": kind,
             "name": name[:_MAX_TRAIT_CHARS],
             "ts_ms": ts_ms,

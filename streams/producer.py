@@ -22,8 +22,8 @@ __all__ = ["BatchProducer", "Record", "partition_for_key"]
 class Record:
     topic: str
     key: bytes | None
-    value: bytes
-    partition: int | None = None  # None: by key, as Kafka's Java clients do (murmur2)
+    value: bytes | None  # None: a tombstone
+    partition: int | None = None  # None: by key (murmur2, as Java clients); no key: spread
 
 
 @lru_cache(maxsize=131_072)
@@ -54,6 +54,7 @@ class BatchProducer:
         # `client`: an already started aiokafka producer (or a fake in tests).
         self._producer: AIOKafkaProducer | None = client
         self._partitions: dict[str, int] = {}
+        self._spread = 0
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -89,7 +90,10 @@ class BatchProducer:
             partition = record.partition
             if partition is None:
                 count = self._partitions.get(record.topic) or await self._count(record.topic)
-                partition = partition_for_key(record.key or b"", count)
+                if record.key is None:  # spread unkeyed records, as Kafka clients do
+                    self._spread = partition = (self._spread + 1) % count
+                else:
+                    partition = partition_for_key(record.key, count)
             groups.setdefault((record.topic, partition), []).append(record)
         futures: list[asyncio.Future[Any]] = []
         for (topic, partition), recs in groups.items():

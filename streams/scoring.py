@@ -32,14 +32,16 @@ class Fire:
 
 def add_engagement(
     rules: Mapping[str, tuple[int, int]], event: PersonEvent, model: LeadModel
-) -> dict[str, tuple[int, int]]:
+) -> Mapping[str, tuple[int, int]]:
     """Add the event's engagement points to the per-rule totals, honouring `max_points`."""
     if event.kind == "track":
         matched = [(r.id, r.points, r.max_points) for r in model.event_rules(event.name)]
     elif event.kind == "page":
         matched = [(r.id, r.points, r.max_points) for r in model.page_rules(event.name)]
     else:
-        return dict(rules)
+        return rules  # state is never mutated in place: sharing it is safe, copying is not free
+    if not matched:
+        return rules
     out = dict(rules)
     for rule_id, points, cap in matched:
         total, count = out.get(rule_id, (0, 0))
@@ -54,14 +56,14 @@ def update_triggers(
     fired: Mapping[str, int],
     event: PersonEvent,
     model: LeadModel,
-) -> tuple[dict[str, tuple[int, ...]], dict[str, int], list[Fire]]:
+) -> tuple[Mapping[str, tuple[int, ...]], Mapping[str, int], list[Fire]]:
     """Record the event against matching triggers; return the triggers that fire now.
 
     Windows use event time, so late events count where they belong.
     """
     triggers = model.triggers_for(event.kind, event.name)
     if not triggers:
-        return dict(hits), dict(fired), []
+        return hits, fired, []  # shared, not copied: state is never mutated in place
     new_hits = dict(hits)
     new_fired = dict(fired)
     fires: list[Fire] = []

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from streams.codec import Rejection, decode_event
-from streams.intake import person_key
+from streams.codec import Rejection, decode_person_event
 
 __all__ = ["BadLine", "Prepared", "prepare_lines"]
 
@@ -39,12 +38,12 @@ def prepare_lines(lines: Iterable[bytes], *, validate: bool = True) -> Prepared:
         if not line.strip():
             out.blank += 1
             continue
-        decoded = decode_event(line)
+        decoded = decode_person_event(line)  # the path the worker takes
         if isinstance(decoded, Rejection):
             if validate:
                 out.bad.append(BadLine(number, decoded.reason, decoded.message))
                 continue
             out.records.append((None, line))
         else:
-            out.records.append((person_key(decoded).encode("utf-8"), line))
+            out.records.append((decoded.pk.encode("utf-8"), line))
     return out

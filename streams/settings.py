@@ -57,3 +57,8 @@ class Settings(BaseSettings):
     activity_kept: int = Field(default=10, ge=1, description="Recent activities on a hand-off.")
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as the environment of a child `leadstream` process."""
+        prefix = self.model_config.get("env_prefix", "")
+        return {f"{prefix}{name.upper()}": str(value) for name, value in self.model_dump().items()}

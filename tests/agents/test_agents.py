@@ -123,3 +123,19 @@ async def test_leads_writes_state_only_after_its_outputs_are_acknowledged(
     assert max(outputs) < min(changelog), order  # state only after its outputs
     state = orjson.loads(producer.sent[changelog[0]].value)
     assert state["score"] == 30 and len(state["seen"]) == 2  # the duplicate was not applied
+
+
+async def test_the_worker_consumer_waits_at_most_the_configured_fetch_wait(
+    tmp_path: Path,
+) -> None:
+    """Faust hard-codes 1,500 ms; on brokers that never wake a waiting fetch that is per hop."""
+    settings = Settings(data_dir=tmp_path, fetch_wait_ms=123)
+    app = create_app(
+        settings=settings,
+        model=load_model(MODEL),
+        registry=CollectorRegistry(),
+        producer=FakeProducer(),  # type: ignore[arg-type]
+    )
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    consumer = thread._create_worker_consumer(app.transport)
+    assert consumer._fetch_max_wait_ms == 123

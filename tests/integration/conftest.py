@@ -25,6 +25,7 @@ import pytest
 
 from streams.broker import EmbeddedBroker, free_port, start_worker_process
 from streams.kafka_io import create_topics, produce, read_until
+from streams.settings import Settings
 from streams.topics import Topics
 
 MODEL = Path(__file__).parent / "lead_model.yaml"
@@ -158,20 +159,22 @@ def make_worker(
             log_path=tmp_path / f"worker-{len(workers)}.log",
             env={
                 **os.environ,
-                "LEADSTREAM_BROKER": broker.url,
-                "LEADSTREAM_BROKER_FLAVOR": broker.flavor,
-                "LEADSTREAM_APP_ID": f"leadstream-{unique}",
-                "LEADSTREAM_TOPIC_PREFIX": topics.prefix,
-                "LEADSTREAM_PARTITIONS": str(PARTITIONS),
-                "LEADSTREAM_WEB_HOST": "127.0.0.1",
-                "LEADSTREAM_WEB_PORT": str(web_port),
-                "LEADSTREAM_MODEL_PATH": str(model),
-                "LEADSTREAM_DATA_DIR": str(tmp_path / "data"),
-                "LEADSTREAM_FETCH_WAIT_MS": "100",
-                "LEADSTREAM_INTAKE_FETCH_WAIT_MS": "100",
-                "LEADSTREAM_SESSION_TIMEOUT_S": "2",
-                "LEADSTREAM_HEARTBEAT_INTERVAL_S": "0.3",
-                "LEADSTREAM_LOG_LEVEL": "info",
+                **Settings(
+                    broker=broker.url,
+                    broker_flavor=broker.flavor,  # type: ignore[arg-type]
+                    app_id=f"leadstream-{unique}",
+                    topic_prefix=topics.prefix,
+                    partitions=PARTITIONS,
+                    web_host="127.0.0.1",
+                    web_port=web_port,
+                    model_path=model,
+                    data_dir=tmp_path / "data",
+                    fetch_wait_ms=100,
+                    intake_fetch_wait_ms=100,
+                    session_timeout_s=2,
+                    heartbeat_interval_s=0.3,
+                    log_level="info",
+                ).to_env(),
                 **env,
             },
         )

@@ -74,3 +74,10 @@ async def test_tail_topics_never_end_a_partition_in_a_multi_record_batch() -> No
     await producer.send(Record("out", b"k%d" % i, b"v", partition=1) for i in range(4))
     sizes = [(topic, len(recs)) for topic, _, recs in fake.sent]
     assert sizes == [("cl", 3), ("cl", 1), ("out", 4)]
+
+
+async def test_unkeyed_records_are_spread_over_partitions_not_piled_on_one() -> None:
+    fake = FakeAiokafka(partitions=4)
+    producer = BatchProducer(bootstrap="unused", client=fake)
+    await producer.send(Record("t", None, b"v") for _ in range(8))
+    assert sorted(p for _, p, _ in fake.sent) == [0, 1, 2, 3]
