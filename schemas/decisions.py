@@ -10,12 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "SCHEMA_VERSION",
     "UNKNOWN",
+    "AccountScored",
     "Activity",
     "BreakdownLine",
     "DeadLetter",
     "DlqReason",
     "HandOff",
     "LeadScored",
+    "NamedScore",
     "RepAlert",
     "Stage",
     "trusted",
@@ -24,12 +26,26 @@ __all__ = [
 _M = TypeVar("_M", bound=BaseModel)
 
 #: Bumped on any change a consumer must know about; every record carries it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Written where a qualifying fact (timeline, budget, authority) is not known yet.
 UNKNOWN = "unknown"
 
-Stage = Literal["anonymous", "known", "engaged", "mql"]
+#: The lifecycle: engagement moves a lead up to `mql`; sales feedback moves it on to `sal`
+#: (accepted), `opportunity`, `won` or `lost`; `recycled` sends it back to marketing.
+Stage = Literal[
+    "anonymous",
+    "known",
+    "engaged",
+    "mql",
+    "sal",
+    "opportunity",
+    "won",
+    "lost",
+    "recycled",
+]
+
+Grade = Literal["A", "B", "C", "D"]
 
 DlqReason = Literal[
     "empty_value",
@@ -58,7 +74,10 @@ class BreakdownLine(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    rule: str = Field(description="Rule id from the lead model, prefixed by its axis.")
+    rule: str = Field(
+        description="Rule id from the lead model, prefixed by what it is: engagement:, "
+        "cap:, decay: or fit:."
+    )
     label: str
     points: int
     count: int = Field(default=1, description="How many events or traits the line covers.")
@@ -74,15 +93,31 @@ class Activity(BaseModel):
     label: str
 
 
+class NamedScore(BaseModel):
+    """One of the model's named scores for a lead; its breakdown sums to `points`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    points: int
+    threshold: int
+    breakdown: tuple[BreakdownLine, ...]
+
+
 class LeadScored(_Record):
-    """`leads.scored`, keyed by lead_id: every change of a lead's score or stage."""
+    """`leads.scored`, keyed by lead_id: every change of a lead's scores, grade or stage."""
 
     lead_id: str
-    score: int
+    score: int = Field(description="The primary (first) score of the model.")
     previous_score: int
-    breakdown: tuple[BreakdownLine, ...]
+    breakdown: tuple[BreakdownLine, ...] = Field(description="Of the primary score.")
+    scores: tuple[NamedScore, ...] = Field(description="Every named score, primary first.")
+    fit: int
+    grade: Grade
+    fit_breakdown: tuple[BreakdownLine, ...]
     stage: Stage
     previous_stage: Stage
+    reason: str | None = Field(description="Why the stage changed; null when it did not.")
     model_version: str
     message_id: str = Field(description="The event that caused the change.")
     occurred_at: datetime = Field(description="Event time of that event.")
@@ -106,6 +141,9 @@ class HandOff(_Record):
     routing_rule: str = Field(description="Why this rep: account_owner, territory, fallback.")
     score: int
     breakdown: tuple[BreakdownLine, ...]
+    qualified_by: tuple[str, ...] = Field(description="Scores at or over their threshold.")
+    fit: int
+    grade: Grade
     stage: Stage
     purchase_timeline: str = Field(description=f"'{UNKNOWN}' when the lead has not said.")
     budget: str
@@ -133,6 +171,21 @@ class RepAlert(_Record):
         description="Event time of what made the alert go out: the trigger event, or the "
         "identify that revealed who fired a trigger while anonymous."
     )
+    created_at: datetime
+
+
+class AccountScored(_Record):
+    """`accounts.scored`, keyed by account domain: an account's roll-up changed."""
+
+    account: str = Field(description="The company email domain.")
+    score: int = Field(description="Sum of its contacts' primary scores.")
+    previous_score: int
+    contacts: int = Field(description="Contacts with a score.")
+    engaged_contacts: int = Field(description="Contacts counted toward the buying group.")
+    buying_group: bool
+    rep_id: str | None
+    model_version: str
+    occurred_at: datetime
     created_at: datetime
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["PersonEvent", "PersonEventBatch", "TraitValue"]
+__all__ = ["ContactUpdate", "ContactUpdateBatch", "PersonEvent", "PersonEventBatch", "TraitValue"]
 
 TraitValue = str | int | float | bool | None
 
@@ -27,6 +27,7 @@ class PersonEvent(BaseModel):
     aid: str | None = None
     uid: str | None = None
     traits: dict[str, TraitValue] = {}
+    asset: str | None = None  # what a track event was about (caps "once per asset")
 
 
 class PersonEventBatch(BaseModel):
@@ -35,3 +36,29 @@ class PersonEventBatch(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     events: tuple[PersonEvent, ...]
+
+
+class ContactUpdate(BaseModel):
+    """A contact's primary score changed: its account's roll-up must follow.
+
+    On `leadstream.account-updates`, keyed by account (the company email domain), so all
+    contacts of one account meet in one partition of the accounts table.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    account: str
+    lead_id: str
+    score: int
+    ts_ms: int  # event time of the change
+    rep: str | None  # the account owner the lead was routed to, if any
+    mid: str  # the event that caused it: with lead_id, what makes a re-delivery idempotent
+    model: str  # model version
+
+
+class ContactUpdateBatch(BaseModel):
+    """`leadstream.account-updates`: contact updates whose accounts share one partition."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    updates: tuple[ContactUpdate, ...]

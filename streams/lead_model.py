@@ -6,7 +6,7 @@ import re
 from fnmatch import translate
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -20,15 +20,20 @@ from pydantic import (
 
 __all__ = [
     "DEFAULT_MODEL_PATH",
-    "EventRule",
+    "GRADES",
+    "Accounts",
+    "BuyingGroup",
+    "Decay",
+    "FitRule",
+    "Grade",
     "LeadModel",
     "ModelError",
-    "PageRule",
     "Rep",
-    "SeniorityRule",
-    "SizeBand",
+    "Rule",
+    "Score",
     "Territory",
     "Trigger",
+    "grade_at_least",
     "load_model",
     "parse_model",
     "remember",
@@ -37,60 +42,226 @@ __all__ = [
 DEFAULT_MODEL_PATH = Path(__file__).parent / "demo" / "lead_model.yaml"
 
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+Grade = Literal["A", "B", "C", "D"]
+#: Best first.
+GRADES: tuple[Grade, ...] = ("A", "B", "C", "D")
+
+_DAY_MS = 86_400_000
+
+
+def grade_at_least(grade: str, minimum: str) -> bool:
+    """True when `grade` is `minimum` or better (A is best)."""
+    return GRADES.index(grade) <= GRADES.index(minimum)  # type: ignore[arg-type]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class EventRule(_Strict):
-    """Points for a track event, by its exact name."""
+# --- engagement ------------------------------------------------------------------------
+
+
+class Rule(_Strict):
+    """Engagement points for a track event (exact name) or a page view (path glob).
+
+    Points may be negative (unsubscribes, careers pages, bounced email). Caps limit what a
+    rule can add; what they hold back shows as its own line in the breakdown:
+    `max_points` (the rule's total since the score last reset), `max_count` (events
+    counted), `max_per_day` (events counted per UTC day of event time) and
+    `once_per_asset` (each asset once: the `asset` property of a track event, else its
+    title or url; a page's path).
+    """
 
     id: RuleId
-    event: str
-    points: int
-    max_points: int | None = Field(default=None, description="Cap on this rule's total.")
+    event: str | None = None
+    page: str | None = None
+    points: int = Field(ge=-10_000, le=10_000)
+    label: str | None = None
+    max_points: int | None = Field(default=None, gt=0)
+    max_count: int | None = Field(default=None, gt=0)
+    max_per_day: int | None = Field(default=None, gt=0)
+    once_per_asset: bool = False
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> Rule:
+        if (self.event is None) == (self.page is None):
+            raise ValueError("a rule needs exactly one of 'event' or 'page'")
+        if self.points == 0:
+            raise ValueError("points must not be 0 (delete the rule instead)")
+        return self
+
+    @property
+    def text(self) -> str:
+        return self.label or (self.event if self.event is not None else f"page {self.page}")
 
 
-class PageRule(_Strict):
-    """Points for a page view whose path matches a glob (`/pricing*`)."""
+class Decay(_Strict):
+    """How a score fades without activity, by event time; either, both or neither.
+
+    `half_life_days`: every point halves after that many days. `reset_after_days`: after
+    that many days without an event counted by this score, it starts again from zero.
+    """
+
+    half_life_days: float | None = Field(default=None, gt=0, le=3650)
+    reset_after_days: float | None = Field(default=None, gt=0, le=3650)
+
+    @property
+    def half_life_ms(self) -> float | None:
+        return None if self.half_life_days is None else self.half_life_days * _DAY_MS
+
+    @property
+    def reset_after_ms(self) -> float | None:
+        return None if self.reset_after_days is None else self.reset_after_days * _DAY_MS
+
+    @property
+    def text(self) -> str:
+        parts = []
+        if self.half_life_days is not None:
+            parts.append(f"half-life {self.half_life_days:g} days")
+        if self.reset_after_days is not None:
+            parts.append(f"reset after {self.reset_after_days:g} idle days")
+        return ", ".join(parts)
+
+
+class Score(_Strict):
+    """One named engagement score (e.g. one per product line) with its own MQL threshold."""
 
     id: RuleId
-    path: str
-    points: int
-    max_points: int | None = None
+    label: str | None = None
+    threshold: int = Field(gt=0)
+    decay: Decay = Decay()
+    rules: tuple[Rule, ...] = Field(min_length=1)
 
 
-class SizeBand(_Strict):
-    """Fit points for a company size band (employees, inclusive)."""
+# --- fit -------------------------------------------------------------------------------
+
+#: Traits fit rules can read: the lead's own, plus three derived from its email.
+FitTrait = Literal[
+    "employees",
+    "industry",
+    "country",
+    "title",
+    "company",
+    "email_domain",
+    "free_mail",
+    "competitor",
+]
+
+
+class FitRule(_Strict):
+    """Fit points when a trait matches; rules sharing a `group` count only the first match.
+
+    Matchers (one, or none for the boolean traits `free_mail` and `competitor`):
+    `min`/`max` for numbers (inclusive), `in` for exact values (case-insensitive),
+    `contains` for words inside text (case-insensitive).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     id: RuleId
-    min_employees: int = 0
-    max_employees: int | None = None
-    points: int
+    trait: FitTrait
+    points: int = Field(ge=-10_000, le=10_000)
+    group: str | None = None
+    label: str | None = None
+    min: float | None = None
+    max: float | None = None
+    in_: tuple[str, ...] | None = Field(default=None, alias="in", min_length=1)
+    contains: tuple[str, ...] | None = Field(default=None, min_length=1)
 
-
-class SeniorityRule(_Strict):
-    """Fit points when the job title contains one of the words (case-insensitive)."""
-
-    id: RuleId
-    title_contains: tuple[str, ...] = Field(min_length=1)
-    points: int
-
-    @field_validator("title_contains")
+    @field_validator("in_", "contains")
     @classmethod
-    def _lower(cls, words: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(word.lower() for word in words)
+    def _lower(cls, words: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if words is None else tuple(word.lower() for word in words)
+
+    @model_validator(mode="after")
+    def _matcher_fits_trait(self) -> FitRule:
+        ranged = self.min is not None or self.max is not None
+        given = [
+            name
+            for name, on in (("min/max", ranged), ("in", self.in_), ("contains", self.contains))
+            if on
+        ]
+        if self.trait in ("free_mail", "competitor"):
+            if given:
+                raise ValueError(f"'{self.trait}' is true or false: give no matcher")
+        elif self.trait == "employees":
+            if given != ["min/max"]:
+                raise ValueError("'employees' needs 'min' and/or 'max'")
+        elif len(given) != 1 or given == ["min/max"]:
+            raise ValueError(f"'{self.trait}' needs exactly one of 'in' or 'contains'")
+        return self
+
+    @property
+    def text(self) -> str:
+        if self.label:
+            return self.label
+        if self.trait in ("free_mail", "competitor"):
+            return {"free_mail": "free-mail address", "competitor": "competitor"}[self.trait]
+        if self.trait == "employees":
+            low = f"{self.min:g}" if self.min is not None else ""
+            high = f"{self.max:g}" if self.max is not None else ""
+            return f"company size {low}-{high}".rstrip("-")
+        words = self.in_ or self.contains or ()
+        return f"{self.trait} {'/'.join(words)}"
+
+
+class Grades(_Strict):
+    """The least fit points for each grade; below `C` is `D`."""
+
+    A: int
+    B: int
+    C: int
+
+    @model_validator(mode="after")
+    def _descending(self) -> Grades:
+        if not self.A > self.B > self.C:
+            raise ValueError("grades must be strictly descending: A > B > C")
+        return self
+
+    def grade(self, points: int) -> Grade:
+        if points >= self.A:
+            return "A"
+        if points >= self.B:
+            return "B"
+        return "C" if points >= self.C else "D"
 
 
 class Fit(_Strict):
-    company_size: tuple[SizeBand, ...] = ()
-    seniority: tuple[SeniorityRule, ...] = ()
+    rules: tuple[FitRule, ...] = ()
+    grades: Grades = Grades(A=40, B=20, C=5)
+    competitor_domains: tuple[str, ...] = ()
+    free_mail_domains: tuple[str, ...] = (
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "hotmail.com",
+        "outlook.com",
+        "live.com",
+        "icloud.com",
+        "aol.com",
+        "proton.me",
+        "protonmail.com",
+        "gmx.de",
+        "web.de",
+        "yahoo.co.jp",
+    )
+
+    @field_validator("competitor_domains", "free_mail_domains")
+    @classmethod
+    def _lower(cls, domains: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d.strip().lower() for d in domains)
 
 
-class Engagement(_Strict):
-    events: tuple[EventRule, ...] = ()
-    pages: tuple[PageRule, ...] = ()
+class Mql(_Strict):
+    """A lead is an MQL when any score reaches its threshold and its fit grade is at least
+    `min_grade`. An MQL not yet accepted whose every score decays below its threshold is
+    recycled, when `recycle_on_decay`."""
+
+    min_grade: Grade = "C"
+    recycle_on_decay: bool = True
+
+
+# --- triggers, accounts, reps ----------------------------------------------------------
 
 
 class Trigger(_Strict):
@@ -98,7 +269,7 @@ class Trigger(_Strict):
 
     Fires on a track event name or on a page path glob; with `count` > 1, when that many
     matching events fall within `within_days` of event time. After firing, it stays quiet
-    for `cooldown_days` for that lead.
+    for `cooldown_days` for that lead. With `min_grade`, only for leads that fit that well.
     """
 
     id: RuleId
@@ -107,6 +278,7 @@ class Trigger(_Strict):
     count: int = Field(default=1, ge=1, le=100)
     within_days: float = Field(default=7.0, gt=0)
     cooldown_days: float = Field(default=30.0, ge=0)
+    min_grade: Grade = "D"
     message: str
 
     @model_validator(mode="after")
@@ -114,6 +286,27 @@ class Trigger(_Strict):
         if (self.event is None) == (self.page is None):
             raise ValueError("a trigger needs exactly one of 'event' or 'page'")
         return self
+
+
+class BuyingGroup(_Strict):
+    """Alert the account owner when this many distinct contacts of one account are engaged:
+    each with a primary score of at least `min_score`, last active within `within_days`."""
+
+    id: RuleId = "buying-group"
+    min_contacts: int = Field(default=3, ge=2, le=100)
+    min_score: int = Field(default=20, gt=0)
+    within_days: float = Field(default=30.0, gt=0)
+    cooldown_days: float = Field(default=30.0, ge=0)
+    message: str = "has a buying group: {contacts} engaged contacts"
+
+
+class Accounts(_Strict):
+    """Account roll-up: an account (company email domain) scores the sum of its contacts'
+    primary scores; `buying_group` is the account-level trigger."""
+
+    enabled: bool = True
+    max_contacts: int = Field(default=200, ge=1, le=10_000)
+    buying_group: BuyingGroup | None = BuyingGroup()
 
 
 class Territory(_Strict):
@@ -132,42 +325,40 @@ class Rep(_Strict):
 
 
 class LeadModel(_Strict):
-    """The whole lead definition; `version` is stamped on every record it produces."""
+    """The whole lead definition; `version` is stamped on every record it produces.
 
-    version: str = Field(min_length=1)
-    name: str = "default"
-    mql_threshold: int = Field(gt=0)
-    engagement: Engagement = Engagement()
+    The first score is the primary one: it is `score` on every record and what accounts
+    sum up.
+    """
+
+    version: str = Field(min_length=1, max_length=64)
+    name: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    scores: tuple[Score, ...] = Field(min_length=1)
     fit: Fit = Fit()
+    mql: Mql = Mql()
     triggers: tuple[Trigger, ...] = ()
+    accounts: Accounts = Accounts()
     reps: tuple[Rep, ...] = Field(min_length=1)
     fallback_rep: str
-    free_mail_domains: tuple[str, ...] = (
-        "gmail.com",
-        "googlemail.com",
-        "yahoo.com",
-        "hotmail.com",
-        "outlook.com",
-        "live.com",
-        "icloud.com",
-        "aol.com",
-        "proton.me",
-        "protonmail.com",
-        "gmx.de",
-        "web.de",
-        "yahoo.co.jp",
-    )
 
     @model_validator(mode="after")
     def _consistent(self) -> LeadModel:
-        ids = [r.id for r in self.engagement.events] + [r.id for r in self.engagement.pages]
-        ids += [b.id for b in self.fit.company_size] + [s.id for s in self.fit.seniority]
-        _unique("rule id", ids)
+        _unique("score id", [s.id for s in self.scores])
+        _unique("rule id", [r.id for s in self.scores for r in s.rules])
+        _unique("fit rule id", [r.id for r in self.fit.rules])
         _unique("trigger id", [t.id for t in self.triggers])
         _unique("rep id", [r.id for r in self.reps])
         if self.fallback_rep not in {r.id for r in self.reps}:
             raise ValueError(f"fallback_rep '{self.fallback_rep}' is not one of the reps")
         return self
+
+    @property
+    def primary(self) -> Score:
+        return self.scores[0]
+
+    @property
+    def free_mail_domains(self) -> tuple[str, ...]:
+        return self.fit.free_mail_domains
 
     @cached_property
     def index(self) -> _Index:
@@ -175,11 +366,9 @@ class LeadModel(_Strict):
         # path (pydantic private attributes go through __getattr__).
         return _Index(self)
 
-    def event_rules(self, event_name: str) -> tuple[EventRule, ...]:
-        return self.index.events.get(event_name, ())
-
-    def page_rules(self, path: str) -> tuple[PageRule, ...]:
-        return self.index.page_rules(path)
+    def rules_for(self, kind: str, name: str) -> tuple[tuple[Score, Rule], ...]:
+        """The engagement rules (with their score) an event of `kind` named `name` matches."""
+        return self.index.rules_for(kind, name)
 
     def triggers_for(self, kind: str, name: str) -> tuple[Trigger, ...]:
         return self.index.triggers_for(kind, name)
@@ -187,16 +376,34 @@ class LeadModel(_Strict):
     def rep(self, rep_id: str) -> Rep | None:
         return self.index.reps.get(rep_id)
 
+    def summary(self) -> str:
+        """One line for `model check` and the worker's start-up log."""
+        rules = sum(len(s.rules) for s in self.scores)
+        scores = ", ".join(f"{s.id} (MQL at {s.threshold})" for s in self.scores)
+        g = self.fit.grades
+        return (
+            f"{self.name} v{self.version}: {len(self.scores)} score(s) [{scores}], "
+            f"{rules} engagement rules, {len(self.fit.rules)} fit rules "
+            f"(A>={g.A}, B>={g.B}, C>={g.C}; MQL needs fit {self.mql.min_grade} or better), "
+            f"{len(self.triggers)} hot triggers, {len(self.reps)} reps "
+            f"(fallback {self.fallback_rep})"
+        )
+
 
 class _Index:
     """Lookups compiled from a model, with bounded memo tables (paths repeat a lot)."""
 
     def __init__(self, model: LeadModel) -> None:
-        events: dict[str, list[EventRule]] = {}
-        for rule in model.engagement.events:
-            events.setdefault(rule.event, []).append(rule)
-        self.events = {name: tuple(rules) for name, rules in events.items()}
-        self.pages = tuple((_glob(r.path), r) for r in model.engagement.pages)
+        track: dict[str, list[tuple[Score, Rule]]] = {}
+        pages: list[tuple[re.Pattern[str], tuple[Score, Rule]]] = []
+        for score in model.scores:
+            for rule in score.rules:
+                if rule.event is not None:
+                    track.setdefault(rule.event, []).append((score, rule))
+                else:
+                    pages.append((_glob(rule.page), (score, rule)))
+        self.track_rules = {name: tuple(found) for name, found in track.items()}
+        self.page_rule_globs = tuple(pages)
         self.track_triggers: dict[str, tuple[Trigger, ...]] = {}
         for trigger in model.triggers:
             if trigger.event is not None:
@@ -205,18 +412,26 @@ class _Index:
                     trigger,
                 )
         self.page_triggers = tuple((_glob(t.page), t) for t in model.triggers if t.page)
+        self.triggers = {t.id: t for t in model.triggers}
         self.reps = {r.id: r for r in model.reps}
-        self.labels = {r.id: r.event for r in model.engagement.events}
-        self.labels.update({r.id: f"page {r.path}" for r in model.engagement.pages})
-        self.fit_memo: dict[tuple[object, object], tuple[object, ...]] = {}
-        self._page_memo: dict[str, tuple[PageRule, ...]] = {}
+        self.rule_score = {r.id: s.id for s in model.scores for r in s.rules}
+        self.rules = {r.id: r for s in model.scores for r in s.rules}
+        self.scores = {s.id: s for s in model.scores}
+        self.competitors = frozenset(model.fit.competitor_domains)
+        self.free_mail = frozenset(model.fit.free_mail_domains)
+        self.fit_memo: dict[tuple[object, ...], Any] = {}
+        self._page_memo: dict[str, tuple[tuple[Score, Rule], ...]] = {}
         self._page_trigger_memo: dict[str, tuple[Trigger, ...]] = {}
 
-    def page_rules(self, path: str) -> tuple[PageRule, ...]:
-        found = self._page_memo.get(path)
+    def rules_for(self, kind: str, name: str) -> tuple[tuple[Score, Rule], ...]:
+        if kind == "track":
+            return self.track_rules.get(name, ())
+        if kind != "page":
+            return ()
+        found = self._page_memo.get(name)
         if found is None:
-            found = tuple(rule for pattern, rule in self.pages if pattern.match(path))
-            remember(self._page_memo, path, found)
+            found = tuple(hit for pattern, hit in self.page_rule_globs if pattern.match(name))
+            remember(self._page_memo, name, found)
         return found
 
     def triggers_for(self, kind: str, name: str) -> tuple[Trigger, ...]:

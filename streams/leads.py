@@ -22,10 +22,20 @@ from schemas.decisions import (
     RepAlert,
     trusted,
 )
-from schemas.internal import PersonEvent, TraitValue
-from streams.lead_model import LeadModel
+from schemas.internal import ContactUpdate, PersonEvent, TraitValue
+from streams.lead_model import LeadModel, grade_at_least
 from streams.routing import account_domain, choose_rep
-from streams.scoring import Fire, add_engagement, breakdown, is_known, stage_for, update_triggers
+from streams.scoring import (
+    Engagement,
+    Fire,
+    add_engagement,
+    fit_of,
+    is_known,
+    named_scores,
+    next_stage,
+    read_score,
+    update_triggers,
+)
 from streams.state import LeadState
 
 __all__ = [
@@ -36,11 +46,15 @@ __all__ = [
     "apply_batch",
     "apply_event",
     "lead_id_for",
+    "rescore_lead",
 ]
 
-Decision = LeadScored | HandOff | RepAlert
+Decision = LeadScored | HandOff | RepAlert | ContactUpdate
 
 _MAX_ANONYMOUS_IDS = 5
+
+
+_ACTIVITY_ON_HANDOFF = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +62,7 @@ class Limits:
     """Bounds on per-lead state (from settings)."""
 
     dedupe_window: int = 32
-    activity_kept: int = 10
+    history_kept: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,64 +164,113 @@ def apply_event(
     limits: Limits,
     now: datetime,
 ) -> Applied:
-    """One event: dedupe, identity, score, triggers, routing; the decisions it causes."""
+    """One event: dedupe, identity, score, triggers, stage, routing; the decisions it causes."""
     digest = _digest(event.mid)
     if lead is not None and digest in lead.seen:
         return Applied(lead, (), dict(rotation), duplicate=True)
     if lead is None:
         lead = _NEW(lead_id=lead_id_for(event.pk), pk=event.pk)
+    elif lead.model != model.version:
+        lead = _migrate(lead, model)
 
     aids = lead.aids
     if event.aid and event.aid not in aids:
         aids = (*aids, event.aid)[-_MAX_ANONYMOUS_IDS:]
     uid = event.uid or lead.uid
-    traits = {**lead.traits, **event.traits}
-    rules = add_engagement(lead.rules, event, model)
+    traits = {**lead.traits, **event.traits} if event.traits else lead.traits
+    engagement = add_engagement(_engagement(lead), event, model)
     hits, fired, fires = update_triggers(lead.hits, lead.fired, event, model)
-    score, lines = breakdown(rules, traits, model)
+    changes: dict[str, object] = {
+        "aids": aids,
+        "uid": uid,
+        "traits": traits,
+        "rules": engagement.rules,
+        "days": engagement.days,
+        "assets": engagement.assets,
+        "decay": engagement.decay,
+        "hits": hits,
+        "fired": fired,
+        "last_ms": max(lead.last_ms, event.ts_ms),
+        "model": model.version,
+        "history": _add_history(lead.history, event, limits.history_kept),
+        "seen": (*lead.seen, digest)[-limits.dedupe_window :],
+    }
     known = is_known(uid, traits)
-
     # A trigger that fires while the visitor is anonymous waits until we know who it is.
-    pending_fires = [Fire(t, m, ts) for t, m, ts in lead.pending]
-    to_alert = (pending_fires + fires) if known else []
-    pending = (
-        () if known else lead.pending + tuple((f.trigger, f.message_id, f.ts_ms) for f in fires)
-    )
-    became_mql = known and lead.mql_ms is None and score >= model.mql_threshold
-    mql_ms = event.ts_ms if became_mql else lead.mql_ms
-    stage = stage_for(known=known, score=score, engaged=bool(rules), mql=mql_ms is not None)
+    if known:
+        fires = [Fire(t, m, ts) for t, m, ts in lead.pending] + fires
+        changes["pending"] = ()
+    elif fires:
+        changes["pending"] = lead.pending + tuple((f.trigger, f.message_id, f.ts_ms) for f in fires)
+        fires = []
+    return _decide(lead, changes, engagement, fires, event, model, rotation, now)
 
-    new = _replace(
-        lead,
-        {
-            "aids": aids,
-            "uid": uid,
-            "traits": traits,
-            "rules": rules,
-            "hits": hits,
-            "fired": fired,
-            "pending": pending,
-            "score": score,
-            "stage": stage,
-            "mql_ms": mql_ms,
-            "activity": _add_activity(lead.activity, event, limits.activity_kept),
-            "seen": (*lead.seen, digest)[-limits.dedupe_window :],
-        },
+
+def _decide(
+    lead: LeadState,
+    changes: dict[str, object],
+    engagement: Engagement,
+    fires: list[Fire],
+    event: PersonEvent,
+    model: LeadModel,
+    rotation: Mapping[str, int],
+    now: datetime,
+    *,
+    reason_prefix: str = "",
+    alert_fires: bool = True,
+) -> Applied:
+    """Scores, grade and stage of the changed lead, and the records that tells the world."""
+    traits: Mapping[str, TraitValue] = changes.get("traits", lead.traits)  # type: ignore[assignment]
+    uid: str | None = changes.get("uid", lead.uid)  # type: ignore[assignment]
+    clock: int = changes.get("last_ms", lead.last_ms)  # type: ignore[assignment]
+    fit, grade, fit_lines = fit_of(traits, model)
+    points = {s.id: read_score(engagement.decay, s, clock) for s in model.scores}
+    stage, reason = next_stage(
+        lead.stage, known=is_known(uid, traits), points=points, grade=grade, model=model
     )
+    if reason is not None and reason_prefix:
+        reason = reason_prefix + reason
+    primary = points[model.primary.id]
+    triggers = model.index.triggers
+    fires = [
+        f
+        for f in fires
+        if f.trigger in triggers and grade_at_least(grade, triggers[f.trigger].min_grade)
+    ]
+    became_mql = stage == "mql" and lead.stage != "mql"
+    changes.update(
+        scores=points,
+        score=primary,
+        fit=fit,
+        grade=grade,
+        stage=stage,
+        stage_ms=event.ts_ms if stage != lead.stage else lead.stage_ms,
+        mql_ms=event.ts_ms if became_mql else lead.mql_ms,
+    )
+    new = _replace(lead, changes)
     decisions: list[Decision] = []
     event_at = _ms_to_dt(event.ts_ms)
-    if score != lead.score or stage != lead.stage:
+    changed = points != lead.scores or stage != lead.stage or (grade, fit) != (lead.grade, lead.fit)
+    handing_off = bool(fires if alert_fires else ()) or became_mql
+    # Lines cost more than the rest of scoring: only built when something goes out.
+    named = named_scores(engagement, model, clock) if changed or handing_off else ()
+    if changed:
         decisions.append(
             trusted(
                 LeadScored,
                 dict(
                     schema_version=SCHEMA_VERSION,
                     lead_id=new.lead_id,
-                    score=score,
+                    score=primary,
                     previous_score=lead.score,
-                    breakdown=lines,
+                    breakdown=named[0].breakdown,
+                    scores=named,
+                    fit=fit,
+                    grade=grade,
+                    fit_breakdown=fit_lines,
                     stage=stage,
                     previous_stage=lead.stage,
+                    reason=reason,
                     model_version=model.version,
                     message_id=event.mid,
                     occurred_at=event_at,
@@ -216,14 +279,155 @@ def apply_event(
             )
         )
     new_rotation = dict(rotation)
-    if to_alert or became_mql:
+    alerting = fires if alert_fires else []
+    if handing_off:
         if new.rep is None or model.rep(new.rep) is None:
             route, new_rotation = choose_rep(traits, model, rotation)
             new = _replace(new, {"rep": route.rep.id, "route_rule": route.rule})
+        qualified = tuple(s.id for s in named if s.points >= s.threshold)
         decisions.extend(
-            _hand_off(new, to_alert, became_mql, lines, model=model, event=event, now=now)
+            _hand_off(
+                new,
+                alerting,
+                became_mql,
+                named[0].breakdown,
+                qualified,
+                model=model,
+                event=event,
+                now=now,
+            )
+        )
+    domain = account_domain(traits, model) if model.accounts.enabled else None
+    if domain is not None and (
+        primary != lead.score or domain != account_domain(lead.traits, model)
+    ):
+        owner = new.rep if new.route_rule == "account_domain" else None
+        if owner is None:  # the account's owner, as routing would pick it; no rotation
+            owner = choose_rep(traits, model, rotation)[0].rep.id
+        decisions.append(
+            trusted(
+                ContactUpdate,
+                dict(
+                    account=domain,
+                    lead_id=new.lead_id,
+                    score=primary,
+                    ts_ms=clock,
+                    rep=owner,
+                    mid=event.mid,
+                    model=model.version,
+                ),
+            )
         )
     return Applied(new, tuple(decisions), new_rotation)
+
+
+def _engagement(lead: LeadState) -> Engagement:
+    return Engagement(lead.rules, lead.days, lead.assets, lead.decay)
+
+
+def _migrate(lead: LeadState, model: LeadModel) -> LeadState:
+    """A lead last scored by another model: keep what the new model still has, drop the rest.
+
+    The new model applies from now on; nothing is rescored (that is `rescore_lead`).
+    """
+    rules, scores, triggers = model.index.rules, model.index.scores, model.index.triggers
+    return _replace(
+        lead,
+        {
+            "rules": {k: v for k, v in lead.rules.items() if k in rules},
+            "days": {k: v for k, v in lead.days.items() if k in rules},
+            "assets": {k: v for k, v in lead.assets.items() if k in rules},
+            "decay": {k: v for k, v in lead.decay.items() if k in scores},
+            "hits": {k: v for k, v in lead.hits.items() if k in triggers},
+            "fired": {k: v for k, v in lead.fired.items() if k in triggers},
+            "pending": tuple(p for p in lead.pending if p[0] in triggers),
+            "model": model.version,
+        },
+    )
+
+
+def rescore_lead(
+    lead: LeadState, *, model: LeadModel, rotation: Mapping[str, int], now: datetime
+) -> Applied:
+    """Replay the lead's stored history through `model` (a `--rescore` publish).
+
+    Engagement, caps, decay and trigger windows are rebuilt from scratch; stage moves as the
+    new scores say (a new MQL is handed off), but old trigger hits do not alert again.
+    Exact when the history was not trimmed (`history_kept`).
+    """
+    engagement = Engagement({}, {}, {}, {})
+    hits: Mapping[str, tuple[int, ...]] = {}
+    fired: Mapping[str, int] = {}
+    last = None
+    for ts_ms, kind, name, asset in lead.history:
+        past = trusted(
+            PersonEvent,
+            dict(
+                mid="",
+                pk=lead.pk,
+                kind=kind,
+                name=name,
+                ts_ms=ts_ms,
+                aid=None,
+                uid=None,
+                traits={},
+                asset=asset,
+            ),
+        )
+        engagement = add_engagement(engagement, past, model)
+        hits, fired, _ = update_triggers(hits, fired, past, model)
+        last = past
+    if last is None:
+        last = trusted(
+            PersonEvent,
+            dict(
+                mid="",
+                pk=lead.pk,
+                kind="identify",
+                name="",
+                ts_ms=lead.last_ms,
+                aid=None,
+                uid=None,
+                traits={},
+                asset=None,
+            ),
+        )
+    changes: dict[str, object] = {
+        "rules": engagement.rules,
+        "days": engagement.days,
+        "assets": engagement.assets,
+        "decay": engagement.decay,
+        "hits": hits,
+        "fired": {**fired, **{k: v for k, v in lead.fired.items() if k in model.index.triggers}},
+        "pending": (),
+        "model": model.version,
+    }
+    marker = trusted(
+        PersonEvent,
+        dict(
+            mid=f"rescore:{model.version}",
+            pk=lead.pk,
+            kind=last.kind,
+            name=last.name,
+            ts_ms=lead.last_ms,
+            aid=None,
+            uid=None,
+            traits={},
+            asset=None,
+        ),
+    )
+    return _decide(
+        lead,
+        changes,
+        engagement,
+        [],
+        marker,
+        model,
+        rotation,
+        now,
+        reason_prefix=f"rescored with model {model.version}: ",
+        alert_fires=False,
+    )
 
 
 def _hand_off(
@@ -231,6 +435,7 @@ def _hand_off(
     fires: list[Fire],
     became_mql: bool,
     lines: tuple[BreakdownLine, ...],
+    qualified: tuple[str, ...],
     *,
     model: LeadModel,
     event: PersonEvent,
@@ -261,27 +466,29 @@ def _hand_off(
                 routing_rule=lead.route_rule or "fallback",
                 score=lead.score,
                 breakdown=lines,
+                qualified_by=qualified,
+                fit=lead.fit,
+                grade=lead.grade,
                 stage=lead.stage,
                 purchase_timeline=_text(traits.get("purchase_timeline")) or UNKNOWN,
                 budget=_text(traits.get("budget")) or UNKNOWN,
                 authority=_text(traits.get("authority")) or UNKNOWN,
-                recent_activity=tuple(
-                    trusted(Activity, dict(at=_ms_to_dt(ms), kind=kind, label=label))
-                    for ms, kind, label in reversed(lead.activity)
-                ),
+                recent_activity=_recent_activity(lead, model_kept=_ACTIVITY_ON_HANDOFF),
                 model_version=model.version,
                 created_at=now,
             ),
         )
     ]
-    triggers = {t.id: t for t in model.triggers}
-    alerts = [
-        (f.trigger, f.message_id, triggers[f.trigger].message)
-        for f in fires
-        if f.trigger in triggers
-    ]
+    triggers = model.index.triggers
+    alerts = [(f.trigger, f.message_id, triggers[f.trigger].message) for f in fires]
     if became_mql and not fires:
-        alerts.append(("mql", event.mid, f"became a marketing-qualified lead (score {lead.score})"))
+        alerts.append(
+            (
+                "mql",
+                event.mid,
+                f"became a marketing-qualified lead (score {lead.score}, fit {lead.grade})",
+            )
+        )
     for trigger, message_id, what in alerts:
         out.append(
             trusted(
@@ -307,19 +514,28 @@ def _hand_off(
     return out
 
 
-def _add_activity(
-    activity: tuple[tuple[int, str, str], ...], event: PersonEvent, kept: int
-) -> tuple[tuple[int, str, str], ...]:
-    if event.kind in ("track", "page"):
-        label = event.name
-    elif event.kind == "identify":
-        label = "identified" + (f" as {event.traits['email']}" if event.traits.get("email") else "")
-    else:
-        label = f"joined account {event.traits.get('company') or ''}".rstrip()
-    item = (event.ts_ms, event.kind, label)
-    if not activity or activity[-1][0] <= event.ts_ms:  # the usual case: in order
-        return (*activity, item)[-kept:]
-    return tuple(sorted((*activity, item), key=lambda a: a[0]))[-kept:]
+def _add_history(
+    history: tuple[tuple[int, str, str, str | None], ...], event: PersonEvent, kept: int
+) -> tuple[tuple[int, str, str, str | None], ...]:
+    item = (event.ts_ms, event.kind, event.name, event.asset)
+    if not history or history[-1][0] <= event.ts_ms:  # the usual case: in order
+        return (*history, item)[-kept:]
+    return tuple(sorted((*history, item), key=lambda a: a[0]))[-kept:]
+
+
+def _recent_activity(lead: LeadState, *, model_kept: int) -> tuple[Activity, ...]:
+    out = []
+    email = _text(lead.traits.get("email"))
+    company = _text(lead.traits.get("company"))
+    for ms, kind, name, _ in reversed(lead.history[-model_kept:]):
+        if kind in ("track", "page"):
+            label = name
+        elif kind == "identify":
+            label = "identified" + (f" as {email}" if email else "")
+        else:
+            label = f"joined account {company or ''}".rstrip()
+        out.append(trusted(Activity, dict(at=_ms_to_dt(ms), kind=kind, label=label)))
+    return tuple(out)
 
 
 def _text(value: TraitValue) -> str | None:

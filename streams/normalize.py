@@ -89,8 +89,10 @@ def person_event(
 ) -> PersonEvent:
     """Normalization from validated fields; shared by the model path and the fast path."""
     ours: dict[str, TraitValue] = _traits(traits) if traits else {}
+    asset = None
     if kind == "track":
         name = event or ""
+        asset = _asset(properties)
     elif kind == "page":
         name = _page_path(properties, page_name)
     else:
@@ -117,8 +119,23 @@ def person_event(
             "aid": anonymous_id,
             "uid": user_id,
             "traits": ours,
+            "asset": asset,
         },
     )
+
+
+_ASSET_PROPERTIES = ("asset", "asset_id", "assetId", "title", "name", "url")
+
+
+def _asset(properties: Mapping[str, Any]) -> str | None:
+    """What a track event was about (the whitepaper, the webinar), for per-asset caps."""
+    for key in _ASSET_PROPERTIES:
+        value = properties.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:_MAX_TRAIT_CHARS]
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    return None
 
 
 def _page_path(properties: Mapping[str, Any], page_name: str | None) -> str:

@@ -1,24 +1,50 @@
-"""Scoring: engagement points with caps, fit points, triggers, breakdown and stage."""
+"""Scoring: engagement points with caps and decay, fit and grade, triggers, lifecycle stage.
+
+Everything here is a pure function of lead state, one event and the model. Decay uses event
+time only: a lead's scores are read at its clock (the latest event time seen), or at a time
+the caller gives (`read_score`), never by a job over all leads.
+"""
 
 from __future__ import annotations
 
+import math
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from schemas.decisions import BreakdownLine, Stage, trusted
+from schemas.decisions import BreakdownLine, NamedScore, Stage, trusted
 from schemas.internal import PersonEvent, TraitValue
-from streams.lead_model import LeadModel, Trigger, remember
+from streams.lead_model import (
+    FitRule,
+    Grade,
+    LeadModel,
+    Rule,
+    Score,
+    Trigger,
+    grade_at_least,
+    remember,
+)
 
 __all__ = [
+    "DecayState",
+    "Engagement",
     "Fire",
     "add_engagement",
-    "breakdown",
+    "fit_of",
     "is_known",
-    "stage_for",
+    "named_scores",
+    "next_stage",
+    "read_score",
+    "score_lines",
     "update_triggers",
 ]
 
 _DAY_MS = 86_400_000
+_DAYS_KEPT = 3  # per-day cap memory: a late event older than this counts as a fresh day
+_ASSETS_KEPT = 32
+
+DecayState = tuple[float, int, int]  # (value at as_of, as_of ms, run start ms)
+RuleTotals = tuple[int, int, int, int]  # (raw points, counted points, events, counted events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,25 +56,265 @@ class Fire:
     ts_ms: int
 
 
-def add_engagement(
-    rules: Mapping[str, tuple[int, int]], event: PersonEvent, model: LeadModel
-) -> Mapping[str, tuple[int, int]]:
-    """Add the event's engagement points to the per-rule totals, honouring `max_points`."""
-    if event.kind == "track":
-        matched = [(r.id, r.points, r.max_points) for r in model.event_rules(event.name)]
-    elif event.kind == "page":
-        matched = [(r.id, r.points, r.max_points) for r in model.page_rules(event.name)]
-    else:
-        return rules  # state is never mutated in place: sharing it is safe, copying is not free
+@dataclass(frozen=True, slots=True)
+class Engagement:
+    """The engagement part of a lead's state (see LeadState for the shapes)."""
+
+    rules: Mapping[str, RuleTotals]
+    days: Mapping[str, tuple[tuple[int, int], ...]]
+    assets: Mapping[str, tuple[str, ...]]
+    decay: Mapping[str, DecayState]
+
+
+def add_engagement(state: Engagement, event: PersonEvent, model: LeadModel) -> Engagement:
+    """Add the event's points to every score it matches, honouring caps, resets and decay.
+
+    Exact for late events: a late event's points decay from its own time. An event older
+    than the start of a score's current run (before a reset) adds nothing to it.
+    Returns `state` itself (not a copy) when the event matches no rule.
+    """
+    matched = model.rules_for(event.kind, event.name)
     if not matched:
-        return rules
-    out = dict(rules)
-    for rule_id, points, cap in matched:
-        total, count = out.get(rule_id, (0, 0))
-        if cap is not None and points > 0:
-            points = max(0, min(points, cap - total))
-        out[rule_id] = (total + points, count + 1)
-    return out
+        return state
+    rules, days, assets, decay = (
+        dict(state.rules),
+        dict(state.days),
+        dict(state.assets),
+        dict(state.decay),
+    )
+    t = event.ts_ms
+    done: set[str] = set()
+    for score, rule in matched:
+        if score.id not in done:
+            done.add(score.id)
+            _roll(score, t, rules, days, assets, decay)
+        value, as_of, start = decay[score.id]
+        if t < start:
+            continue  # before the reset that started this run: expired already
+        raw, counted, n, n_counted = rules.get(rule.id, (0, 0, 0, 0))
+        points = _capped(rule, event, t, counted, n_counted, days, assets)
+        rules[rule.id] = (raw + rule.points, counted + points, n + 1, n_counted + (points != 0))
+        if points:
+            decay[score.id] = _add(score, value, as_of, start, t, points)
+    return Engagement(rules, days, assets, decay)
+
+
+def _roll(
+    score: Score,
+    t: int,
+    rules: dict[str, RuleTotals],
+    days: dict[str, tuple[tuple[int, int], ...]],
+    assets: dict[str, tuple[str, ...]],
+    decay: dict[str, DecayState],
+) -> None:
+    """Start the score's run at `t` if it has none, or if it went idle past its reset."""
+    current = decay.get(score.id)
+    reset_ms = score.decay.reset_after_ms
+    if current is not None and not (reset_ms is not None and t - current[1] > reset_ms):
+        return
+    for rule in score.rules:
+        rules.pop(rule.id, None)
+        days.pop(rule.id, None)
+        assets.pop(rule.id, None)
+    decay[score.id] = (0.0, t, t)
+
+
+def _add(score: Score, value: float, as_of: int, start: int, t: int, points: int) -> DecayState:
+    half_life = score.decay.half_life_ms
+    if half_life is None:
+        return (value + points, max(as_of, t), start)
+    if t >= as_of:
+        return (value * 2.0 ** ((as_of - t) / half_life) + points, t, start)
+    return (value + points * 2.0 ** ((t - as_of) / half_life), as_of, start)
+
+
+def _capped(
+    rule: Rule,
+    event: PersonEvent,
+    t: int,
+    counted: int,
+    n_counted: int,
+    days: dict[str, tuple[tuple[int, int], ...]],
+    assets: dict[str, tuple[str, ...]],
+) -> int:
+    """The points this event counts for after the rule's caps (0 when a cap holds it back)."""
+    if rule.max_count is not None and n_counted >= rule.max_count:
+        return 0
+    if rule.once_per_asset:
+        key = f"{zlib.crc32((event.asset or event.name).encode()):08x}"
+        known = assets.get(rule.id, ())
+        if key in known:
+            return 0
+        assets[rule.id] = (*known, key)[-_ASSETS_KEPT:]
+    if rule.max_per_day is not None:
+        day = t // _DAY_MS
+        recent = dict(days.get(rule.id, ()))
+        if recent.get(day, 0) >= rule.max_per_day:
+            return 0
+        recent[day] = recent.get(day, 0) + 1
+        days[rule.id] = tuple(sorted(recent.items()))[-_DAYS_KEPT:]
+    points = rule.points
+    if rule.max_points is not None:
+        room = rule.max_points - abs(counted)
+        points = int(math.copysign(max(0, min(abs(points), room)), points))
+    return points
+
+
+def read_score(decay: Mapping[str, DecayState], score: Score, at_ms: int) -> int:
+    """A score's points at `at_ms` (at least its last event time): decayed, or 0 if reset."""
+    current = decay.get(score.id)
+    if current is None:
+        return 0
+    value, as_of, _ = current
+    idle = max(0, at_ms - as_of)
+    reset_ms = score.decay.reset_after_ms
+    if reset_ms is not None and idle > reset_ms:
+        return 0
+    half_life = score.decay.half_life_ms
+    if half_life is not None and idle:
+        value *= 2.0 ** (-idle / half_life)
+    return math.floor(value + 0.5)  # half up, the same for every order of the same events
+
+
+def score_lines(
+    state: Engagement, score: Score, at_ms: int, model: LeadModel
+) -> tuple[int, tuple[BreakdownLine, ...]]:
+    """A score's points at `at_ms` and the lines that add up to them exactly.
+
+    One line per rule with its raw points; a `cap:` line per rule whose caps held points
+    back; one `decay:` line for what time took away (or a reset, when idle too long).
+    """
+    points = read_score(state.decay, score, at_ms)
+    lines: list[BreakdownLine] = []
+    counted_total = 0
+    for rule in score.rules:
+        totals = state.rules.get(rule.id)
+        if totals is None or not totals[2]:
+            continue
+        raw, counted, n, n_counted = totals
+        counted_total += counted
+        lines.append(_line(f"engagement:{rule.id}", rule.text, raw, n))
+        if counted != raw:
+            lines.append(
+                _line(
+                    f"cap:{rule.id}",
+                    f"{rule.text}: {_cap_text(rule)}",
+                    counted - raw,
+                    n - n_counted,
+                )
+            )
+    if points != counted_total:
+        current = state.decay.get(score.id)
+        reset_ms = score.decay.reset_after_ms
+        idle = at_ms - current[1] if current is not None else 0
+        label = (
+            f"reset after {score.decay.reset_after_days:g} idle days"
+            if reset_ms is not None and idle > reset_ms
+            else f"decay ({score.decay.text or 'none'})"
+        )
+        lines.append(_line(f"decay:{score.id}", label, points - counted_total, 1))
+    return points, tuple(lines)
+
+
+def _line(rule: str, label: str, points: int, count: int) -> BreakdownLine:
+    # Values are ours and already valid; validation would double the cost of scoring.
+    return trusted(BreakdownLine, {"rule": rule, "label": label, "points": points, "count": count})
+
+
+def _cap_text(rule: Rule) -> str:
+    caps = []
+    if rule.once_per_asset:
+        caps.append("once per asset")
+    if rule.max_per_day is not None:
+        caps.append(f"at most {rule.max_per_day} a day")
+    if rule.max_count is not None:
+        caps.append(f"at most {rule.max_count} events")
+    if rule.max_points is not None:
+        caps.append(f"at most {rule.max_points} points")
+    return "capped, " + ", ".join(caps)
+
+
+def named_scores(state: Engagement, model: LeadModel, at_ms: int) -> tuple[NamedScore, ...]:
+    out = []
+    for score in model.scores:
+        points, lines = score_lines(state, score, at_ms, model)
+        out.append(
+            trusted(
+                NamedScore,
+                {
+                    "id": score.id,
+                    "points": points,
+                    "threshold": score.threshold,
+                    "breakdown": lines,
+                },
+            )
+        )
+    return tuple(out)
+
+
+# --- fit -------------------------------------------------------------------------------
+
+
+def fit_of(
+    traits: Mapping[str, TraitValue], model: LeadModel
+) -> tuple[int, Grade, tuple[BreakdownLine, ...]]:
+    """Fit points, grade and lines from the lead's traits (memoized: few distinct ones)."""
+    email = traits.get("email")
+    domain = email.rsplit("@", 1)[1] if isinstance(email, str) and "@" in email else None
+    key = (
+        traits.get("employees"),
+        traits.get("industry"),
+        traits.get("country"),
+        traits.get("title"),
+        traits.get("company"),
+        domain,
+    )
+    memo = model.index.fit_memo
+    found = memo.get(key)
+    if found is None:
+        found = _compute_fit(traits, domain, model)
+        remember(memo, key, found)
+    return found  # type: ignore[no-any-return]
+
+
+def _compute_fit(
+    traits: Mapping[str, TraitValue], domain: str | None, model: LeadModel
+) -> tuple[int, Grade, tuple[BreakdownLine, ...]]:
+    derived: dict[str, TraitValue] = {
+        "email_domain": domain,
+        "free_mail": domain is not None and domain in model.index.free_mail,
+        "competitor": domain is not None and domain in model.index.competitors,
+    }
+    lines: list[BreakdownLine] = []
+    groups: set[str] = set()
+    for rule in model.fit.rules:
+        if rule.group is not None and rule.group in groups:
+            continue
+        value = derived[rule.trait] if rule.trait in derived else traits.get(rule.trait)
+        if _fit_matches(rule, value):
+            if rule.group is not None:
+                groups.add(rule.group)
+            lines.append(_line(f"fit:{rule.id}", rule.text, rule.points, 1))
+    points = sum(line.points for line in lines)
+    return points, model.fit.grades.grade(points), tuple(lines)
+
+
+def _fit_matches(rule: FitRule, value: TraitValue) -> bool:
+    if rule.trait in ("free_mail", "competitor"):
+        return value is True
+    if rule.min is not None or rule.max is not None:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return False
+        return (rule.min is None or value >= rule.min) and (rule.max is None or value <= rule.max)
+    if not isinstance(value, str):
+        return False
+    lowered = value.lower()
+    if rule.in_ is not None:
+        return lowered in rule.in_
+    return any(word in lowered for word in rule.contains or ())
+
+
+# --- triggers --------------------------------------------------------------------------
 
 
 def update_triggers(
@@ -92,59 +358,10 @@ def _fires(trigger: Trigger, times: tuple[int, ...], now_ms: int, last_fired: in
     return False
 
 
-def breakdown(
-    rules: Mapping[str, tuple[int, int]], traits: Mapping[str, TraitValue], model: LeadModel
-) -> tuple[int, tuple[BreakdownLine, ...]]:
-    """The score and the lines it is made of; the lines sum to the score exactly."""
-    labels = model.index.labels
-    # model_construct: the values are ours and already valid; validation would double the cost.
-    lines = [
-        trusted(
-            BreakdownLine,
-            {
-                "rule": f"engagement:{rule_id}",
-                "label": labels.get(rule_id, rule_id),
-                "points": p,
-                "count": n,
-            },
-        )
-        for rule_id, (p, n) in sorted(rules.items())
-        if n
-    ]
-    lines.extend(_fit_lines(traits, model))
-    return sum(line.points for line in lines), tuple(lines)
+# --- lifecycle -------------------------------------------------------------------------
 
-
-def _fit_lines(traits: Mapping[str, TraitValue], model: LeadModel) -> tuple[BreakdownLine, ...]:
-    employees, title = traits.get("employees"), traits.get("title")
-    memo = model.index.fit_memo
-    found = memo.get((employees, title))
-    if found is None:
-        found = _compute_fit_lines(employees, title, model)
-        remember(memo, (employees, title), found)
-    return found  # type: ignore[return-value]
-
-
-def _compute_fit_lines(
-    employees: TraitValue, title: TraitValue, model: LeadModel
-) -> tuple[BreakdownLine, ...]:
-    lines: list[BreakdownLine] = []
-    if isinstance(employees, int) and not isinstance(employees, bool):
-        for band in model.fit.company_size:
-            upper = band.max_employees
-            if band.min_employees <= employees and (upper is None or employees <= upper):
-                label = f"company size {band.min_employees}-{upper if upper else ''}".rstrip("-")
-                lines.append(BreakdownLine(rule=f"fit:{band.id}", label=label, points=band.points))
-                break
-    if isinstance(title, str):
-        lowered = title.lower()
-        for rule in model.fit.seniority:
-            if any(word in lowered for word in rule.title_contains):
-                lines.append(
-                    BreakdownLine(rule=f"fit:{rule.id}", label=f"title {title}", points=rule.points)
-                )
-                break
-    return tuple(lines)
+#: Stages that only sales feedback moves a lead out of.
+SALES_STAGES: frozenset[str] = frozenset({"sal", "opportunity", "won", "lost"})
 
 
 def is_known(uid: str | None, traits: Mapping[str, TraitValue]) -> bool:
@@ -152,9 +369,44 @@ def is_known(uid: str | None, traits: Mapping[str, TraitValue]) -> bool:
     return uid is not None or bool(traits.get("email"))
 
 
-def stage_for(*, known: bool, score: int, engaged: bool, mql: bool) -> Stage:
+def next_stage(
+    stage: Stage,
+    *,
+    known: bool,
+    points: Mapping[str, int],
+    grade: Grade,
+    model: LeadModel,
+) -> tuple[Stage, str | None]:
+    """The stage engagement moves a lead to, and why (None when it stays).
+
+    Engagement moves a lead up to `mql`, and an MQL whose scores fall back under their
+    thresholds (decay, negative points, a worse grade) to `recycled`. Sales stages
+    (accepted, opportunity, won, lost) move only on sales feedback.
+    """
+    if stage in SALES_STAGES:
+        return stage, None
+    fit_ok = grade_at_least(grade, model.mql.min_grade)
+    qualified = [s for s in model.scores if points.get(s.id, 0) >= s.threshold]
+    if known and fit_ok and qualified:
+        if stage == "mql":
+            return stage, None
+        why = ", ".join(f"{s.id} {points[s.id]} >= {s.threshold}" for s in qualified)
+        again = "re-qualified: " if stage == "recycled" else ""
+        return "mql", f"{again}{why} and fit {grade} >= {model.mql.min_grade}"
+    if stage == "mql":
+        if not model.mql.recycle_on_decay:
+            return stage, None
+        if not fit_ok:
+            return "recycled", f"fit fell to {grade}, under {model.mql.min_grade}"
+        under = ", ".join(f"{s.id} {points.get(s.id, 0)} < {s.threshold}" for s in model.scores)
+        return "recycled", f"scores fell under their thresholds: {under}"
+    if stage == "recycled":
+        return stage, None
     if not known:
-        return "anonymous"
-    if mql:
-        return "mql"
-    return "engaged" if engaged and score > 0 else "known"
+        return "anonymous", None
+    engaged = any(p > 0 for p in points.values())
+    if stage == "anonymous":
+        return ("engaged", "identified, with engagement") if engaged else ("known", "identified")
+    if stage == "known" and engaged:
+        return "engaged", "first engagement"
+    return stage, None
