@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 
 from schemas.decisions import DeadLetter, HandOff, LeadScored, RepAlert
 from schemas.events import EngagementEvent
+from schemas.model_record import PublishedModel
 
 __all__ = ["JSON_DIR", "render_all"]
 
@@ -23,6 +24,7 @@ _MODELS: dict[str, tuple[str, Any]] = {
     "leads.scored.json": ("Score change on leads.scored", LeadScored),
     "leads.routed.json": ("Hand-off on leads.routed", HandOff),
     "rep.alerts.json": ("Rep alert on rep.alerts", RepAlert),
+    "lead.model.json": ("Published lead model on lead.model", PublishedModel),
 }
 
 

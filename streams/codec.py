@@ -14,6 +14,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from schemas.decisions import DeadLetter, DlqReason
 from schemas.events import MAX_ID_LENGTH, EngagementEvent
 from schemas.internal import PersonEvent, PersonEventBatch
+from schemas.model_record import PublishedModel
 from streams.normalize import EPOCH, MS, normalize, person_event
 from streams.state import LeadState, Rotation
 
@@ -24,6 +25,7 @@ __all__ = [
     "decode_batch",
     "decode_event",
     "decode_person_event",
+    "decode_published_model",
     "decode_rotation",
     "decode_state",
     "encode",
@@ -36,6 +38,7 @@ _EVENT: TypeAdapter[Any] = TypeAdapter(EngagementEvent)
 _BATCH = TypeAdapter(PersonEventBatch)
 _STATE = TypeAdapter(LeadState)
 _ROTATION = TypeAdapter(Rotation)
+_PUBLISHED = TypeAdapter(PublishedModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,19 @@ def _rejection(value: bytes, exc: ValidationError) -> Rejection:
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return Rejection("wrong_type", message)
     return Rejection("invalid_value", message)
+
+
+def decode_published_model(value: bytes | None) -> PublishedModel | Rejection:
+    """A `lead.model` record, or why it cannot be used; never raises on bad input.
+
+    Anyone with produce rights can write there, so it is read as untrusted input.
+    """
+    if not value:
+        return Rejection("empty_value", "the record has no value")
+    try:
+        return _PUBLISHED.validate_json(value)
+    except ValidationError as exc:
+        return _rejection(value, exc)
 
 
 def dead_letter(

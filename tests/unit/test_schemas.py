@@ -21,6 +21,7 @@ def test_every_output_schema_forbids_unknown_fields_and_carries_schema_version()
         "leads.routed.json",
         "rep.alerts.json",
         "engagement.dlq.json",
+        "lead.model.json",
     ):
         schema = orjson.loads(render_all()[name])
         assert schema["additionalProperties"] is False, name
