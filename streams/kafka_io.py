@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -29,14 +29,27 @@ def bootstrap_servers(url: str) -> str:
 
 
 async def create_topics(
-    bootstrap: str, names: Iterable[str], partitions: int, replication: int = 1
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    replication: int = 1,
+    *,
+    configs: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+    """Create the topics that do not exist yet, with `configs`; return the names created.
+
+    The configs of topics that already exist are left alone (on Kafka, `kafka-configs.sh`
+    changes them; some brokers, Tansu among them, accept configs but do not apply them).
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(n, partitions, replication) for n in names if n not in existing]
+        new = [
+            NewTopic(n, partitions, replication, topic_configs=dict(configs or {}))
+            for n in names
+            if n not in existing
+        ]
         if new:
             # Another process may create them between the listing and this call.
             with contextlib.suppress(TopicAlreadyExistsError):

@@ -28,6 +28,9 @@ class Metrics:
     handoffs: Counter
     scored: Counter
     alert_latency: Histogram
+    model_switches: Counter
+    model_rejected: Counter
+    model_info: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -77,6 +80,22 @@ class Metrics:
                 "leadstream_event_to_alert_seconds",
                 "Event time to the alert being sent on rep.alerts.",
                 buckets=_LATENCY_BUCKETS_S,
+                registry=registry,
+            ),
+            model_switches=Counter(
+                "leadstream_model_switches_total",
+                "Switches to a lead model published on lead.model.",
+                registry=registry,
+            ),
+            model_rejected=Counter(
+                "leadstream_model_rejected_total",
+                "Records on lead.model not used: unreadable, or not a valid lead model.",
+                registry=registry,
+            ),
+            model_info=Gauge(
+                "leadstream_model_info",
+                "1 for the lead model this worker scores with.",
+                ["name", "version"],
                 registry=registry,
             ),
         )

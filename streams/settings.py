@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     fetch_wait_ms: int = Field(
         default=500, ge=1, le=10_000, description="Fetch wait of the person-events hop (Faust)."
     )
+    model_fetch_wait_ms: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Fetch wait of the lead.model feed: bounds how long a publish takes to apply.",
+    )
     session_timeout_s: float = Field(default=30.0, gt=0)
     heartbeat_interval_s: float = Field(default=3.0, gt=0)
 

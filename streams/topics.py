@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
-__all__ = ["LEADS_TABLE", "Topics", "person_partition"]
+__all__ = [
+    "LEADS_TABLE",
+    "MODEL_TOPIC_CONFIG",
+    "MODEL_TOPIC_PARTITIONS",
+    "Topics",
+    "person_partition",
+]
 
 #: Faust table of lead state, keyed by person key; its changelog is `<app id>-leads-changelog`.
 LEADS_TABLE = "leads"
+
+#: `lead.model` has one partition: every worker reads all of it, in publish order.
+MODEL_TOPIC_PARTITIONS = 1
+#: Compacted, so the newest publish of each model name is kept for good.
+MODEL_TOPIC_CONFIG: Mapping[str, str] = MappingProxyType({"cleanup.policy": "compact"})
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,17 @@ class Topics:
         """Output: rep alerts; keyed by rep_id."""
         return f"{self.prefix}rep.alerts"
 
+    @property
+    def model(self) -> str:
+        """Published lead models (`PublishedModel`), keyed by model name; the newest wins.
+
+        Not in `all()`: it has MODEL_TOPIC_PARTITIONS partitions, not the configured count,
+        and MODEL_TOPIC_CONFIG (compacted). Every worker reads partition 0 without a group.
+        """
+        return f"{self.prefix}lead.model"
+
     def all(self) -> tuple[str, ...]:
+        """The topics with the configured partition count (person-partitioned or keyed)."""
         return (self.raw, self.dlq, self.person_events, self.scored, self.routed, self.alerts)
 
 
