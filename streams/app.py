@@ -38,9 +38,10 @@ from streams.lead_model import LeadModel
 from streams.lead_store import LeadStore
 from streams.leads import Decision, Limits, apply_batch
 from streams.metrics import CONTENT_TYPE_LATEST, Metrics, render, state_gauges
+from streams.model_feed import ModelFeed, ModelHolder
 from streams.producer import BatchProducer, Record
 from streams.settings import Settings
-from streams.topics import LEADS_TABLE, Topics
+from streams.topics import LEADS_TABLE, MODEL_TOPIC_CONFIG, MODEL_TOPIC_PARTITIONS, Topics
 
 __all__ = ["Clock", "create_app", "utc_now"]
 
@@ -58,6 +59,7 @@ class _Lifecycle:
     """What the worker does around Faust's own start and stop, in that order."""
 
     ensure_topics: Callable[[], Awaitable[None]]  # before Faust starts
+    models: ModelFeed  # catches up on lead.model before Faust starts, then follows it
     intake: IntakeService  # joins its group while Faust joins its own
     flush: Callable[[], Awaitable[None]]  # on stop: write state, so the commit covers it
     producer: BatchProducer  # stopped last
@@ -67,6 +69,8 @@ class _App(faust.App):
     """faust.App with a configurable consumer fetch wait and the stages of our own."""
 
     lifecycle: _Lifecycle | None = None
+    #: The lead model in use; listeners registered with `models.on_switch` see every change.
+    models: ModelHolder
 
     def __init__(self, *args: Any, fetch_wait_ms: int, **kwargs: Any) -> None:
         self._fetch_wait_ms = fetch_wait_ms
@@ -80,11 +84,14 @@ class _App(faust.App):
         lc = self.lifecycle
         if lc is not None:
             await lc.ensure_topics()
+            # Before any agent runs: a published model beats the model file from event one.
+            await lc.models.catch_up()
         await super().on_start()
         if lc is not None:
             # The intake does not need the table: it joins its consumer group while Faust
             # joins its own and recovers, instead of after.
             await self.add_runtime_dependency(lc.intake)
+            await self.add_runtime_dependency(lc.models)
 
     def crash_soon(self, exc: BaseException) -> None:
         log.error("leads: writing lead state failed; stopping the worker: %r", exc)
@@ -98,6 +105,7 @@ class _App(faust.App):
             # stop replays nothing. (Faust's own wait for unacknowledged messages is off:
             # records still buffered are read again by the partition's next owner.)
             await lc.intake.stop()
+            await lc.models.stop()
             await lc.flush()
             try:
                 await self.consumer.commit()
@@ -115,11 +123,15 @@ def create_app(
     registry: CollectorRegistry,
     clock: Clock = utc_now,
     producer: BatchProducer | None = None,
-) -> faust.App:
+    models: ModelHolder | None = None,
+) -> _App:
     """Build a fresh Faust app; nothing is created at import time.
 
-    `producer` is where every record goes; tests pass a fake.
+    `producer` is where every record goes; tests pass a fake. `models` holds the lead model
+    in use (`model` when not given); `app.models` is it, switched by `lead.model`.
     """
+    if models is None:
+        models = ModelHolder(model)
     topics = Topics(settings.topic_prefix)
     metrics = Metrics.create(registry)
     limits = Limits(dedupe_window=settings.dedupe_window, activity_kept=settings.activity_kept)
@@ -185,6 +197,13 @@ def create_app(
         created = await create_topics(
             bootstrap, topics.all(), settings.partitions, settings.replication_factor
         )
+        created += await create_topics(
+            bootstrap,
+            [topics.model],
+            MODEL_TOPIC_PARTITIONS,
+            settings.replication_factor,
+            configs=MODEL_TOPIC_CONFIG,
+        )
         if created:
             log.info("created topics: %s", ", ".join(created))
 
@@ -227,7 +246,7 @@ def create_app(
                 result = apply_batch(
                     store.leads(partition, {e.pk for e in batch.events}),
                     batch.events,
-                    model=model,
+                    model=models.current,
                     rotation=store.rotation(partition),
                     limits=limits,
                     now=clock(),
@@ -260,8 +279,16 @@ def create_app(
         await asyncio.gather(*background, return_exceptions=True)
         await flush_all()
 
+    app.models = models
     app.lifecycle = _Lifecycle(
         ensure_topics=ensure_topics,
+        models=ModelFeed(
+            topic=topics.model,
+            bootstrap=bootstrap,
+            holder=models,
+            metrics=metrics,
+            fetch_wait_ms=settings.model_fetch_wait_ms,
+        ),
         intake=IntakeService(
             settings=settings, bootstrap=bootstrap, producer=out, metrics=metrics, clock=clock
         ),

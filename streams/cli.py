@@ -1,9 +1,10 @@
-"""The `leadstream` command: broker, worker, send, run, model check."""
+"""The `leadstream` command: broker, worker, send, run, model check, model publish."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
@@ -63,6 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     check = model_sub.add_parser("check", help="validate a lead model file")
     check.add_argument("file", type=Path)
     check.set_defaults(handler=_cmd_model_check)
+    publish = model_sub.add_parser(
+        "publish", help="validate a lead model file and switch running workers to it"
+    )
+    publish.add_argument("file", type=Path)
+    publish.add_argument("--broker", help="broker URL (env LEADSTREAM_BROKER)")
+    publish.add_argument(
+        "--rescore",
+        action="store_true",
+        help="also replay each lead's stored scoring history through the new model",
+    )
+    publish.set_defaults(handler=_cmd_model_publish)
     return parser
 
 
@@ -95,18 +107,22 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     import faust
     from prometheus_client import CollectorRegistry
 
+    from schemas.model_record import text_sha256
     from streams.app import create_app
-    from streams.lead_model import ModelError, load_model
+    from streams.lead_model import ModelError
+    from streams.model_feed import ModelHolder, read_model
 
     settings = _settings(broker=args.broker, model_path=args.model, web_port=args.web_port)
     try:
-        model = load_model(settings.model_path)
+        model, text = read_model(settings.model_path)
     except ModelError as exc:
         print(f"leadstream: the lead model is invalid:\n{exc}", file=sys.stderr)
         return 2
-    app = create_app(settings=settings, model=model, registry=CollectorRegistry())
+    models = ModelHolder(model, sha256=text_sha256(text))
+    app = create_app(settings=settings, model=model, registry=CollectorRegistry(), models=models)
     print(
-        f"leadstream worker: model {model.name} v{model.version}, broker {settings.broker}, "
+        f"leadstream worker: model file {model.name} v{model.version} (a model published "
+        f"on lead.model takes precedence), broker {settings.broker}, "
         f"metrics http://127.0.0.1:{settings.web_port}/metrics",
         flush=True,
     )
@@ -167,3 +183,56 @@ def _cmd_model_check(args: argparse.Namespace) -> int:
         f"{len(model.reps)} reps (fallback {model.fallback_rep})"
     )
     return 0
+
+
+def _cmd_model_publish(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from streams.kafka_io import bootstrap_servers
+    from streams.lead_model import ModelError
+    from streams.model_feed import publish, published_model, read_model
+    from streams.topics import Topics
+
+    settings = _settings(broker=args.broker)
+    try:
+        model, text = read_model(args.file)
+    except ModelError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    record = published_model(
+        model, text, rescore=args.rescore, now=datetime.now(UTC), by=_user_at_host()
+    )
+    topic = Topics(settings.topic_prefix).model
+    bootstrap = bootstrap_servers(settings.broker)
+    # aiokafka logs each failed connection attempt; the one line below says it all.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        asyncio.run(
+            asyncio.wait_for(
+                publish(bootstrap, topic, record, replication=settings.replication_factor),
+                timeout=_PUBLISH_TIMEOUT_S,
+            )
+        )
+    except Exception as exc:  # connection refused, unknown host, timeouts
+        print(f"leadstream: cannot publish to {settings.broker}: {exc!r}", file=sys.stderr)
+        return 1
+    rescore = "; they rescore stored leads with it" if args.rescore else ""
+    print(
+        f"published {model.name} v{model.version} to {topic}; "
+        f"running workers switch within seconds{rescore}"
+    )
+    return 0
+
+
+#: Longest a publish may take, broker connection and acknowledgement included.
+_PUBLISH_TIMEOUT_S = 30.0
+
+
+def _user_at_host() -> str | None:
+    import getpass
+    import socket
+
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except (OSError, KeyError):  # no user name in the environment or the password database
+        return None
