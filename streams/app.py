@@ -134,7 +134,7 @@ def create_app(
         models = ModelHolder(model)
     topics = Topics(settings.topic_prefix)
     metrics = Metrics.create(registry)
-    limits = Limits(dedupe_window=settings.dedupe_window, activity_kept=settings.activity_kept)
+    limits = Limits(dedupe_window=settings.dedupe_window, history_kept=settings.history_kept)
     app = _App(
         settings.app_id,
         fetch_wait_ms=settings.fetch_wait_ms,

@@ -60,7 +60,12 @@ class Settings(BaseSettings):
 
     # Per-lead state bounds.
     dedupe_window: int = Field(default=32, ge=1, description="Recent messageIds kept per lead.")
-    activity_kept: int = Field(default=10, ge=1, description="Recent activities on a hand-off.")
+    history_kept: int = Field(
+        default=30,
+        ge=1,
+        le=1000,
+        description="Recent events kept per lead: what `--rescore` replays and a hand-off shows.",
+    )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
