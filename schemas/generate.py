@@ -9,8 +9,9 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 
-from schemas.decisions import DeadLetter, HandOff, LeadScored, RepAlert
+from schemas.decisions import AccountScored, DeadLetter, HandOff, LeadScored, RepAlert
 from schemas.events import EngagementEvent
+from schemas.feedback import SalesOutcome
 from schemas.model_record import PublishedModel
 
 __all__ = ["JSON_DIR", "render_all"]
@@ -24,7 +25,9 @@ _MODELS: dict[str, tuple[str, Any]] = {
     "leads.scored.json": ("Score change on leads.scored", LeadScored),
     "leads.routed.json": ("Hand-off on leads.routed", HandOff),
     "rep.alerts.json": ("Rep alert on rep.alerts", RepAlert),
+    "accounts.scored.json": ("Account roll-up on accounts.scored", AccountScored),
     "lead.model.json": ("Published lead model on lead.model", PublishedModel),
+    "sfa.feedback.json": ("Sales outcome (model replay --feedback; sfa.feedback)", SalesOutcome),
 }
 
 

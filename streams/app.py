@@ -28,7 +28,8 @@ from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 from schemas.decisions import HandOff, LeadScored, RepAlert
-from schemas.internal import PersonEvent
+from schemas.internal import ContactUpdate, PersonEvent
+from streams.account_stage import add_account_stage, contact_batches
 from streams.broker import faust_broker_settings
 from streams.codec import Rejection, dead_letter, decode_batch, encode
 from streams.faust_transport import transport_class
@@ -36,12 +37,18 @@ from streams.intake_service import IntakeService
 from streams.kafka_io import bootstrap_servers, create_topics
 from streams.lead_model import LeadModel
 from streams.lead_store import LeadStore
-from streams.leads import Decision, Limits, apply_batch
+from streams.leads import Decision, Limits, apply_batch, rescore_lead
 from streams.metrics import CONTENT_TYPE_LATEST, Metrics, render, state_gauges
 from streams.model_feed import ModelFeed, ModelHolder
 from streams.producer import BatchProducer, Record
 from streams.settings import Settings
-from streams.topics import LEADS_TABLE, MODEL_TOPIC_CONFIG, MODEL_TOPIC_PARTITIONS, Topics
+from streams.topics import (
+    LEADS_TABLE,
+    MODEL_TOPIC_CONFIG,
+    MODEL_TOPIC_PARTITIONS,
+    Topics,
+    person_partition,
+)
 
 __all__ = ["Clock", "create_app", "utc_now"]
 
@@ -253,7 +260,7 @@ def create_app(
                 )
                 # Queued, not awaited: `flush` waits for these acknowledgements before it
                 # writes this batch's state, so the agent need not wait a round trip here.
-                records = _records(topics, result.decisions)
+                records = _records(topics, result.decisions, settings.partitions)
                 if result.failed:
                     records += _failures(topics, result.failed, event.message, clock())
                     metrics.events_dead_lettered.labels(reason="processing_error").inc(
@@ -279,6 +286,72 @@ def create_app(
         await asyncio.gather(*background, return_exceptions=True)
         await flush_all()
 
+    add_account_stage(
+        app,
+        settings=settings,
+        topics=topics,
+        model=lambda: models.current,
+        producer=out,
+        metrics=metrics,
+        clock=clock,
+    )
+
+    async def rescore(new: LeadModel) -> None:
+        """`publish --rescore`: replay each local lead's history through `new`, in chunks.
+
+        Only partitions this worker owns as active are rescored (standby copies belong to
+        another worker); writes go through the same write-behind as the agent's, so the
+        outputs are acknowledged before the state is.
+        """
+        mine = {
+            tp.partition
+            for tp in app.assignor.assigned_actives()
+            if tp.topic == topics.person_events
+        }
+        keys = [
+            k
+            for k in list(table.data.keys())
+            if not k.startswith(b"__") and person_partition(k.decode(), settings.partitions) in mine
+        ]
+        log.info("rescoring %d leads with model %s", len(keys), new.version)
+        changed = 0
+        for start in range(0, len(keys), _RESCORE_CHUNK):
+            if models.current is not new:
+                log.warning("rescore with model %s stopped: a newer model arrived", new.version)
+                return
+            async with lock:
+                for raw_key in keys[start : start + _RESCORE_CHUNK]:
+                    pk = raw_key.decode()
+                    partition = person_partition(pk, settings.partitions)
+                    lead = store.leads(partition, (pk,)).get(pk)
+                    if lead is None:
+                        continue  # revoked meanwhile
+                    applied = rescore_lead(
+                        lead, model=new, rotation=store.rotation(partition), now=clock()
+                    )
+                    records = _records(topics, applied.decisions, settings.partitions)
+                    changed += bool(applied.decisions)
+                    outputs = await out.enqueue(records)
+                    store.update(partition, {pk: applied.lead}, applied.rotation)
+                    pending.setdefault(partition, []).append((_NO_INPUT, outputs))
+                    metrics.rescored.inc()
+            done = min(start + _RESCORE_CHUNK, len(keys))
+            if done == len(keys) or done % (_RESCORE_CHUNK * 20) == 0:
+                log.info("rescoring: %d/%d leads, %d changed", done, len(keys), changed)
+            await asyncio.sleep(0)  # let the agent score live events between chunks
+
+    def on_switch(old: LeadModel, new: LeadModel, rescore_requested: bool) -> None:
+        log.info(
+            "lead model: now %s v%s (was v%s)%s",
+            new.name,
+            new.version,
+            old.version,
+            "; rescoring stored leads" if rescore_requested else "",
+        )
+        if rescore_requested:
+            app.add_future(rescore(new))
+
+    models.on_switch(on_switch)
     app.models = models
     app.lifecycle = _Lifecycle(
         ensure_topics=ensure_topics,
@@ -320,15 +393,33 @@ def create_app(
     return app
 
 
-def _records(topics: Topics, decisions: Iterable[Decision]) -> list[Record]:
+_RESCORE_CHUNK = 500
+
+
+class _NoInput:
+    """Stands for the input record of a batch that has none (a rescore): nothing to ack."""
+
+    def ack(self) -> None:
+        return None
+
+
+_NO_INPUT: Any = _NoInput()
+
+
+def _records(topics: Topics, decisions: Iterable[Decision], partitions: int) -> list[Record]:
     out = []
+    contacts = []
     for d in decisions:
         if isinstance(d, RepAlert):
             out.append(Record(topics.alerts, d.rep_id.encode(), encode(d)))
         elif isinstance(d, HandOff):
             out.append(Record(topics.routed, d.lead_id.encode(), encode(d)))
+        elif isinstance(d, ContactUpdate):
+            contacts.append(d)
         else:
             out.append(Record(topics.scored, d.lead_id.encode(), encode(d)))
+    if contacts:
+        out += contact_batches(topics, contacts, partitions)
     return out
 
 

@@ -13,16 +13,18 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas.decisions import DeadLetter, DlqReason
 from schemas.events import MAX_ID_LENGTH, EngagementEvent
-from schemas.internal import PersonEvent, PersonEventBatch
+from schemas.internal import ContactUpdateBatch, PersonEvent, PersonEventBatch
 from schemas.model_record import PublishedModel
 from streams.normalize import EPOCH, MS, normalize, person_event
-from streams.state import LeadState, Rotation
+from streams.state import AccountState, LeadState, Rotation
 
 __all__ = [
     "MAX_EVENT_BYTES",
     "Rejection",
     "dead_letter",
+    "decode_account",
     "decode_batch",
+    "decode_contact_batch",
     "decode_event",
     "decode_person_event",
     "decode_published_model",
@@ -39,6 +41,8 @@ _BATCH = TypeAdapter(PersonEventBatch)
 _STATE = TypeAdapter(LeadState)
 _ROTATION = TypeAdapter(Rotation)
 _PUBLISHED = TypeAdapter(PublishedModel)
+_CONTACTS = TypeAdapter(ContactUpdateBatch)
+_ACCOUNT = TypeAdapter(AccountState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,3 +249,13 @@ def decode_rotation(value: bytes) -> Rotation:
 def decode_batch(value: bytes) -> PersonEventBatch:
     """Decode a `leadstream.person-events` record. We wrote it, so errors are bugs: raise."""
     return _BATCH.validate_json(value)
+
+
+def decode_contact_batch(value: bytes) -> ContactUpdateBatch:
+    """Decode a `leadstream.account-updates` record. We wrote it, so errors are bugs: raise."""
+    return _CONTACTS.validate_json(value)
+
+
+def decode_account(value: bytes) -> AccountState:
+    """An account from the accounts table. We wrote it, so errors are bugs: raise."""
+    return _ACCOUNT.validate_json(value)

@@ -51,7 +51,8 @@ _DAY_MS = 86_400_000
 
 def grade_at_least(grade: str, minimum: str) -> bool:
     """True when `grade` is `minimum` or better (A is best)."""
-    return GRADES.index(grade) <= GRADES.index(minimum)  # type: ignore[arg-type]
+    order: tuple[str, ...] = GRADES
+    return order.index(grade) <= order.index(minimum)
 
 
 class _Strict(BaseModel):

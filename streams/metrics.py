@@ -28,6 +28,9 @@ class Metrics:
     handoffs: Counter
     scored: Counter
     alert_latency: Histogram
+    accounts_scored: Counter
+    account_alerts: Counter
+    rescored: Counter
     model_switches: Counter
     model_rejected: Counter
     model_info: Gauge
@@ -80,6 +83,21 @@ class Metrics:
                 "leadstream_event_to_alert_seconds",
                 "Event time to the alert being sent on rep.alerts.",
                 buckets=_LATENCY_BUCKETS_S,
+                registry=registry,
+            ),
+            accounts_scored=Counter(
+                "leadstream_account_changes_total",
+                "Account roll-up changes emitted on accounts.scored.",
+                registry=registry,
+            ),
+            account_alerts=Counter(
+                "leadstream_account_alerts_total",
+                "Buying-group alerts sent to account owners on rep.alerts.",
+                registry=registry,
+            ),
+            rescored=Counter(
+                "leadstream_leads_rescored_total",
+                "Leads whose history was replayed through a model published with --rescore.",
                 registry=registry,
             ),
             model_switches=Counter(

@@ -274,7 +274,7 @@ def fit_of(
     if found is None:
         found = _compute_fit(traits, domain, model)
         remember(memo, key, found)
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def _compute_fit(

@@ -8,15 +8,19 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 __all__ = [
+    "ACCOUNTS_TABLE",
     "LEADS_TABLE",
     "MODEL_TOPIC_CONFIG",
     "MODEL_TOPIC_PARTITIONS",
     "Topics",
+    "account_partition",
     "person_partition",
 ]
 
 #: Faust table of lead state, keyed by person key; its changelog is `<app id>-leads-changelog`.
 LEADS_TABLE = "leads"
+#: Faust table of account roll-ups, keyed by account domain.
+ACCOUNTS_TABLE = "accounts"
 
 #: `lead.model` has one partition: every worker reads all of it, in publish order.
 MODEL_TOPIC_PARTITIONS = 1
@@ -69,6 +73,20 @@ class Topics:
         return f"{self.prefix}rep.alerts"
 
     @property
+    def account_updates(self) -> str:
+        """Repartition: micro-batches of contact score changes (`ContactUpdateBatch`).
+
+        Invariant: every update of account A is in partition `account_partition(A, n)`;
+        the record key is the partition label.
+        """
+        return f"{self.prefix}leadstream.account-updates"
+
+    @property
+    def accounts_scored(self) -> str:
+        """Output: account roll-ups (`AccountScored`); keyed by account domain."""
+        return f"{self.prefix}accounts.scored"
+
+    @property
     def model(self) -> str:
         """Published lead models (`PublishedModel`), keyed by model name; the newest wins.
 
@@ -79,7 +97,16 @@ class Topics:
 
     def all(self) -> tuple[str, ...]:
         """The topics with the configured partition count (person-partitioned or keyed)."""
-        return (self.raw, self.dlq, self.person_events, self.scored, self.routed, self.alerts)
+        return (
+            self.raw,
+            self.dlq,
+            self.person_events,
+            self.scored,
+            self.routed,
+            self.alerts,
+            self.account_updates,
+            self.accounts_scored,
+        )
 
 
 def person_partition(person_key: str, partitions: int) -> int:
@@ -89,3 +116,8 @@ def person_partition(person_key: str, partitions: int) -> int:
     and cheap; changing it would scatter existing state, so it never changes.
     """
     return zlib.crc32(person_key.encode("utf-8")) % partitions
+
+
+def account_partition(account: str, partitions: int) -> int:
+    """The partition of `leadstream.account-updates` (and the accounts table) for an account."""
+    return zlib.crc32(account.encode("utf-8")) % partitions

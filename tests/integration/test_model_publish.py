@@ -240,3 +240,57 @@ def test_a_worker_started_after_a_publish_uses_the_published_model_not_its_file(
         f"lead model: using integration vB published on {worker.topics.model} "
         "instead of the model file's integration vA"
     ) in worker.log()
+
+
+def test_publish_with_rescore_replays_stored_leads_through_the_new_model(
+    make_worker: Any, tmp_path: Path
+) -> None:
+    worker = make_worker(model=model_file(tmp_path, "A"), **FAST_FEED)
+    anon = "anon-rescore-1"
+    worker.send(
+        identify("rs-1", anon=anon, email="rs@rescore.example", country="US"),
+        page("rs-2", "/pricing", anon=anon),
+        page("rs-3", "/pricing/plans", anon=anon),
+    )
+    first = worker.read(worker.topics.scored, lambda r: any(s["score"] == 20 for s in r))
+    lead_id = next(s["lead_id"] for s in first if s["score"] == 20)
+
+    # Model B: a pricing view is worth 25 instead of 10.
+    text = MODEL.read_text().replace(
+        '{id: pricing-view, page: "/pricing*", points: 10}',
+        '{id: pricing-view, page: "/pricing*", points: 25}',
+    )
+    assert "points: 25" in text
+    done = leadstream(
+        "model",
+        "publish",
+        str(model_file(tmp_path, "B", text)),
+        "--rescore",
+        broker=worker.broker,
+        topics=worker.topics,
+    )
+    assert done.returncode == 0, done.stderr
+
+    def rescored(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in records
+            if r["lead_id"] == lead_id
+            and str(r["reason"] or "").startswith("rescored with model B")
+        ] or [r for r in records if r["lead_id"] == lead_id and r["model_version"] == "B"]
+
+    records = worker.read(worker.topics.scored, lambda r: bool(rescored(r)))
+    [record] = rescored(records)
+    # Nothing new was sent: the stored history (two pricing views) went through model B.
+    assert record["model_version"] == "B"
+    assert record["stage"] == record["previous_stage"] == "engaged"
+    assert record["message_id"] == "rescore:B"
+    assert record["score"] == 50 and record["previous_score"] == 20
+    assert [(line["rule"], line["points"], line["count"]) for line in record["breakdown"]] == [
+        ("engagement:pricing-view", 50, 2)
+    ]
+    wait_for(
+        lambda: "leadstream_leads_rescored_total 1.0" in worker.metrics(),
+        timeout_s=10,
+        what="the rescore metric",
+    )

@@ -61,8 +61,8 @@ def test_anonymous_visitor_who_identifies_and_downloads_gets_one_alert_to_the_ri
     assert alert["trigger"] == "whitepaper-download"
     assert alert["email"] == "pat.lee@robotics.example"
     assert alert["message"] == "Pat Lee downloaded a whitepaper"
-    # pricing 10 + whitepaper 30 + size 20 + executive 15
-    assert alert["score"] == 75
+    # engagement: pricing 10 + whitepaper 30 (fit is the other axis: size 20 + executive 15)
+    assert alert["score"] == 40
 
     assert len(handoffs) == 1
     handoff = handoffs[0]
@@ -73,11 +73,15 @@ def test_anonymous_visitor_who_identifies_and_downloads_gets_one_alert_to_the_ri
     labels = [a["label"] for a in handoff["recent_activity"]]
     assert labels[0] == "Whitepaper Downloaded"
     assert "/pricing" in labels and "/blog/routing" in labels  # made while anonymous
-    assert sum(line["points"] for line in handoff["breakdown"]) == handoff["score"] == 75
+    assert sum(line["points"] for line in handoff["breakdown"]) == handoff["score"] == 40
+    assert (handoff["fit"], handoff["grade"]) == (35, "B")
 
-    scored = worker.read(worker.topics.scored, lambda r: any(s["score"] == 75 for s in r))
-    assert [s["score"] for s in scored] == [10, 45, 75]
+    scored = worker.read(worker.topics.scored, lambda r: any(s["score"] == 40 for s in r))
+    assert [s["score"] for s in scored] == [10, 10, 40]
+    assert [s["grade"] for s in scored] == ["D", "B", "B"]
     assert [s["stage"] for s in scored] == ["anonymous", "engaged", "engaged"]
+    assert [s["reason"] for s in scored] == [None, "identified, with engagement", None]
+    assert all(s["model_version"] == "test-1" for s in scored)
     _validate(alerts, "rep.alerts.json")
     _validate(handoffs, "leads.routed.json")
     _validate(scored, "leads.scored.json")
