@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.topics import LEADS_TABLE, Topics, person_partition
+from streams.topics import ACCOUNTS_TABLE, LEADS_TABLE, Topics, account_partition, person_partition
 
 
 def test_documented_topic_names() -> None:
@@ -17,8 +17,11 @@ def test_documented_topic_names() -> None:
         "leads.scored",
         "leads.routed",
         "rep.alerts",
+        "leadstream.account-updates",
+        "accounts.scored",
     )
     assert LEADS_TABLE == "leads"
+    assert ACCOUNTS_TABLE == "accounts"
 
 
 def test_prefix_isolates_every_topic() -> None:
@@ -28,7 +31,7 @@ def test_prefix_isolates_every_topic() -> None:
     assert topics.alerts == "t-42.rep.alerts"
     assert all(name.startswith("t-42.") for name in topics.all())
     assert {name.removeprefix("t-42.") for name in topics.all()} == set(Topics().all())
-    assert len(set(topics.all())) == 6
+    assert len(set(topics.all())) == 8
 
 
 @pytest.mark.parametrize(
@@ -56,3 +59,13 @@ def test_person_partition_is_in_range_and_spreads_keys(partitions: int) -> None:
 def test_person_partition_hashes_utf8_bytes() -> None:
     assert person_partition("ユーザー-1", 12) == 5
     assert person_partition("josé", 7) == 0
+
+
+@pytest.mark.parametrize(
+    ("account", "partitions"), [("acme.example", 8), ("gears.example", 4), ("x.co.jp", 1)]
+)
+def test_account_partition_is_the_crc32_of_the_domain(account: str, partitions: int) -> None:
+    # Pinned like person_partition: a different hash would scatter account state.
+    import zlib
+
+    assert account_partition(account, partitions) == zlib.crc32(account.encode()) % partitions
