@@ -65,7 +65,7 @@ class Limits:
     """Bounds on per-lead state (from settings)."""
 
     dedupe_window: int = 32
-    history_kept: int = 30
+    history_kept: int = 20
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # Per-lead state bounds.
     dedupe_window: int = Field(default=32, ge=1, description="Recent messageIds kept per lead.")
     history_kept: int = Field(
-        default=30,
+        default=20,
         ge=1,
         le=1000,
         description="Recent events kept per lead: what `--rescore` replays and a hand-off shows.",
