@@ -24,7 +24,7 @@ def account_domain(traits: Mapping[str, TraitValue], model: LeadModel) -> str | 
     if not isinstance(email, str) or "@" not in email:
         return None
     domain = email.rsplit("@", 1)[1]
-    return None if domain in model.free_mail_domains else domain
+    return None if domain in model.index.free_mail else domain
 
 
 def choose_rep(
