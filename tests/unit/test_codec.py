@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas.decisions import BreakdownLine, DeadLetter, LeadScored
+from schemas.decisions import BreakdownLine, DeadLetter, LeadScored, NamedScore
 from schemas.events import GroupEvent, IdentifyEvent, PageEvent, TrackEvent
 from schemas.internal import PersonEvent, PersonEventBatch
 from streams.codec import (
@@ -283,13 +283,22 @@ def test_dead_letter_key_is_readable_text(key: bytes | None, expected: str | Non
 
 
 def test_encode_round_trips_decision_records() -> None:
+    lines = (BreakdownLine(rule="engagement:whitepaper", label="W", points=40, count=2),)
     scored = LeadScored(
         lead_id="ld_1",
         score=40,
         previous_score=10,
-        breakdown=(BreakdownLine(rule="engagement:whitepaper", label="W", points=40, count=2),),
+        breakdown=lines,
+        scores=(
+            NamedScore(id="engagement", points=40, threshold=100, breakdown=lines),
+            NamedScore(id="robotics", points=0, threshold=60, breakdown=()),
+        ),
+        fit=15,
+        grade="C",
+        fit_breakdown=(BreakdownLine(rule="fit:executive", label="title vp", points=15),),
         stage="engaged",
         previous_stage="known",
+        reason="first engagement",
         model_version="v1",
         message_id="m-9",
         occurred_at=datetime(2026, 11, 20, 9, 0, 0, 123_000, tzinfo=UTC),

@@ -1,4 +1,4 @@
-"""The lead core: identity, dedupe, score changes, hand-offs and rep alerts from event stories."""
+"""The lead core: identity, dedupe, scores and stages, hand-offs, alerts and model changes."""
 
 from __future__ import annotations
 
@@ -11,13 +11,22 @@ from typing import Any
 import pytest
 
 from schemas.decisions import Activity, HandOff, LeadScored, RepAlert
-from schemas.internal import PersonEvent
-from streams.lead_model import LeadModel
-from streams.leads import Applied, Decision, Limits, apply_batch, apply_event, lead_id_for
-from streams.scoring import breakdown
+from schemas.internal import ContactUpdate, PersonEvent
+from streams.codec import decode_state, encode
+from streams.lead_model import DEFAULT_MODEL_PATH, LeadModel, parse_model
+from streams.leads import (
+    Applied,
+    Decision,
+    Limits,
+    apply_batch,
+    apply_event,
+    lead_id_for,
+    rescore_lead,
+)
 from streams.state import LeadState
 
 Segment = Callable[..., PersonEvent]
+DEMO_TEXT = DEFAULT_MODEL_PATH.read_text(encoding="utf-8")
 
 
 @dataclass
@@ -32,6 +41,18 @@ class Run:
 
     def of(self, kind: type) -> list:
         return [d for d in self.decisions if isinstance(d, kind)]
+
+    def kinds(self) -> list[list[str]]:
+        """Per step, the decisions it made, by record type (and trigger for alerts)."""
+        return [[_kind(d) for d in step.decisions] for step in self.steps]
+
+
+def _kind(d: Decision) -> str:
+    if isinstance(d, RepAlert):
+        return f"RepAlert:{d.trigger}"
+    if isinstance(d, HandOff):
+        return f"HandOff:{d.reason}"
+    return type(d).__name__
 
 
 def run(
@@ -55,6 +76,27 @@ def run(
         state.lead, state.rotation = applied.lead, applied.rotation
         state.steps.append(applied)
     return state
+
+
+def variant(*changes: tuple[str, str], text: str = DEMO_TEXT) -> LeadModel:
+    """The bundled model with text replaced (each `old` must be there)."""
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    return parse_model(text, source="variant.yaml")
+
+
+def assert_adds_up(decisions: Iterable[Decision]) -> None:
+    for d in decisions:
+        if isinstance(d, LeadScored):
+            assert sum(x.points for x in d.breakdown) == d.score
+            assert d.scores[0].points == d.score
+            assert d.scores[0].breakdown == d.breakdown
+            for named in d.scores:
+                assert sum(x.points for x in named.breakdown) == named.points
+            assert sum(x.points for x in d.fit_breakdown) == d.fit
+        if isinstance(d, HandOff):
+            assert sum(x.points for x in d.breakdown) == d.score
 
 
 def kenji_story(segment: Segment) -> list[PersonEvent]:
@@ -90,13 +132,16 @@ def test_anonymous_visitor_story_hands_off_once_to_the_territory_rep(
 ) -> None:
     result = run(kenji_story(segment), model, now=now)
 
-    alerts, handoffs = result.of(RepAlert), result.of(HandOff)
-    assert len(alerts) == 1
-    assert len(handoffs) == 1
+    assert result.kinds() == [
+        ["LeadScored"],
+        ["LeadScored", "ContactUpdate"],
+        ["LeadScored", "HandOff:hot_trigger", "RepAlert:whitepaper-download", "ContactUpdate"],
+    ]
     lead_id = lead_id_for("anon-kenji")
-    alert, handoff = alerts[0], handoffs[0]
+    (alert,) = result.of(RepAlert)
+    (handoff,) = result.of(HandOff)
     assert alert.model_dump(exclude={"alert_id"}) == {
-        "schema_version": 1,
+        "schema_version": 2,
         "rep_id": "aiko",
         "rep_name": "Aiko Tanaka",
         "rep_email": "aiko@sales.example.com",
@@ -105,13 +150,12 @@ def test_anonymous_visitor_story_hands_off_once_to_the_territory_rep(
         "company": "Kaizen Systems",
         "trigger": "whitepaper-download",
         "message": "Kenji Sato downloaded a whitepaper",
-        "score": 40,
-        "model_version": "2026.11-1",
+        "score": 40,  # 10 decayed for two days (9.85) + 30
+        "model_version": "2026.11-2",
         "event_at": t0 + timedelta(days=2),
         "created_at": now,
     }
-    assert handoff.reason == "hot_trigger"
-    assert handoff.trigger == "whitepaper-download"
+    assert (handoff.reason, handoff.trigger) == ("hot_trigger", "whitepaper-download")
     assert (handoff.rep_id, handoff.routing_rule) == ("aiko", "account_domain")
     assert handoff.account_domain == "kaizen-systems.co.jp"
     assert (handoff.email, handoff.name, handoff.company) == (
@@ -121,8 +165,12 @@ def test_anonymous_visitor_story_hands_off_once_to_the_territory_rep(
     )
     assert handoff.purchase_timeline == "this quarter"
     assert (handoff.budget, handoff.authority) == ("unknown", "unknown")
-    assert (handoff.score, handoff.stage) == (40, "engaged")
-    assert sum(line.points for line in handoff.breakdown) == 40
+    assert (handoff.score, handoff.stage, handoff.qualified_by) == (40, "engaged", ())
+    assert (handoff.fit, handoff.grade) == (5, "C")  # region-core
+    assert [(x.rule, x.points, x.count) for x in handoff.breakdown] == [
+        ("engagement:whitepaper", 30, 1),
+        ("engagement:pricing-view", 10, 1),
+    ]
     assert handoff.recent_activity == (
         Activity(at=t0 + timedelta(days=2), kind="track", label="Whitepaper Downloaded"),
         Activity(
@@ -132,23 +180,63 @@ def test_anonymous_visitor_story_hands_off_once_to_the_territory_rep(
         ),
         Activity(at=t0, kind="page", label="/pricing"),
     )
-    # The alert and hand-off come from the download, not before.
-    assert [len(step.decisions) for step in result.steps] == [1, 1, 3]
 
 
-def test_story_emits_score_changes_with_previous_values(
+def test_story_emits_score_changes_with_previous_values_and_reasons(
     segment: Segment, model: LeadModel, now: datetime
 ) -> None:
     result = run(kenji_story(segment), model, now=now)
 
     scored = result.of(LeadScored)
-    assert [(s.previous_score, s.score, s.previous_stage, s.stage) for s in scored] == [
-        (0, 10, "anonymous", "anonymous"),
-        (10, 10, "anonymous", "engaged"),
-        (10, 40, "engaged", "engaged"),
+    assert [
+        (s.previous_score, s.score, s.previous_stage, s.stage, s.reason, s.fit, s.grade)
+        for s in scored
+    ] == [
+        (0, 10, "anonymous", "anonymous", None, 0, "D"),
+        (10, 10, "anonymous", "engaged", "identified, with engagement", 5, "C"),
+        (10, 40, "engaged", "engaged", None, 5, "C"),
     ]
     assert [s.message_id for s in scored] == ["k-1", "k-2", "k-3"]
-    assert all(sum(line.points for line in s.breakdown) == s.score for s in scored)
+    assert [[(n.id, n.points, n.threshold) for n in s.scores] for s in scored][-1] == [
+        ("engagement", 40, 100),
+        ("robotics", 0, 60),
+    ]
+    assert [[x.rule for x in s.fit_breakdown] for s in scored] == [
+        [],
+        ["fit:region-core"],
+        ["fit:region-core"],
+    ]
+    assert_adds_up(scored)
+
+
+def test_company_contacts_tell_their_account_about_score_changes(
+    segment: Segment, model: LeadModel, t0: datetime, now: datetime
+) -> None:
+    result = run(kenji_story(segment), model, now=now)
+
+    updates = result.of(ContactUpdate)
+    ms = int(t0.timestamp() * 1000)
+    assert [u.model_dump() for u in updates] == [
+        {
+            "account": "kaizen-systems.co.jp",
+            "lead_id": lead_id_for("anon-kenji"),
+            "score": score,
+            "ts_ms": ms + day * 86_400_000,
+            "rep": "aiko",
+            "mid": mid,
+            "model": "2026.11-2",
+        }
+        for score, day, mid in [(10, 1, "k-2"), (40, 2, "k-3")]
+    ]
+
+
+def test_free_mail_leads_have_no_account(segment: Segment, model: LeadModel, now: datetime) -> None:
+    events = [
+        segment("identify", "f-0", traits={"email": "lee@gmail.com"}),
+        segment("track", "f-1", day=1, event="Form Submitted"),
+    ]
+
+    assert run(events, model, now=now).of(ContactUpdate) == []
 
 
 def test_budget_and_authority_are_passed_on_when_known(
@@ -210,7 +298,7 @@ def test_resent_message_id_with_different_content_is_still_a_duplicate(
 
 
 def test_trigger_fired_while_anonymous_alerts_at_identify(
-    segment: Segment, model: LeadModel, t0: datetime, now: datetime
+    segment: Segment, model: LeadModel, now: datetime
 ) -> None:
     events = [
         segment("track", "a-1", event="Whitepaper Downloaded"),
@@ -221,16 +309,21 @@ def test_trigger_fired_while_anonymous_alerts_at_identify(
 
     result = run(events, model, now=now)
 
-    assert [len(step.decisions) for step in result.steps] == [1, 1, 3, 1]
+    assert result.kinds() == [
+        ["LeadScored"],
+        ["LeadScored"],
+        ["LeadScored", "HandOff:hot_trigger", "RepAlert:whitepaper-download", "ContactUpdate"],
+        ["LeadScored", "ContactUpdate"],
+    ]
     assert result.steps[0].lead.pending == (("whitepaper-download", "a-1", events[0].ts_ms),)
     (alert,) = result.of(RepAlert)
     (handoff,) = result.of(HandOff)
-    assert alert in result.steps[2].decisions
     assert (alert.trigger, alert.rep_id, alert.message) == (
         "whitepaper-download",
         "aiko",
         "mei@shop.sg downloaded a whitepaper",
     )
+    assert alert.event_at == result.of(LeadScored)[2].occurred_at  # the identify
     assert (handoff.reason, handoff.trigger, handoff.email) == (
         "hot_trigger",
         "whitepaper-download",
@@ -258,77 +351,385 @@ def test_known_by_user_id_alone_is_enough_to_alert(
     )
 
 
+# --- MQL, named scores, grades -------------------------------------------------------------
+
+#: Fit 15, grade C: region-core +5, size-core +20, free-mail -10.
+LEE = {"email": "lee@gmail.com", "country": "US", "employees": 120}
+
+
+def webinars(segment: Segment, n: int, *, day: float = 1, first: int = 1) -> list[PersonEvent]:
+    """`n` webinars (25 points each, one per asset) at one event time."""
+    return [
+        segment(
+            "track",
+            f"web-{k}",
+            day=day,
+            event="Webinar Attended",
+            properties={"title": f"Webinar {k}"},
+        )
+        for k in range(first, first + n)
+    ]
+
+
 def mql_story(segment: Segment) -> list[PersonEvent]:
-    identify = segment("identify", "q-0", traits={"email": "lee@gmail.com", "country": "US"})
-    webinars = [segment("track", f"q-{n}", day=n, event="Webinar Attended") for n in range(1, 7)]
-    return [identify, *webinars]
+    return [segment("identify", "q-0", traits=LEE), *webinars(segment, 5)]
 
 
-def test_crossing_the_mql_threshold_hands_off_and_alerts_once(
+def test_crossing_a_threshold_with_the_grade_hands_off_and_alerts_once(
     segment: Segment, model: LeadModel, t0: datetime, now: datetime
 ) -> None:
     result = run(mql_story(segment), model, now=now)
 
+    assert result.kinds() == [
+        ["LeadScored"],
+        ["LeadScored"],
+        ["LeadScored"],
+        ["LeadScored"],
+        ["LeadScored", "HandOff:mql", "RepAlert:mql"],  # 4 x 25 = 100
+        ["LeadScored"],
+    ]
+    assert [(s.previous_stage, s.stage, s.reason, s.score) for s in result.of(LeadScored)] == [
+        ("anonymous", "known", "identified", 0),
+        ("known", "engaged", "first engagement", 25),
+        ("engaged", "engaged", None, 50),
+        ("engaged", "engaged", None, 75),
+        ("engaged", "mql", "engagement 100 >= 100 and fit C >= C", 100),
+        ("mql", "mql", None, 125),
+    ]
     (handoff,) = result.of(HandOff)
     (alert,) = result.of(RepAlert)
-    crossing = result.steps[4]  # 4th webinar: 4 x 25 = 100
-    assert handoff in crossing.decisions
-    assert alert in crossing.decisions
-    assert (handoff.reason, handoff.trigger, handoff.stage, handoff.score) == (
-        "mql",
+    assert (handoff.trigger, handoff.stage, handoff.score, handoff.qualified_by) == (
         None,
         "mql",
         100,
+        ("engagement",),
     )
+    assert (handoff.fit, handoff.grade) == (15, "C")
     assert (handoff.rep_id, handoff.routing_rule) == ("carla", "territory_round_robin")
     assert handoff.account_domain is None
-    assert alert.trigger == "mql"
-    assert alert.message == "lee@gmail.com became a marketing-qualified lead (score 100)"
-    assert alert.event_at == t0 + timedelta(days=4)
+    assert alert.message == "lee@gmail.com became a marketing-qualified lead (score 100, fit C)"
+    assert alert.event_at == t0 + timedelta(days=1)
     assert result.lead is not None
-    assert (result.lead.stage, result.lead.score) == ("mql", 150)
+    assert (result.lead.stage, result.lead.score) == ("mql", 125)
     assert result.lead.mql_ms == mql_story(segment)[4].ts_ms
 
 
-def test_mql_stage_stays_after_the_score_drops(
+def test_the_same_asset_again_changes_nothing_and_emits_nothing(
     segment: Segment, model: LeadModel, now: datetime
 ) -> None:
+    events = [*mql_story(segment)[:3], *webinars(segment, 1, day=1.5)]
+    events[-1] = segment(
+        "track", "again", day=1.5, event="Webinar Attended", properties={"title": "Webinar 1"}
+    )
+
+    result = run(events, model, now=now)
+
+    assert result.steps[-1].decisions == ()
+    assert result.steps[-1].lead.rules["webinar"] == (75, 50, 3, 2)
+
+
+def test_mql_needs_the_minimum_grade(segment: Segment, model: LeadModel, now: datetime) -> None:
     events = [
-        *mql_story(segment)[:5],
-        segment("track", "drop", day=9, event="Email Unsubscribed"),
+        segment("identify", "g-0", traits={"email": "lee@gmail.com"}),  # free mail: -10, D
+        *webinars(segment, 4),
+        segment("identify", "g-1", day=1, traits={"employees": 120}),  # +20: C
     ]
 
     result = run(events, model, now=now)
 
-    last = result.of(LeadScored)[-1]
-    assert (last.previous_score, last.score, last.previous_stage, last.stage) == (
-        100,
-        70,
-        "mql",
-        "mql",
-    )
-    assert len(result.of(HandOff)) == 1
+    scored = result.of(LeadScored)
+    assert [(s.score, s.grade, s.stage) for s in scored] == [
+        (0, "D", "known"),
+        (25, "D", "engaged"),
+        (50, "D", "engaged"),
+        (75, "D", "engaged"),
+        (100, "D", "engaged"),
+        (100, "C", "mql"),
+    ]
+    assert scored[-1].reason == "engagement 100 >= 100 and fit C >= C"
+    (handoff,) = result.of(HandOff)
+    assert handoff.grade == "C"
 
 
 def test_anonymous_lead_over_the_threshold_becomes_mql_at_identify(
     segment: Segment, model: LeadModel, now: datetime
 ) -> None:
+    events = [*webinars(segment, 5), segment("identify", "w-id", day=1, traits=LEE)]
+
+    result = run(events, model, now=now)
+
+    scored = result.of(LeadScored)
+    assert [s.stage for s in scored] == ["anonymous"] * 5 + ["mql"]
+    assert (scored[-1].previous_stage, scored[-1].reason) == (
+        "anonymous",
+        "engagement 125 >= 100 and fit C >= C",
+    )
+    (handoff,) = result.of(HandOff)
+    assert (handoff.reason, handoff.score, handoff.qualified_by) == ("mql", 125, ("engagement",))
+    assert [a.trigger for a in result.of(RepAlert)] == ["mql"]
+
+
+def robotics_story(segment: Segment) -> list[PersonEvent]:
+    """Fit 25 (B); a robotics webinar and two robotics product pages: robotics 60."""
+    return [
+        segment(
+            "identify",
+            "r-0",
+            traits={
+                "email": "pat@gmail.com",
+                "country": "US",
+                "employees": 120,
+                "title": "Plant Manager",
+            },
+        ),
+        segment(
+            "track",
+            "r-1",
+            day=1,
+            event="Robotics Webinar Attended",
+            properties={"title": "Arm 101"},
+        ),
+        segment("page", "r-2", day=1, properties={"path": "/product/robotics/arm"}),
+        segment("page", "r-3", day=1, properties={"path": "/product/robotics/arm"}),
+    ]
+
+
+def test_a_second_named_score_qualifies_on_its_own_threshold(
+    segment: Segment, model: LeadModel, now: datetime
+) -> None:
+    result = run(robotics_story(segment), model, now=now)
+
+    scored = result.of(LeadScored)
+    assert [[(n.id, n.points) for n in s.scores] for s in scored] == [
+        [("engagement", 0), ("robotics", 0)],
+        [("engagement", 0), ("robotics", 40)],
+        [("engagement", 3), ("robotics", 50)],
+        [("engagement", 6), ("robotics", 60)],
+    ]
+    assert [s.score for s in scored] == [0, 0, 3, 6]  # `score` is the primary one
+    assert [(s.stage, s.reason) for s in scored] == [
+        ("known", "identified"),
+        ("engaged", "first engagement"),
+        ("engaged", None),
+        ("mql", "robotics 60 >= 60 and fit B >= C"),
+    ]
+    (handoff,) = result.of(HandOff)
+    assert (handoff.reason, handoff.score, handoff.qualified_by) == ("mql", 6, ("robotics",))
+    assert [x.rule for x in handoff.breakdown] == ["engagement:product-view"]
+    (alert,) = result.of(RepAlert)
+    assert alert.message == "pat@gmail.com became a marketing-qualified lead (score 6, fit B)"
+    assert_adds_up(scored)
+
+
+def test_qualified_by_lists_every_score_over_its_threshold(
+    segment: Segment, model: LeadModel, now: datetime
+) -> None:
     events = [
-        *[segment("track", f"w-{n}", day=n, event="Webinar Attended") for n in range(5)],
-        segment("identify", "w-id", day=6, traits={"email": "x@gmail.com"}),
+        *robotics_story(segment)[:2],  # robotics 40
+        *webinars(segment, 3),  # engagement 75
+        segment("track", "form", day=1, event="Form Submitted"),  # 95
+        segment("page", "p-1", day=1, properties={"path": "/product/robotics/a"}),  # 98, 50
+        segment("page", "p-2", day=1, properties={"path": "/product/robotics/b"}),  # 101, 60
     ]
 
     result = run(events, model, now=now)
 
-    assert [s.stage for s in result.of(LeadScored)] == ["anonymous"] * 5 + ["mql"]
     (handoff,) = result.of(HandOff)
-    assert (handoff.reason, handoff.score, handoff.rep_id, handoff.routing_rule) == (
-        "mql",
-        125,
-        "queue",
-        "fallback",
+    assert handoff.qualified_by == ("engagement", "robotics")
+    assert result.of(LeadScored)[-1].reason == (
+        "engagement 101 >= 100, robotics 60 >= 60 and fit B >= C"
     )
-    assert [a.trigger for a in result.of(RepAlert)] == ["mql"]
+
+
+# --- recycling and sales stages ----------------------------------------------------------
+
+
+def test_an_mql_whose_score_decays_under_the_threshold_is_recycled_then_requalifies(
+    segment: Segment, model: LeadModel, now: datetime
+) -> None:
+    events = [
+        *mql_story(segment)[:5],  # MQL at 100 on day 1
+        segment("page", "idle", day=31, properties={"path": "/blog"}),  # no rule: clock only
+        segment("track", "f-1", day=31, event="Form Submitted"),
+        segment("track", "f-2", day=31, event="Form Submitted"),
+    ]
+
+    result = run(events, model, now=now)
+
+    scored = result.of(LeadScored)[-3:]
+    assert [(s.previous_stage, s.stage, s.score, s.reason) for s in scored] == [
+        (
+            "mql",
+            "recycled",
+            79,  # 100 after 30 days of a 90-day half-life
+            "scores fell under their thresholds: engagement 79 < 100, robotics 0 < 60",
+        ),
+        ("recycled", "recycled", 99, None),
+        ("recycled", "mql", 119, "re-qualified: engagement 119 >= 100 and fit C >= C"),
+    ]
+    assert [(h.reason, h.rep_id, h.score) for h in result.of(HandOff)] == [
+        ("mql", "carla", 100),
+        ("mql", "carla", 119),
+    ]
+    assert [a.trigger for a in result.of(RepAlert)] == ["mql", "mql"]
+    assert [x.rule for x in scored[0].breakdown] == ["engagement:webinar", "decay:engagement"]
+    assert scored[0].breakdown[-1].points == -21
+    assert_adds_up(scored)
+
+
+def test_negative_points_recycle_an_mql(segment: Segment, model: LeadModel, now: datetime) -> None:
+    events = [*mql_story(segment)[:5], segment("track", "u", day=1, event="Email Unsubscribed")]
+
+    last = run(events, model, now=now).of(LeadScored)[-1]
+
+    assert (last.previous_score, last.score, last.previous_stage, last.stage) == (
+        100,
+        70,
+        "mql",
+        "recycled",
+    )
+
+
+def test_an_mql_stays_when_the_model_does_not_recycle(segment: Segment, now: datetime) -> None:
+    keep = variant(("recycle_on_decay: true", "recycle_on_decay: false"))
+    events = [*mql_story(segment)[:5], segment("track", "u", day=1, event="Email Unsubscribed")]
+
+    result = run(events, keep, now=now)
+
+    last = result.of(LeadScored)[-1]
+    assert (last.previous_score, last.score, last.stage, last.reason) == (100, 70, "mql", None)
+    assert len(result.of(HandOff)) == 1
+
+
+def test_an_mql_whose_fit_falls_under_the_minimum_grade_is_recycled(
+    segment: Segment, model: LeadModel, now: datetime
+) -> None:
+    events = [
+        *mql_story(segment)[:5],
+        segment("identify", "c", day=1, traits={"email": "lee@rival-robotics.example"}),
+    ]
+
+    last = run(events, model, now=now).of(LeadScored)[-1]
+
+    assert (last.fit, last.grade, last.stage, last.reason) == (
+        -75,  # +5 +20 -100 (no longer free mail)
+        "D",
+        "recycled",
+        "fit fell to D, under C",
+    )
+    assert [x.rule for x in last.fit_breakdown] == [
+        "fit:size-core",
+        "fit:region-core",
+        "fit:competitor",
+    ]
+
+
+@pytest.mark.parametrize("stage", ["sal", "opportunity", "won", "lost"])
+def test_engagement_does_not_move_sales_stages(
+    segment: Segment, model: LeadModel, now: datetime, stage: str
+) -> None:
+    lead = LeadState(
+        lead_id=lead_id_for("anon-1"),
+        pk="anon-1",
+        traits=LEE,
+        stage=stage,  # type: ignore[arg-type]
+        rep="carla",
+        route_rule="territory_round_robin",
+        model=model.version,
+    )
+    events = [*webinars(segment, 5), segment("track", "u", day=200, event="Email Unsubscribed")]
+
+    result = run(events, model, now=now, start=Run(lead=lead))
+
+    scored = result.of(LeadScored)
+    assert {(s.previous_stage, s.stage, s.reason) for s in scored} == {(stage, stage, None)}
+    assert [s.score for s in scored] == [25, 50, 75, 100, 125, -3]  # 125 after 199 days: 27
+    assert result.of(HandOff) == []
+
+
+def test_a_hot_trigger_still_alerts_for_an_accepted_lead(
+    segment: Segment, model: LeadModel, now: datetime
+) -> None:
+    lead = LeadState(
+        lead_id=lead_id_for("anon-1"),
+        pk="anon-1",
+        traits=LEE,
+        stage="sal",
+        rep="dan",
+        route_rule="territory_round_robin",
+        model=model.version,
+    )
+
+    result = run(
+        [segment("track", "d", event="Demo Requested")], model, now=now, start=Run(lead=lead)
+    )
+
+    assert [(a.trigger, a.rep_id) for a in result.of(RepAlert)] == [("demo-request", "dan")]
+    assert result.of(HandOff)[0].stage == "sal"
+
+
+# --- triggers with a minimum grade -------------------------------------------------------
+
+PICKY = variant(
+    (
+        "{id: whitepaper-download, event: Whitepaper Downloaded, message:",
+        "{id: whitepaper-download, event: Whitepaper Downloaded, min_grade: B, message:",
+    )
+)
+
+
+def paper(segment: Segment, mid: str, day: float, asset: str) -> PersonEvent:
+    return segment(
+        "track", mid, day=day, event="Whitepaper Downloaded", properties={"title": asset}
+    )
+
+
+@pytest.mark.parametrize(
+    ("traits", "grade", "alerts"),
+    [
+        pytest.param(
+            {"email": "a@acme.com", "country": "US", "employees": 120},
+            "B",
+            ["whitepaper-download"],
+            id="fit-enough",
+        ),
+        pytest.param({"email": "a@acme.com", "country": "US"}, "C", [], id="fit-too-low"),
+    ],
+)
+def test_a_trigger_with_min_grade_alerts_only_for_leads_that_fit(
+    segment: Segment, now: datetime, traits: dict[str, Any], grade: str, alerts: list[str]
+) -> None:
+    events = [segment("identify", "i", traits=traits), paper(segment, "w", 1, "guide")]
+
+    result = run(events, PICKY, now=now)
+
+    assert result.lead is not None and result.lead.grade == grade
+    assert [a.trigger for a in result.of(RepAlert)] == alerts
+    assert [h.trigger for h in result.of(HandOff)] == alerts
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a trigger held back by min_grade still starts its cooldown "
+    "(update_triggers records `fired` before _decide filters by grade), so the lead "
+    "gets no alert after its fit improves",
+)
+def test_a_trigger_held_back_by_grade_does_not_start_its_cooldown(
+    segment: Segment, now: datetime
+) -> None:
+    events = [
+        segment("identify", "i", traits={"email": "a@acme.com", "country": "US"}),  # C
+        paper(segment, "w-1", 1, "guide one"),  # held back: C < B
+        segment("identify", "i-2", day=2, traits={"employees": 120}),  # B
+        paper(segment, "w-2", 3, "guide two"),
+    ]
+
+    result = run(events, PICKY, now=now)
+
+    assert [a.trigger for a in result.of(RepAlert)] == ["whitepaper-download"]
+
+
+# --- identity and ids -------------------------------------------------------------------
 
 
 def test_ids_are_deterministic(segment: Segment, model: LeadModel, now: datetime) -> None:
@@ -376,29 +777,27 @@ def test_lead_scored_only_on_change(segment: Segment, model: LeadModel, now: dat
     events = [
         segment("identify", "c-0", traits={"email": "a@acme.com"}),
         segment("track", "c-1", day=1, event="Logged In"),
-        *[segment("track", f"c-e{n}", day=2, event="Email Link Clicked") for n in range(6)],
+        *[segment("track", f"c-e{n}", day=2, event="Email Link Clicked") for n in range(4)],
         segment("identify", "c-2", day=3, traits={"title": "VP Sales"}),
     ]
 
     result = run(events, model, now=now)
 
-    per_step = [[(d.previous_score, d.score) for d in s.decisions] for s in result.steps]
-    assert per_step == [
-        [(0, 0)],  # anonymous -> known
-        [],  # no rule for "Logged In"
-        [(0, 5)],
-        [(5, 10)],
-        [(10, 15)],
-        [(15, 20)],
-        [(20, 25)],
-        [],  # sixth click is over the cap
-        [(25, 40)],
+    per_step = [
+        [(d.previous_score, d.score, d.fit) for d in s.decisions if isinstance(d, LeadScored)]
+        for s in result.steps
     ]
-    assert [s.decisions[0].stage for s in result.steps if s.decisions] == [
+    assert per_step == [
+        [(0, 0, 0)],  # anonymous -> known
+        [],  # no rule for "Logged In"
+        [(0, 5, 0)],
+        [(5, 10, 0)],
+        [],  # third click of the day: over max_per_day
+        [],
+        [(10, 10, 15)],  # the title changes fit (and a day's decay rounds away)
+    ]
+    assert [s.decisions[0].stage for s in result.steps if s.decisions] == [  # type: ignore[union-attr]
         "known",
-        "engaged",
-        "engaged",
-        "engaged",
         "engaged",
         "engaged",
         "engaged",
@@ -406,18 +805,18 @@ def test_lead_scored_only_on_change(segment: Segment, model: LeadModel, now: dat
 
 
 @pytest.mark.parametrize(("window", "kept"), [(3, 2), (1, 1), (5, 4)])
-def test_seen_and_activity_are_bounded_by_limits(
+def test_seen_and_history_are_bounded_by_limits(
     segment: Segment, model: LeadModel, now: datetime, window: int, kept: int
 ) -> None:
     events = [segment("page", f"s-{n}", day=n, properties={"path": f"/p{n}"}) for n in range(8)]
-    limits = Limits(dedupe_window=window, activity_kept=kept)
+    limits = Limits(dedupe_window=window, history_kept=kept)
 
     result = run(events, model, now=now, limits=limits)
     lead = result.lead
     assert lead is not None
 
     assert len(lead.seen) == window
-    assert [label for _, _, label in lead.activity] == [f"/p{n}" for n in range(8 - kept, 8)]
+    assert [name for _, _, name, _ in lead.history] == [f"/p{n}" for n in range(8 - kept, 8)]
 
     def resend(event: PersonEvent) -> bool:
         applied = apply_event(lead, event, model=model, rotation={}, limits=limits, now=now)
@@ -427,22 +826,26 @@ def test_seen_and_activity_are_bounded_by_limits(
     assert resend(events[0]) is False  # outside the dedupe window
 
 
-def test_activity_is_ordered_by_event_time(
-    segment: Segment, model: LeadModel, now: datetime
+def test_history_is_ordered_by_event_time_and_keeps_assets(
+    segment: Segment, model: LeadModel, t0: datetime, now: datetime
 ) -> None:
     events = [
         segment("page", "o-1", day=5, properties={"path": "/b"}),
-        segment("page", "o-2", day=1, properties={"path": "/a"}),
+        segment("track", "o-2", day=1, event="Webinar Attended", properties={"title": "Intro"}),
         segment("group", "o-3", day=6, groupId="g", traits={"company": {"name": "Acme"}}),
     ]
 
-    lead = run(events, model, now=now, limits=Limits(activity_kept=2)).lead
+    lead = run(events, model, now=now, limits=Limits(history_kept=2)).lead
 
     assert lead is not None
-    assert [(kind, label) for _, kind, label in lead.activity] == [
-        ("page", "/b"),
-        ("group", "joined account Acme"),
-    ]
+    ms = int(t0.timestamp() * 1000)
+    assert lead.history == (
+        (ms + 5 * 86_400_000, "page", "/b", None),
+        (ms + 6 * 86_400_000, "group", "", None),
+    )
+    full = run(events, model, now=now).lead
+    assert full is not None
+    assert full.history[0] == (ms + 86_400_000, "track", "Webinar Attended", "Intro")
 
 
 def test_anonymous_ids_are_remembered_and_bounded(
@@ -479,12 +882,12 @@ def test_rep_stays_with_the_lead_after_the_first_hand_off(
     assert result.rotation == {"carla,dan": 2}
 
 
-def test_score_equals_breakdown_over_random_stories(
+def test_breakdowns_add_up_and_resends_are_dropped_over_random_stories(
     segment: Segment, model: LeadModel, now: datetime
 ) -> None:
     rng = random.Random(7)
     tracks = ["Whitepaper Downloaded", "Demo Requested", "Email Link Clicked", "Email Unsubscribed"]
-    paths = ["/pricing", "/product/a", "/customers/x", "/careers", "/blog"]
+    paths = ["/pricing", "/product/robotics/a", "/customers/x", "/careers", "/blog"]
     for story in range(20):
         events = []
         for n in range(40):
@@ -502,20 +905,214 @@ def test_score_equals_breakdown_over_random_stories(
         # A window longer than the story, so every resend is inside it.
         result = run(events, model, now=now, limits=Limits(dedupe_window=64))
 
-        for step in result.steps:
-            for d in step.decisions:
-                if isinstance(d, LeadScored | HandOff):
-                    assert sum(line.points for line in d.breakdown) == d.score
-            score, _ = breakdown(step.lead.rules, step.lead.traits, model)
-            assert step.lead.score == score
+        assert_adds_up(result.decisions)
         assert result.lead is not None
-        scored = result.of(LeadScored)
-        assert scored[-1].score == result.lead.score
+        assert result.of(LeadScored)[-1].score == result.lead.score
         assert sum(step.duplicate for step in result.steps) == sum(
             1 for e in events[1:] if e.mid == f"r{story}-0"
         )
-        mqls = [a for a in result.of(RepAlert) if a.trigger == "mql"]
-        assert len(mqls) <= 1
+
+
+def test_lead_state_and_decisions_survive_the_wire(
+    segment: Segment, model: LeadModel, now: datetime
+) -> None:
+    # The core builds records without validation: they must still be valid and round-trip.
+    result = run([*kenji_story(segment), *robotics_story(segment)[1:]], model, now=now)
+
+    assert result.lead is not None
+    assert decode_state(encode(result.lead)) == result.lead
+    assert {type(d) for d in result.decisions} == {LeadScored, HandOff, RepAlert, ContactUpdate}
+    for d in result.decisions:
+        assert type(d).model_validate_json(encode(d)) == d
+
+
+# --- model changes -----------------------------------------------------------------------
+
+
+def migration_story(segment: Segment) -> list[PersonEvent]:
+    return [
+        segment("track", "m-1", event="Email Link Clicked"),
+        *[segment("page", f"m-p{n}", day=n, properties={"path": "/pricing"}) for n in range(2)],
+        segment("page", "m-r", day=1, properties={"path": "/product/robotics/a"}),
+    ]
+
+
+#: The bundled model without the email-click rule, the robotics score and the pricing trigger.
+SLIMMER = variant(
+    ('version: "2026.11-2"', 'version: "2026.12-1"'),
+    (
+        "      - {id: email-click, event: Email Link Clicked, points: 5, max_per_day: 2, max_points: 25}\n",
+        "",
+    ),
+    (DEMO_TEXT[DEMO_TEXT.index("  - id: robotics\n") : DEMO_TEXT.index("# Fit:")], "\n"),
+    (DEMO_TEXT[DEMO_TEXT.index("  - {id: pricing-3x-7d") : DEMO_TEXT.index("accounts:")], "\n"),
+)
+
+
+def test_a_lead_touched_by_a_new_model_drops_state_of_rules_that_are_gone(
+    segment: Segment, model: LeadModel, now: datetime
+) -> None:
+    old = run(migration_story(segment), model, now=now).lead
+    assert old is not None
+    assert set(old.rules) == {"email-click", "pricing-view", "product-view", "robotics-pages"}
+    assert (set(old.days), set(old.decay)) == (
+        {"email-click", "robotics-pages"},
+        {"engagement", "robotics"},
+    )
+    assert set(old.hits) == {"pricing-3x-7d"}
+
+    applied = apply_event(
+        old,
+        segment("page", "m-new", day=2, properties={"path": "/blog"}),
+        model=SLIMMER,
+        rotation={},
+        limits=Limits(),
+        now=now,
+    )
+
+    lead = applied.lead
+    assert lead.model == "2026.12-1"
+    assert set(lead.rules) == {"pricing-view", "product-view"}
+    assert lead.rules["pricing-view"] == old.rules["pricing-view"]
+    assert (lead.days, set(lead.decay), lead.hits) == ({}, {"engagement"}, {})
+    (scored,) = applied.decisions
+    assert isinstance(scored, LeadScored)
+    assert [s.id for s in scored.scores] == ["engagement"]
+    assert [x.rule for x in scored.breakdown if x.rule.startswith("engagement:")] == [
+        "engagement:pricing-view",
+        "engagement:product-view",
+    ]
+    assert scored.model_version == "2026.12-1"
+    assert_adds_up([scored])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: _migrate drops a removed rule's totals but its points stay in the score's "
+    "decayed value, so the breakdown shows them as a positive decay:<score> line",
+)
+def test_points_of_a_removed_rule_are_not_shown_as_decay(
+    segment: Segment, model: LeadModel, now: datetime
+) -> None:
+    old = run(migration_story(segment), model, now=now).lead
+
+    applied = apply_event(
+        old,
+        segment("page", "m-new", day=2, properties={"path": "/blog"}),
+        model=SLIMMER,
+        rotation={},
+        limits=Limits(),
+        now=now,
+    )
+
+    (scored,) = applied.decisions
+    assert isinstance(scored, LeadScored)
+    assert all(x.points <= 0 for x in scored.breakdown if x.rule.startswith("decay:"))
+
+
+RESCORE = """
+version: v1
+scores:
+  - id: engagement
+    threshold: 100
+    rules:
+      - {id: form, event: Form Submitted, points: 30}
+      - {id: pricing, page: "/pricing*", points: 10, max_points: 20}
+fit:
+  rules: [{id: us, trait: country, in: [US], points: 5}]
+triggers:
+  - {id: form-fill, event: Form Submitted, message: filled a form}
+reps:
+  - {id: carla, name: Carla, email: carla@x.com, territory: {countries: [US]}}
+  - {id: queue, name: Queue, email: q@x.com}
+fallback_rep: queue
+"""
+V1 = parse_model(RESCORE)
+
+
+def rescore_story(segment: Segment) -> list[PersonEvent]:
+    return [
+        segment("identify", "s-0", traits={"email": "pat@acme.com", "country": "US"}),
+        segment("track", "s-1", day=1, event="Form Submitted"),
+        segment("track", "s-2", day=1, event="Form Submitted"),
+        *[segment("page", f"s-p{n}", day=2, properties={"path": "/pricing"}) for n in range(3)],
+    ]
+
+
+def test_rescore_replays_history_through_the_new_model(segment: Segment, now: datetime) -> None:
+    before = run(rescore_story(segment), V1, now=now)
+    lead = before.lead
+    assert lead is not None and (lead.score, lead.stage) == (80, "engaged")
+    assert [a.trigger for a in before.of(RepAlert)] == ["form-fill"]
+    doubled = parse_model(
+        RESCORE.replace("version: v1", "version: v2")
+        .replace("points: 30", "points: 60")
+        .replace("points: 10, max_points: 20", "points: 20, max_points: 40")
+    )
+
+    applied = rescore_lead(lead, model=doubled, rotation=before.rotation, now=now)
+
+    assert [_kind(d) for d in applied.decisions] == [
+        "LeadScored",
+        "HandOff:mql",
+        "RepAlert:mql",  # the new MQL; the old form-fill trigger does not alert again
+        "ContactUpdate",
+    ]
+    scored = applied.decisions[0]
+    assert isinstance(scored, LeadScored)
+    assert (scored.previous_score, scored.score, scored.previous_stage, scored.stage) == (
+        80,
+        160,
+        "engaged",
+        "mql",
+    )
+    assert scored.reason == "rescored with model v2: engagement 160 >= 100 and fit C >= C"
+    assert (scored.message_id, scored.model_version) == ("rescore:v2", "v2")
+    assert [(x.rule, x.points, x.count) for x in scored.breakdown] == [
+        ("engagement:form", 120, 2),
+        ("engagement:pricing", 60, 3),
+        ("cap:pricing", -20, 1),
+    ]
+    assert (applied.lead.model, applied.lead.score, applied.lead.stage) == ("v2", 160, "mql")
+    assert applied.lead.history == lead.history
+    assert_adds_up(applied.decisions)
+
+
+def test_rescore_without_a_stage_change_reports_the_new_scores(
+    segment: Segment, now: datetime
+) -> None:
+    lead = run(rescore_story(segment), V1, now=now).lead
+    assert lead is not None
+    plus = parse_model(
+        RESCORE.replace("version: v1", "version: v3").replace("points: 30", "points: 31")
+    )
+
+    applied = rescore_lead(lead, model=plus, rotation={}, now=now)
+
+    scored, update = applied.decisions
+    assert isinstance(scored, LeadScored) and isinstance(update, ContactUpdate)
+    assert (scored.previous_score, scored.score, scored.stage, scored.reason) == (
+        80,
+        82,
+        "engaged",
+        None,
+    )
+    assert scored.message_id == "rescore:v3"
+    assert (update.account, update.score, update.model) == ("acme.com", 82, "v3")
+
+
+def test_rescore_with_the_same_model_changes_nothing(segment: Segment, now: datetime) -> None:
+    lead = run(rescore_story(segment), V1, now=now).lead
+    assert lead is not None
+
+    applied = rescore_lead(lead, model=V1, rotation={}, now=now)
+
+    assert applied.decisions == ()
+    assert (applied.lead.rules, applied.lead.decay, applied.lead.score) == (
+        lead.rules,
+        lead.decay,
+        lead.score,
+    )
 
 
 # --- apply_batch ----------------------------------------------------------------------------

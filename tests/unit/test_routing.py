@@ -8,9 +8,12 @@ from schemas.internal import TraitValue
 from streams.lead_model import LeadModel, parse_model
 from streams.routing import account_domain, choose_rep
 
-REPS_YAML = """
+SCORES = """
+scores: [{id: main, threshold: 100, rules: [{id: demo, event: Demo Requested, points: 60}]}]
+"""
+REPS_YAML = (
+    """
 version: r1
-mql_threshold: 100
 reps:
   - {id: us1, name: US One, email: us1@sales.example.com, territory: {countries: [US]}}
   - {id: us2, name: US Two, email: us2@sales.example.com, territory: {countries: [US]}}
@@ -22,6 +25,8 @@ reps:
   - {id: queue, name: Queue, email: queue@sales.example.com}
 fallback_rep: queue
 """
+    + SCORES
+)
 REPS = parse_model(REPS_YAML, source="reps.yaml")
 US_POOL = "us1,us2,us3"
 DOMAINS = [f"company-{n}.com" for n in range(60)]
@@ -53,7 +58,7 @@ def test_account_domain_ignores_free_mail(
 
 
 def test_model_can_list_its_own_free_mail_domains() -> None:
-    model = parse_model(REPS_YAML + "free_mail_domains: [example.org]\n")
+    model = parse_model(REPS_YAML + "fit: {free_mail_domains: [example.org]}\n")
 
     assert account_domain({"email": "a@example.org"}, model) is None
     assert account_domain({"email": "a@gmail.com"}, model) == "gmail.com"
@@ -193,12 +198,12 @@ def test_fallback_rep_with_a_territory_still_only_gets_leftovers() -> None:
     model = parse_model(
         """
 version: r2
-mql_threshold: 10
 reps:
   - {id: jp, name: JP, email: jp@x.com, territory: {countries: [JP]}}
   - {id: queue, name: Queue, email: q@x.com, territory: {countries: [JP, US]}}
 fallback_rep: queue
 """
+        + SCORES
     )
 
     assert [rep_for({"country": "JP"}, model) for _ in range(3)] == ["jp", "jp", "jp"]
