@@ -501,8 +501,13 @@ def parse_model(text: str, *, source: str = "<model>") -> LeadModel:
         return LeadModel.model_validate(data)
     except ValidationError as exc:
         errors = []
-        for err in exc.errors():
+        found = exc.errors()
+        deeper = {tuple(e["loc"][:-1]) for e in found if len(e["loc"]) > 1}
+        for err in found:
             loc = tuple(err["loc"])
+            if err["type"] == "too_short" and any(d[: len(loc)] == loc for d in deeper):
+                continue  # pydantic counts only valid items: the real error is the item's
+
             field = ".".join(str(p) for p in loc) or "(top level)"
             line = _line_of(root, loc)
             errors.append(f"{source}:{line}: {field}: {err['msg']}")

@@ -25,7 +25,7 @@ from schemas.decisions import (
 )
 from schemas.feedback import SalesOutcome
 from schemas.internal import ContactUpdate, PersonEvent, TraitValue
-from streams.lead_model import LeadModel, grade_at_least
+from streams.lead_model import Grade, LeadModel, grade_at_least
 from streams.routing import account_domain, choose_rep
 from streams.scoring import (
     Engagement,
@@ -249,12 +249,7 @@ def _decide(
         reason = reason_prefix + reason
     primary = points.get(model.primary.id, 0)
     if fires:
-        triggers = model.index.triggers
-        fires = [
-            f
-            for f in fires
-            if f.trigger in triggers and grade_at_least(grade, triggers[f.trigger].min_grade)
-        ]
+        fires = _fit_enough(fires, grade, lead, changes, model)
     became_mql = stage == "mql" and lead.stage != "mql"
     changes.update(
         scores=points,
@@ -314,29 +309,88 @@ def _decide(
                 now=now,
             )
         )
-    domain = account_domain(traits, model) if model.accounts.enabled else None
-    if domain is not None and (
-        primary != lead.score
-        or (traits is not lead.traits and domain != account_domain(lead.traits, model))
-    ):
+    if model.accounts.enabled:
+        decisions.extend(
+            _contact_updates(lead, new, traits, primary, clock, event, model, rotation)
+        )
+    return Applied(new, tuple(decisions), new_rotation)
+
+
+def _fit_enough(
+    fires: list[Fire],
+    grade: Grade,
+    lead: LeadState,
+    changes: dict[str, object],
+    model: LeadModel,
+) -> list[Fire]:
+    """The fires whose trigger the lead's grade allows. A fire held back by `min_grade`
+    does not start its trigger's cooldown: the lead alerts once its fit is good enough."""
+    triggers = model.index.triggers
+    kept = [
+        f
+        for f in fires
+        if f.trigger in triggers and grade_at_least(grade, triggers[f.trigger].min_grade)
+    ]
+    if len(kept) < len(fires):
+        fired = dict(changes.get("fired", lead.fired))  # type: ignore[call-overload]
+        for f in fires:
+            if f not in kept and fired.get(f.trigger) == f.ts_ms:
+                before = lead.fired.get(f.trigger)
+                if before is None or before == f.ts_ms:
+                    fired.pop(f.trigger, None)
+                else:
+                    fired[f.trigger] = before
+        changes["fired"] = fired
+    return kept
+
+
+def _contact_updates(
+    lead: LeadState,
+    new: LeadState,
+    traits: Mapping[str, TraitValue],
+    primary: int,
+    clock: int,
+    event: PersonEvent,
+    model: LeadModel,
+    rotation: Mapping[str, int],
+) -> list[ContactUpdate]:
+    """What the lead's accounts must hear: its new primary score, and when it moved to
+    another company, that it left the old one (score 0)."""
+    domain = account_domain(traits, model)
+    before = domain if traits is lead.traits else account_domain(lead.traits, model)
+    out = []
+    if before is not None and before != domain:
+        out.append(_contact(before, new, 0, clock, event, model, rep=None))
+    if domain is not None and (primary != lead.score or domain != before):
         owner = new.rep if new.route_rule == "account_domain" else None
         if owner is None:  # the account's owner, as routing would pick it; no rotation
             owner = choose_rep(traits, model, rotation)[0].rep.id
-        decisions.append(
-            trusted(
-                ContactUpdate,
-                dict(
-                    account=domain,
-                    lead_id=new.lead_id,
-                    score=primary,
-                    ts_ms=clock,
-                    rep=owner,
-                    mid=event.mid,
-                    model=model.version,
-                ),
-            )
-        )
-    return Applied(new, tuple(decisions), new_rotation)
+        out.append(_contact(domain, new, primary, clock, event, model, rep=owner))
+    return out
+
+
+def _contact(
+    account: str,
+    lead: LeadState,
+    score: int,
+    clock: int,
+    event: PersonEvent,
+    model: LeadModel,
+    *,
+    rep: str | None,
+) -> ContactUpdate:
+    return trusted(
+        ContactUpdate,
+        dict(
+            account=account,
+            lead_id=lead.lead_id,
+            score=score,
+            ts_ms=clock,
+            rep=rep,
+            mid=event.mid,
+            model=model.version,
+        ),
+    )
 
 
 def _engagement(lead: LeadState) -> Engagement:
@@ -346,13 +400,15 @@ def _engagement(lead: LeadState) -> Engagement:
 def _migrate(lead: LeadState, model: LeadModel) -> LeadState:
     """A lead last scored by another model: keep what the new model still has, drop the rest.
 
-    The new model applies from now on; nothing is rescored (that is `rescore_lead`).
+    The new model applies from now on; nothing is rescored (that is `rescore_lead`). Totals
+    of rules the new model lacks stay while their score exists: their points are part of
+    it, and its breakdown shows them as `retired:` lines.
     """
     rules, scores, triggers = model.index.rules, model.index.scores, model.index.triggers
     return _replace(
         lead,
         {
-            "rules": {k: v for k, v in lead.rules.items() if k in rules},
+            "rules": {k: v for k, v in lead.rules.items() if v[4] in scores},
             "days": {k: v for k, v in lead.days.items() if k in rules},
             "assets": {k: v for k, v in lead.assets.items() if k in rules},
             "decay": {k: v for k, v in lead.decay.items() if k in scores},

@@ -42,9 +42,11 @@ __all__ = [
 _DAY_MS = 86_400_000
 _DAYS_KEPT = 3  # per-day cap memory: a late event older than this counts as a fresh day
 _ASSETS_KEPT = 32
+_NO_START = -(2**62)  # the start of a score's first run: no event is too old for it
 
 DecayState = tuple[float, int, int]  # (value at as_of, as_of ms, run start ms)
-RuleTotals = tuple[int, int, int, int]  # (raw points, counted points, events, counted events)
+# (raw points, counted points, events, counted events, score id); "counted" is after caps.
+RuleTotals = tuple[int, int, int, int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +93,15 @@ def add_engagement(state: Engagement, event: PersonEvent, model: LeadModel) -> E
         value, as_of, start = decay[score.id]
         if t < start:
             continue  # before the reset that started this run: expired already
-        raw, counted, n, n_counted = rules.get(rule.id, (0, 0, 0, 0))
+        raw, counted, n, n_counted, _ = rules.get(rule.id, (0, 0, 0, 0, score.id))
         points = _capped(rule, event, t, counted, n_counted, days, assets)
-        rules[rule.id] = (raw + rule.points, counted + points, n + 1, n_counted + (points != 0))
+        rules[rule.id] = (
+            raw + rule.points,
+            counted + points,
+            n + 1,
+            n_counted + (points != 0),
+            score.id,
+        )
         if points:
             decay[score.id] = _add(score, value, as_of, start, t, points)
     return Engagement(rules, days, assets, decay)
@@ -107,15 +115,23 @@ def _roll(
     assets: dict[str, tuple[str, ...]],
     decay: dict[str, DecayState],
 ) -> None:
-    """Start the score's run at `t` if it has none, or if it went idle past its reset."""
+    """Start the score's first run, or a new one at `t` if it went idle past its reset.
+
+    A first run has no lower bound (a late event older than the first one counts); a run
+    started by a reset begins at the event that came after the idle gap.
+    """
     current = decay.get(score.id)
-    reset_ms = score.decay.reset_after_ms
-    if current is not None and not (reset_ms is not None and t - current[1] > reset_ms):
+    if current is None:
+        decay[score.id] = (0.0, t, _NO_START)
         return
-    for rule in score.rules:
-        rules.pop(rule.id, None)
-        days.pop(rule.id, None)
-        assets.pop(rule.id, None)
+    reset_ms = score.decay.reset_after_ms
+    if reset_ms is None or t - current[1] <= reset_ms:
+        return
+    # The score's rules, and rules of an earlier model that counted toward it.
+    for key in [k for k, totals in rules.items() if totals[4] == score.id]:
+        rules.pop(key, None)
+        days.pop(key, None)
+        assets.pop(key, None)
     decay[score.id] = (0.0, t, t)
 
 
@@ -137,26 +153,36 @@ def _capped(
     days: dict[str, tuple[tuple[int, int], ...]],
     assets: dict[str, tuple[str, ...]],
 ) -> int:
-    """The points this event counts for after the rule's caps (0 when a cap holds it back)."""
+    """The points this event counts for after the rule's caps (0 when a cap holds it back).
+
+    Every cap is checked before any is recorded: an event one cap holds back leaves no
+    trace in the others (its asset can still count on another day).
+    """
     if rule.max_count is not None and n_counted >= rule.max_count:
         return 0
+    asset_key = known = None
     if rule.once_per_asset:
-        key = f"{zlib.crc32((event.asset or event.name).encode()):08x}"
+        asset_key = f"{zlib.crc32((event.asset or event.name).encode()):08x}"
         known = assets.get(rule.id, ())
-        if key in known:
+        if asset_key in known:
             return 0
-        assets[rule.id] = (*known, key)[-_ASSETS_KEPT:]
+    recent = day = None
     if rule.max_per_day is not None:
         day = t // _DAY_MS
         recent = dict(days.get(rule.id, ()))
         if recent.get(day, 0) >= rule.max_per_day:
             return 0
-        recent[day] = recent.get(day, 0) + 1
-        days[rule.id] = tuple(sorted(recent.items()))[-_DAYS_KEPT:]
     points = rule.points
     if rule.max_points is not None:
         room = rule.max_points - abs(counted)
         points = int(math.copysign(max(0, min(abs(points), room)), points))
+        if not points:
+            return 0
+    if asset_key is not None and known is not None:
+        assets[rule.id] = (*known, asset_key)[-_ASSETS_KEPT:]
+    if recent is not None and day is not None:
+        recent[day] = recent.get(day, 0) + 1
+        days[rule.id] = tuple(sorted(recent.items()))[-_DAYS_KEPT:]
     return points
 
 
@@ -182,16 +208,24 @@ def score_lines(
     """A score's points at `at_ms` and the lines that add up to them exactly.
 
     One line per rule with its raw points; a `cap:` line per rule whose caps held points
-    back; one `decay:` line for what time took away (or a reset, when idle too long).
+    back; a `retired:` line per rule an earlier model had (its points stay: a new model
+    does not rewrite scores); one `decay:` line for what time took away (or a reset).
     """
     points = read_score(state.decay, score, at_ms)
     lines: list[BreakdownLine] = []
     counted_total = 0
+    known = model.index.rules
+    for rule_id, (_, counted, _, n_counted, score_id) in state.rules.items():
+        if score_id == score.id and rule_id not in known and counted:
+            counted_total += counted
+            lines.append(
+                _line(f"retired:{rule_id}", f"{rule_id} (not in this model)", counted, n_counted)
+            )
     for rule in score.rules:
         totals = state.rules.get(rule.id)
         if totals is None or not totals[2]:
             continue
-        raw, counted, n, n_counted = totals
+        raw, counted, n, n_counted, _ = totals
         counted_total += counted
         lines.append(_line(f"engagement:{rule.id}", rule.text, raw, n))
         if counted != raw:

@@ -26,8 +26,9 @@ class LeadState(BaseModel):
     uid: str | None = None
     traits: dict[str, TraitValue] = {}
     # Engagement since each score last reset: rule id -> (raw points, counted points,
-    # events, counted events); "counted" is after caps.
-    rules: dict[str, tuple[int, int, int, int]] = {}
+    # events, counted events, score id); "counted" is after caps. Rules a newer model
+    # dropped stay until their score resets: their points are still in it.
+    rules: dict[str, tuple[int, int, int, int, str]] = {}
     days: dict[str, tuple[tuple[int, int], ...]] = {}  # rule -> recent (UTC day, counted)
     assets: dict[str, tuple[str, ...]] = {}  # rule -> digests of assets counted
     # score id -> (decayed value at as_of, as_of ms, ms the current run started)

@@ -355,11 +355,6 @@ def test_a_model_without_accounts_sends_no_contact_updates(
     assert result.leads["anon-1"].score == 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a lead whose email moves to another company domain sends a ContactUpdate "
-    "only to the new account; the old account keeps counting the lead's score forever",
-)
 def test_a_contact_that_changes_company_leaves_the_old_account(
     segment: Callable[..., PersonEvent], model: LeadModel
 ) -> None:

@@ -423,12 +423,6 @@ def test_every_problem_is_listed() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a list whose only item is invalid also reports 'Tuple should have at least 1 "
-    "item after validation, not 0' (pydantic counts valid items for min_length); "
-    "parse_model passes that spurious line on",
-)
 def test_a_list_with_one_bad_item_reports_only_that_item() -> None:
     text = replaced("max_per_day: 2}", "max_per_day: -1}")
 

@@ -6,7 +6,6 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
@@ -272,11 +271,6 @@ def timed_events() -> st.SearchStrategy[list[PersonEvent]]:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a late event older than the first event a score saw is dropped "
-    "(see test_scoring::test_a_late_event_older_than_the_first_one_still_counts)",
-)
 # Derandomized and not shrunk: fails the same way, fast, on every run until the fix.
 @settings(
     max_examples=150,
