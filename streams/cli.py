@@ -1,4 +1,4 @@
-"""The `leadstream` command: broker, worker, send, run, model check, model publish."""
+"""The `leadstream` command: broker, worker, send, run, model check, publish and replay."""
 
 from __future__ import annotations
 
@@ -64,6 +64,20 @@ def _parser() -> argparse.ArgumentParser:
     check = model_sub.add_parser("check", help="validate a lead model file")
     check.add_argument("file", type=Path)
     check.set_defaults(handler=_cmd_model_check)
+    replay = model_sub.add_parser(
+        "replay", help="what-if: run lead models over an event log (no broker) and compare"
+    )
+    replay.add_argument("--events", type=Path, required=True, help="JSONL of Segment messages")
+    replay.add_argument("--model", type=Path, required=True, help="the lead model file (A)")
+    replay.add_argument("--compare", type=Path, help="a second lead model file (B)")
+    replay.add_argument("--feedback", type=Path, help="JSONL of sales outcomes (precision)")
+    replay.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    replay.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="progress line on stderr (default: when stderr is a terminal)",
+    )
+    replay.set_defaults(handler=_cmd_model_replay)
     publish = model_sub.add_parser(
         "publish", help="validate a lead model file and switch running workers to it"
     )
@@ -175,14 +189,27 @@ def _cmd_model_check(args: argparse.Namespace) -> int:
     except ModelError as exc:
         print(exc, file=sys.stderr)
         return 1
-    rules = len(model.engagement.events) + len(model.engagement.pages)
-    fit = len(model.fit.company_size) + len(model.fit.seniority)
-    print(
-        f"ok: {model.name} v{model.version}: {rules} engagement rules, {fit} fit rules, "
-        f"{len(model.triggers)} hot triggers, MQL at {model.mql_threshold}, "
-        f"{len(model.reps)} reps (fallback {model.fallback_rep})"
-    )
+    print(f"ok: {model.summary()}")
     return 0
+
+
+def _cmd_model_replay(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from streams.leads import Limits
+    from streams.replay import run_command
+
+    settings = _settings()
+    return run_command(
+        events=args.events,
+        model=args.model,
+        compare=args.compare,
+        feedback=args.feedback,
+        as_json=args.json,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+        limits=Limits(dedupe_window=settings.dedupe_window, history_kept=settings.history_kept),
+        now=datetime.now(UTC),
+    )
 
 
 def _cmd_model_publish(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas.decisions import DeadLetter, DlqReason
 from schemas.events import MAX_ID_LENGTH, EngagementEvent
+from schemas.feedback import SalesOutcome
 from schemas.internal import ContactUpdateBatch, PersonEvent, PersonEventBatch
 from schemas.model_record import PublishedModel
 from streams.normalize import EPOCH, MS, normalize, person_event
@@ -29,6 +30,7 @@ __all__ = [
     "decode_person_event",
     "decode_published_model",
     "decode_rotation",
+    "decode_sales_outcome",
     "decode_state",
     "encode",
 ]
@@ -43,6 +45,7 @@ _ROTATION = TypeAdapter(Rotation)
 _PUBLISHED = TypeAdapter(PublishedModel)
 _CONTACTS = TypeAdapter(ContactUpdateBatch)
 _ACCOUNT = TypeAdapter(AccountState)
+_OUTCOME = TypeAdapter(SalesOutcome)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,3 +262,17 @@ def decode_contact_batch(value: bytes) -> ContactUpdateBatch:
 def decode_account(value: bytes) -> AccountState:
     """An account from the accounts table. We wrote it, so errors are bugs: raise."""
     return _ACCOUNT.validate_json(value)
+
+
+def decode_sales_outcome(value: bytes) -> SalesOutcome | Rejection:
+    """One sales outcome (a feedback line, or `sfa.feedback`); never raises on bad input."""
+    try:
+        return _OUTCOME.validate_json(value)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "json_invalid":
+            return Rejection("invalid_json", f"the value is not JSON: {err['msg']}")
+        if err["type"] == "missing":
+            return Rejection("missing_field", f"{where}: field required")
+        return Rejection("invalid_value", f"{where}: {err['msg']}" if where else err["msg"])

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any, TextIO, cast, get_args
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
 
 from schemas.decisions import HandOff, RepAlert, Stage
 from schemas.feedback import SalesOutcome
 from schemas.internal import ContactUpdate, PersonEvent
 from streams.accounts import apply_contact
-from streams.codec import Rejection, decode_person_event
+from streams.codec import Rejection, decode_person_event, decode_sales_outcome
 from streams.lead_model import LeadModel, ModelError, parse_model
 from streams.leads import Limits, apply_event
 from streams.send import BadLine
@@ -507,8 +506,6 @@ def _ms_to_dt(ms: int) -> datetime:
 
 # --- feedback --------------------------------------------------------------------------
 
-_OUTCOME: TypeAdapter[SalesOutcome] = TypeAdapter(SalesOutcome)
-
 
 @dataclass(frozen=True, slots=True)
 class Feedback:
@@ -518,20 +515,17 @@ class Feedback:
 
 def decode_feedback(lines: Iterable[bytes]) -> Feedback:
     """A JSONL file of sales outcomes; bad lines are returned with their number and why."""
-    # The codec has no SalesOutcome decoder yet; this is the only other JSON parse.
     outcomes: list[SalesOutcome] = []
     bad: list[BadLine] = []
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line:
             continue
-        try:
-            outcomes.append(_OUTCOME.validate_json(line))
-        except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in err["loc"])
-            reason = "invalid_json" if err["type"] == "json_invalid" else "invalid_value"
-            bad.append(BadLine(number, reason, f"{where}: {err['msg']}" if where else err["msg"]))
+        decoded = decode_sales_outcome(line)
+        if isinstance(decoded, Rejection):
+            bad.append(BadLine(number, decoded.reason, decoded.message))
+        else:
+            outcomes.append(decoded)
     return Feedback(tuple(outcomes), tuple(bad))
 
 
