@@ -255,11 +255,14 @@ class Fit(_Strict):
 
 class Mql(_Strict):
     """A lead is an MQL when any score reaches its threshold and its fit grade is at least
-    `min_grade`. An MQL not yet accepted whose every score decays below its threshold is
-    recycled, when `recycle_on_decay`."""
+    `min_grade`. With `recycle_on_decay`, an MQL not yet accepted is recycled when every
+    score has fallen under `recycle_below` times its threshold (the margin keeps a lead
+    hovering at the threshold from being handed off again and again), or when its grade
+    falls under `min_grade`."""
 
     min_grade: Grade = "C"
     recycle_on_decay: bool = True
+    recycle_below: float = Field(default=0.8, gt=0, le=1)
 
 
 # --- triggers, accounts, reps ----------------------------------------------------------

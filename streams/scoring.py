@@ -432,8 +432,13 @@ def next_stage(
             return stage, None
         if not fit_ok:
             return "recycled", f"fit fell to {grade}, under {model.mql.min_grade}"
-        under = ", ".join(f"{s.id} {points.get(s.id, 0)} < {s.threshold}" for s in model.scores)
-        return "recycled", f"scores fell under their thresholds: {under}"
+        below = model.mql.recycle_below
+        if any(points.get(s.id, 0) >= s.threshold * below for s in model.scores):
+            return stage, None  # within the margin: still an MQL
+        under = ", ".join(
+            f"{s.id} {points.get(s.id, 0)} < {s.threshold * below:g}" for s in model.scores
+        )
+        return "recycled", f"scores fell under {below:.0%} of their thresholds: {under}"
     if stage == "recycled":
         return stage, None
     if not known:

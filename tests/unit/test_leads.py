@@ -562,7 +562,7 @@ def test_an_mql_whose_score_decays_under_the_threshold_is_recycled_then_requalif
             "mql",
             "recycled",
             79,  # 100 after 30 days of a 90-day half-life
-            "scores fell under their thresholds: engagement 79 < 100, robotics 0 < 60",
+            "scores fell under 80% of their thresholds: engagement 79 < 80, robotics 0 < 48",
         ),
         ("recycled", "recycled", 99, None),
         ("recycled", "mql", 119, "re-qualified: engagement 119 >= 100 and fit C >= C"),

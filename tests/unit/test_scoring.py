@@ -895,9 +895,17 @@ def test_update_triggers_ignores_events_no_trigger_watches(model: LeadModel) -> 
             True,
             {"engagement": 99, "robotics": 59},
             "A",
+            ("mql", None),
+            id="mql-within-the-recycle-margin",
+        ),
+        pytest.param(
+            "mql",
+            True,
+            {"engagement": 79, "robotics": 47},
+            "A",
             (
                 "recycled",
-                "scores fell under their thresholds: engagement 99 < 100, robotics 59 < 60",
+                "scores fell under 80% of their thresholds: engagement 79 < 80, robotics 47 < 48",
             ),
             id="mql-to-recycled-on-decay",
         ),
