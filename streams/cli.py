@@ -140,9 +140,22 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         f"metrics http://127.0.0.1:{settings.web_port}/metrics",
         flush=True,
     )
+    _tune_gc()
     worker = faust.Worker(app, loglevel=settings.log_level.upper())
     worker.execute_from_commandline()
     return 0  # pragma: no cover
+
+
+def _tune_gc() -> None:
+    """Collect cycles less often: the worker allocates millions of short-lived, acyclic
+    objects (events, state copies, records), and CPython's default first-generation
+    threshold (700) made the cyclic collector a third of the scoring cost. What exists now
+    (modules, the app, the model) is frozen out of every future collection."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def _cmd_send(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from schemas.internal import ContactUpdate, PersonEvent, TraitValue
 from streams.lead_model import Grade, LeadModel, grade_at_least
 from streams.routing import account_domain, choose_rep
 from streams.scoring import (
+    DecayState,
     Engagement,
     Fire,
     add_engagement,
@@ -185,6 +186,25 @@ def apply_event(
     elif lead.model != model.version:
         lead = _migrate(lead, model)
 
+    clock = max(lead.last_ms, event.ts_ms)
+    if (
+        not event.traits
+        and (event.uid is None or event.uid == lead.uid)
+        and (not event.aid or event.aid in lead.aids)
+        and not lead.pending
+        and not model.rules_for(event.kind, event.name)
+        and not model.triggers_for(event.kind, event.name)
+        and _points(lead.decay, model, clock) == lead.scores
+    ):
+        # The common case, an event no rule or trigger reads from a lead we know: nothing
+        # to decide, nothing to emit (about half of all traffic, at a third of the cost).
+        seen_only = {
+            "last_ms": clock,
+            "history": _add_history(lead.history, event, limits.history_kept),
+            "seen": (*lead.seen, digest)[-limits.dedupe_window :],
+        }
+        return Applied(_replace(lead, seen_only), (), rotation)  # type: ignore[arg-type]
+
     aids = lead.aids
     if event.aid and event.aid not in aids:
         aids = (*aids, event.aid)[-_MAX_ANONYMOUS_IDS:]
@@ -202,7 +222,7 @@ def apply_event(
         "decay": engagement.decay,
         "hits": hits,
         "fired": fired,
-        "last_ms": max(lead.last_ms, event.ts_ms),
+        "last_ms": clock,
         "model": model.version,
         "history": _add_history(lead.history, event, limits.history_kept),
         "seen": (*lead.seen, digest)[-limits.dedupe_window :],
@@ -236,12 +256,7 @@ def _decide(
     uid: str | None = changes.get("uid", lead.uid)  # type: ignore[assignment]
     clock: int = changes.get("last_ms", lead.last_ms)  # type: ignore[assignment]
     fit, grade, fit_lines = fit_of(traits, model)
-    # Zero scores are left out: most visitors never score, and their state stays small.
-    points = {
-        s.id: p
-        for s in model.scores
-        if s.id in engagement.decay and (p := read_score(engagement.decay, s, clock))
-    }
+    points = _points(engagement.decay, model, clock)
     stage, reason = next_stage(
         lead.stage, known=is_known(uid, traits), points=points, grade=grade, model=model
     )
@@ -314,6 +329,14 @@ def _decide(
             _contact_updates(lead, new, traits, primary, clock, event, model, rotation)
         )
     return Applied(new, tuple(decisions), new_rotation)
+
+
+def _points(decay: Mapping[str, DecayState], model: LeadModel, clock: int) -> dict[str, int]:
+    """Every score's points at the lead's clock; zero scores are left out (most visitors
+    never score, and their state stays small)."""
+    if not decay:
+        return {}
+    return {s.id: p for s in model.scores if s.id in decay and (p := read_score(decay, s, clock))}
 
 
 def _fit_enough(
