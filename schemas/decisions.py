@@ -16,6 +16,7 @@ __all__ = [
     "DeadLetter",
     "DlqReason",
     "HandOff",
+    "LeadMerged",
     "LeadScored",
     "NamedScore",
     "RepAlert",
@@ -171,6 +172,22 @@ class RepAlert(_Record):
         description="Event time of what made the alert go out: the trigger event, or the "
         "identify that revealed who fired a trigger while anonymous."
     )
+    created_at: datetime
+
+
+class LeadMerged(_Record):
+    """`leads.merged`, keyed by the surviving lead_id: leads found to be one person.
+
+    The SFA merges the same records: `merged_lead_ids` now live on as `lead_id`. Their
+    events count once in the surviving lead's score and history.
+    """
+
+    lead_id: str = Field(description="The surviving lead (the one first seen).")
+    merged_lead_ids: tuple[str, ...]
+    why: str = Field(description="The identifier they share: userId or email.")
+    score: int = Field(description="The surviving lead's primary score after the merge.")
+    stage: Stage
+    model_version: str
     created_at: datetime
 
 

@@ -9,7 +9,14 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 
-from schemas.decisions import AccountScored, DeadLetter, HandOff, LeadScored, RepAlert
+from schemas.decisions import (
+    AccountScored,
+    DeadLetter,
+    HandOff,
+    LeadMerged,
+    LeadScored,
+    RepAlert,
+)
 from schemas.events import EngagementEvent
 from schemas.feedback import SalesOutcome
 from schemas.model_record import PublishedModel
@@ -25,6 +32,7 @@ _MODELS: dict[str, tuple[str, Any]] = {
     "leads.scored.json": ("Score change on leads.scored", LeadScored),
     "leads.routed.json": ("Hand-off on leads.routed", HandOff),
     "rep.alerts.json": ("Rep alert on rep.alerts", RepAlert),
+    "leads.merged.json": ("Merged leads on leads.merged", LeadMerged),
     "accounts.scored.json": ("Account roll-up on accounts.scored", AccountScored),
     "lead.model.json": ("Published lead model on lead.model", PublishedModel),
     "sfa.feedback.json": ("Sales outcome (model replay --feedback; sfa.feedback)", SalesOutcome),

@@ -6,7 +6,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["ContactUpdate", "ContactUpdateBatch", "PersonEvent", "PersonEventBatch", "TraitValue"]
+from schemas.decisions import Stage
+
+__all__ = [
+    "ContactUpdate",
+    "ContactUpdateBatch",
+    "LeadState",
+    "Link",
+    "MergeIn",
+    "MergeRequest",
+    "PersonEvent",
+    "PersonEventBatch",
+    "TraitValue",
+]
 
 TraitValue = str | int | float | bool | None
 
@@ -30,12 +42,100 @@ class PersonEvent(BaseModel):
     asset: str | None = None  # what a track event was about (caps "once per asset")
 
 
+class LeadState(BaseModel):
+    """One person's lead. Short field names: this is written once per batch per lead.
+
+    Bounded by construction: `seen`, `history`, `hits` and the cap memories are trimmed to
+    fixed or settings-given lengths, and the per-rule maps have at most one entry per rule
+    of the model.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lead_id: str
+    pk: str  # person key
+    aids: tuple[str, ...] = ()  # anonymousIds seen (most recent last, at most 5)
+    uid: str | None = None
+    traits: dict[str, TraitValue] = {}
+    # Engagement since each score last reset: rule id -> (raw points, counted points,
+    # events, counted events, score id); "counted" is after caps. Rules a newer model
+    # dropped stay until their score resets: their points are still in it.
+    rules: dict[str, tuple[int, int, int, int, str]] = {}
+    days: dict[str, tuple[tuple[int, int], ...]] = {}  # rule -> recent (UTC day, counted)
+    assets: dict[str, tuple[str, ...]] = {}  # rule -> digests of assets counted
+    # score id -> (decayed value at as_of, as_of ms, ms the current run started)
+    decay: dict[str, tuple[float, int, int]] = {}
+    scores: dict[str, int] = {}  # score id -> points as last reported
+    score: int = 0  # the primary score as last reported
+    fit: int = 0
+    grade: str = "D"
+    last_ms: int = 0  # latest event time seen: the lead's clock for decay
+    hits: dict[str, tuple[int, ...]] = {}  # trigger id -> recent matching event times, ms
+    fired: dict[str, int] = {}  # trigger id -> event time it last fired, ms
+    pending: tuple[tuple[str, str, int], ...] = ()  # (trigger, messageId, ms) while anonymous
+    stage: Stage = "anonymous"
+    stage_ms: int = 0  # event time of the last stage change
+    rep: str | None = None
+    route_rule: str | None = None
+    mql_ms: int | None = None
+    model: str = ""  # version of the model that last scored this lead
+    # Identity. An entry whose `alias_of` is set is not a lead but a pointer: the identifier
+    # it is keyed by belongs to that lead (see streams/identity.py).
+    alias_of: str | None = None
+    first_ms: int = 0  # event time of the first event this lead applied
+    links: tuple[str, ...] = ()  # identifier keys this lead has claimed (userId, email:...)
+    events: int = 0  # events applied; more than len(history) means history was trimmed
+    merged: tuple[str, ...] = ()  # lead ids merged into this one
+    # Recent events, oldest first: (event ms, kind, name, asset). The scoring history a
+    # `--rescore` replays, and the recent activity on a hand-off.
+    history: tuple[tuple[int, str, str, str | None], ...] = ()
+    seen: tuple[str, ...] = ()  # digests of recent messageIds, oldest first
+
+
+class Link(BaseModel):
+    """Identifier `key` (a userId, `email:<address>`) belongs to lead `owner`.
+
+    Sent to the partition of `key`, where the identity graph keeps it as an alias entry.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    owner: str  # person key of the claiming lead
+    why: str  # what the identifier is: "userId", "email"
+
+
+class MergeRequest(BaseModel):
+    """The entry at `at` and lead `into` are one person; the lead whose key sorts last
+    merges into the other."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: str
+    into: str
+    why: str
+
+
+class MergeIn(BaseModel):
+    """Lead `lead` (its whole state) merges into the lead at `into`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    into: str
+    lead: LeadState
+    why: str
+
+
 class PersonEventBatch(BaseModel):
-    """`leadstream.person-events`: a micro-batch of events whose people share one partition."""
+    """`leadstream.person-events`: a micro-batch for one partition of the person key space:
+    events, and the identity graph's messages to the entries of that partition."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     events: tuple[PersonEvent, ...]
+    links: tuple[Link, ...] = ()
+    requests: tuple[MergeRequest, ...] = ()
+    merge_ins: tuple[MergeIn, ...] = ()
 
 
 class ContactUpdate(BaseModel):

@@ -27,17 +27,18 @@ from faust.types import TP, EventT
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
-from schemas.decisions import HandOff, LeadScored, RepAlert
-from schemas.internal import ContactUpdate, PersonEvent
+from schemas.decisions import HandOff, LeadMerged, LeadScored, RepAlert
+from schemas.internal import ContactUpdate, Link, MergeIn, MergeRequest, PersonEvent
 from streams.account_stage import add_account_stage, contact_batches
 from streams.broker import faust_broker_settings
 from streams.codec import Rejection, dead_letter, decode_batch, encode
 from streams.faust_transport import transport_class
+from streams.identity import apply_person_batch, keys_of, to_batch
 from streams.intake_service import IntakeService
 from streams.kafka_io import bootstrap_servers, create_topics
 from streams.lead_model import LeadModel
 from streams.lead_store import LeadStore
-from streams.leads import Decision, Limits, apply_batch, rescore_lead
+from streams.leads import Decision, Limits, rescore_lead
 from streams.metrics import CONTENT_TYPE_LATEST, Metrics, render, state_gauges
 from streams.model_feed import ModelFeed, ModelHolder
 from streams.producer import BatchProducer, Record
@@ -250,9 +251,9 @@ def create_app(
             partition = event.message.partition
             batch = decode_batch(event.value)
             async with lock:
-                result = apply_batch(
-                    store.leads(partition, {e.pk for e in batch.events}),
-                    batch.events,
+                result = apply_person_batch(
+                    store.leads(partition, keys_of(batch)),
+                    batch,
                     model=models.current,
                     rotation=store.rotation(partition),
                     limits=limits,
@@ -324,8 +325,8 @@ def create_app(
                     pk = raw_key.decode()
                     partition = person_partition(pk, settings.partitions)
                     lead = store.leads(partition, (pk,)).get(pk)
-                    if lead is None:
-                        continue  # revoked meanwhile
+                    if lead is None or lead.alias_of is not None:
+                        continue  # revoked meanwhile, or an identifier's alias
                     applied = rescore_lead(
                         lead, model=new, rotation=store.rotation(partition), now=clock()
                     )
@@ -409,18 +410,43 @@ _NO_INPUT: Any = _NoInput()
 def _records(topics: Topics, decisions: Iterable[Decision], partitions: int) -> list[Record]:
     out = []
     contacts = []
+    internal: dict[int, list[Decision]] = {}
     for d in decisions:
         if isinstance(d, RepAlert):
             out.append(Record(topics.alerts, d.rep_id.encode(), encode(d)))
         elif isinstance(d, HandOff):
             out.append(Record(topics.routed, d.lead_id.encode(), encode(d)))
+        elif isinstance(d, LeadScored):
+            out.append(Record(topics.scored, d.lead_id.encode(), encode(d)))
+        elif isinstance(d, LeadMerged):
+            out.append(Record(topics.merged, d.lead_id.encode(), encode(d)))
         elif isinstance(d, ContactUpdate):
             contacts.append(d)
-        else:
-            out.append(Record(topics.scored, d.lead_id.encode(), encode(d)))
+        else:  # the identity graph's messages to entries in other partitions
+            partition = person_partition(_addressee(d), partitions)
+            internal.setdefault(partition, []).append(d)
     if contacts:
         out += contact_batches(topics, contacts, partitions)
+    for partition, messages in sorted(internal.items()):
+        out.append(
+            Record(
+                topics.person_events,
+                str(partition).encode(),
+                encode(to_batch(messages)),
+                partition=partition,
+            )
+        )
     return out
+
+
+def _addressee(message: PersonEvent | Link | MergeRequest | MergeIn) -> str:
+    if isinstance(message, PersonEvent):
+        return message.pk
+    if isinstance(message, Link):
+        return message.key
+    if isinstance(message, MergeRequest):
+        return message.at
+    return message.into
 
 
 def _failures(

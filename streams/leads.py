@@ -18,13 +18,22 @@ from schemas.decisions import (
     Activity,
     BreakdownLine,
     HandOff,
+    LeadMerged,
     LeadScored,
     RepAlert,
     Stage,
     trusted,
 )
 from schemas.feedback import SalesOutcome
-from schemas.internal import ContactUpdate, PersonEvent, TraitValue
+from schemas.internal import (
+    ContactUpdate,
+    LeadState,
+    Link,
+    MergeIn,
+    MergeRequest,
+    PersonEvent,
+    TraitValue,
+)
 from streams.lead_model import Grade, LeadModel, grade_at_least
 from streams.routing import account_domain, choose_rep
 from streams.scoring import (
@@ -39,7 +48,6 @@ from streams.scoring import (
     read_score,
     update_triggers,
 )
-from streams.state import LeadState
 
 __all__ = [
     "Applied",
@@ -49,11 +57,24 @@ __all__ = [
     "apply_batch",
     "apply_event",
     "apply_outcome",
+    "identity_keys",
     "lead_id_for",
+    "merge_leads",
     "rescore_lead",
 ]
 
-Decision = LeadScored | HandOff | RepAlert | ContactUpdate
+Decision = (
+    LeadScored
+    | HandOff
+    | RepAlert
+    | ContactUpdate
+    | LeadMerged
+    # identity graph messages to other entries (streams/identity.py)
+    | PersonEvent
+    | Link
+    | MergeRequest
+    | MergeIn
+)
 
 _MAX_ANONYMOUS_IDS = 5
 
@@ -112,8 +133,8 @@ def _stable_id(*parts: str) -> str:
 _NEW_LEAD: dict[str, object] = LeadState(lead_id="", pk="").__dict__
 
 
-def _NEW(*, lead_id: str, pk: str) -> LeadState:
-    return trusted(LeadState, {**_NEW_LEAD, "lead_id": lead_id, "pk": pk})
+def _NEW(*, lead_id: str, pk: str, first_ms: int = 0) -> LeadState:
+    return trusted(LeadState, {**_NEW_LEAD, "lead_id": lead_id, "pk": pk, "first_ms": first_ms})
 
 
 def _replace(lead: LeadState, changes: dict[str, object]) -> LeadState:
@@ -178,11 +199,15 @@ def apply_event(
     now: datetime,
 ) -> Applied:
     """One event: dedupe, identity, score, triggers, stage, routing; the decisions it causes."""
+    if lead is not None and lead.alias_of is not None:
+        # This identifier belongs to another lead now (a merge): the event goes there.
+        forwarded = trusted(PersonEvent, {**event.__dict__, "pk": lead.alias_of})
+        return Applied(lead, (forwarded,), rotation)  # type: ignore[arg-type]
     digest = _digest(event.mid)
     if lead is not None and digest in lead.seen:
         return Applied(lead, (), dict(rotation), duplicate=True)
     if lead is None:
-        lead = _NEW(lead_id=lead_id_for(event.pk), pk=event.pk)
+        lead = _NEW(lead_id=lead_id_for(event.pk), pk=event.pk, first_ms=event.ts_ms)
     elif lead.model != model.version:
         lead = _migrate(lead, model)
 
@@ -200,6 +225,7 @@ def apply_event(
         # to decide, nothing to emit (about half of all traffic, at a third of the cost).
         seen_only = {
             "last_ms": clock,
+            "events": lead.events + 1,
             "history": _add_history(lead.history, event, limits.history_kept),
             "seen": (*lead.seen, digest)[-limits.dedupe_window :],
         }
@@ -223,6 +249,7 @@ def apply_event(
         "hits": hits,
         "fired": fired,
         "last_ms": clock,
+        "events": lead.events + 1,
         "model": model.version,
         "history": _add_history(lead.history, event, limits.history_kept),
         "seen": (*lead.seen, digest)[-limits.dedupe_window :],
@@ -235,7 +262,38 @@ def apply_event(
     elif fires:
         changes["pending"] = lead.pending + tuple((f.trigger, f.message_id, f.ts_ms) for f in fires)
         fires = []
-    return _decide(lead, changes, engagement, fires, event, model, rotation, now)
+    applied = _decide(lead, changes, engagement, fires, event, model, rotation, now)
+    return _claim(applied) if event.uid or event.traits else applied
+
+
+def identity_keys(lead: LeadState) -> list[tuple[str, str]]:
+    """The identifiers a lead is known by besides its own key, as (key, what it is).
+
+    A userId is keyed as itself (server-side events are keyed by it, so its alias and any
+    lead it formed live in one partition); an email by its identity form.
+    """
+    keys = []
+    if lead.uid is not None and lead.uid != lead.pk:
+        keys.append((lead.uid, "userId"))
+    email = lead.traits.get("email")
+    if isinstance(email, str) and email:
+        keys.append(("email:" + _email_key(email), "email"))
+    return keys
+
+
+def _email_key(email: str) -> str:
+    return email.strip().lower()
+
+
+def _claim(applied: Applied) -> Applied:
+    """Claim the lead's new identifiers in the identity graph (streams/identity.py)."""
+    lead = applied.lead
+    fresh = [(key, why) for key, why in identity_keys(lead) if key not in lead.links]
+    if not fresh:
+        return applied
+    links = tuple(trusted(Link, dict(key=key, owner=lead.pk, why=why)) for key, why in fresh)
+    claimed = _replace(lead, {"links": (*lead.links, *(key for key, _ in fresh))})
+    return Applied(claimed, (*applied.decisions, *links), applied.rotation)
 
 
 def _decide(
@@ -543,6 +601,164 @@ _OUTCOME_REASON = {
     "lost": "lost",
     "recycled": "recycled by sales",
 }
+
+
+_STAGE_RANK = {"anonymous": 0, "known": 1, "engaged": 2, "recycled": 3, "mql": 4}
+
+
+def merge_leads(
+    survivor: LeadState,
+    other: LeadState,
+    *,
+    model: LeadModel,
+    rotation: Mapping[str, int],
+    limits: Limits,
+    now: datetime,
+) -> Applied:
+    """One person's two leads as one: `other` merges into `survivor` (streams/identity.py).
+
+    Their events are disjoint (every message reached one lead), so every event counts once:
+    when neither history was trimmed, both histories are replayed through the model in event
+    time order (exact, caps included); otherwise their engagement adds up, decay anchored
+    at the later clock. Old trigger hits do not alert again; a merged lead that now
+    qualifies is handed off.
+    """
+    older, newer = (survivor, other) if survivor.last_ms <= other.last_ms else (other, survivor)
+    history = tuple(sorted((*survivor.history, *other.history), key=lambda h: h[0]))
+    complete = survivor.events + other.events <= limits.history_kept
+    if complete:
+        engagement = Engagement({}, {}, {}, {})
+        hits: Mapping[str, tuple[int, ...]] = {}
+        fired: Mapping[str, int] = {}
+        for ts_ms, kind, name, asset in history:
+            past = trusted(
+                PersonEvent,
+                dict(
+                    mid="",
+                    pk=survivor.pk,
+                    kind=kind,
+                    name=name,
+                    ts_ms=ts_ms,
+                    aid=None,
+                    uid=None,
+                    traits={},
+                    asset=asset,
+                ),
+            )
+            engagement = add_engagement(engagement, past, model)
+            hits, fired, _ = update_triggers(hits, fired, past, model)
+    else:
+        engagement = _add_up(_engagement(survivor), _engagement(other), model)
+        hits = {
+            t: tuple(sorted((*survivor.hits.get(t, ()), *other.hits.get(t, ()))))[-16:]
+            for t in {*survivor.hits, *other.hits}
+        }
+        fired = {}
+    fired = {**fired, **_latest(survivor.fired, other.fired)}
+    stage = _merged_stage(survivor, other)
+    changes: dict[str, object] = {
+        "aids": tuple(dict.fromkeys((*survivor.aids, *other.aids)))[-_MAX_ANONYMOUS_IDS:],
+        "uid": survivor.uid or other.uid,
+        "traits": {**older.traits, **newer.traits},
+        "rules": engagement.rules,
+        "days": engagement.days,
+        "assets": engagement.assets,
+        "decay": engagement.decay,
+        "hits": hits,
+        "fired": fired,
+        "pending": tuple(dict.fromkeys((*survivor.pending, *other.pending))),
+        "last_ms": max(survivor.last_ms, other.last_ms),
+        "events": survivor.events + other.events,
+        "history": history[-limits.history_kept :],
+        "seen": (*survivor.seen, *other.seen)[-limits.dedupe_window * 2 :],
+        "links": tuple(dict.fromkeys((*survivor.links, *other.links))),
+        "merged": (*survivor.merged, other.lead_id, *other.merged),
+        "rep": survivor.rep or other.rep,
+        "route_rule": survivor.route_rule if survivor.rep else other.route_rule,
+        "mql_ms": min((m for m in (survivor.mql_ms, other.mql_ms) if m is not None), default=None),
+        "model": model.version,
+    }
+    base = _replace(survivor, {"stage": stage})
+    marker = trusted(
+        PersonEvent,
+        dict(
+            mid=f"merge:{other.lead_id}",
+            pk=survivor.pk,
+            kind="identify",
+            name="",
+            ts_ms=changes["last_ms"],
+            aid=None,
+            uid=None,
+            traits={},
+            asset=None,
+        ),
+    )
+    applied = _claim(
+        _decide(
+            base,
+            changes,
+            engagement,
+            [],
+            marker,
+            model,
+            rotation,
+            now,
+            reason_prefix="merged: ",
+            alert_fires=False,
+        )
+    )
+    # The merged lead leaves its account: the survivor's contact entry stands for both.
+    gone = account_domain(other.traits, model) if model.accounts.enabled else None
+    leave = (
+        [_contact(gone, other, 0, applied.lead.last_ms, marker, model, rep=None)] if gone else []
+    )
+    return Applied(applied.lead, (*applied.decisions, *leave), applied.rotation)
+
+
+def _add_up(a: Engagement, b: Engagement, model: LeadModel) -> Engagement:
+    """Engagement of two disjoint event sets, when their histories cannot be replayed."""
+    rules = dict(a.rules)
+    for rule, (raw, counted, n, n_counted, owner) in b.rules.items():
+        r0, c0, n0, nc0, _ = rules.get(rule, (0, 0, 0, 0, owner))
+        rules[rule] = (r0 + raw, c0 + counted, n0 + n, nc0 + n_counted, owner)
+    days = dict(a.days)
+    for rule, recent in b.days.items():
+        merged = dict(days.get(rule, ()))
+        for day, n in recent:
+            merged[day] = merged.get(day, 0) + n
+        days[rule] = tuple(sorted(merged.items()))[-3:]
+    assets = {
+        r: tuple(dict.fromkeys((*a.assets.get(r, ()), *b.assets.get(r, ()))))
+        for r in {*a.assets, *b.assets}
+    }
+    decay = dict(a.decay)
+    scores = model.index.scores
+    for score_id, (value, as_of, start) in b.decay.items():
+        if score_id not in decay:
+            decay[score_id] = (value, as_of, start)
+            continue
+        v0, as0, st0 = decay[score_id]
+        score = scores.get(score_id)
+        half = score.decay.half_life_ms if score is not None else None
+        at = max(as0, as_of)
+        if half is None:
+            total = v0 + value
+        else:
+            total = v0 * 2.0 ** ((as0 - at) / half) + value * 2.0 ** ((as_of - at) / half)
+        decay[score_id] = (total, at, min(st0, start))
+    return Engagement(rules, days, assets, decay)
+
+
+def _latest(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {k: max(a.get(k, b.get(k, 0)), b.get(k, a.get(k, 0))) for k in {*a, *b}}
+
+
+def _merged_stage(a: LeadState, b: LeadState) -> Stage:
+    """Sales stages win (the later change of the two); else the further along."""
+    sales = [x for x in (a, b) if x.stage not in _STAGE_RANK]
+    if sales:
+        return max(sales, key=lambda x: x.stage_ms).stage
+    return max(a.stage, b.stage, key=lambda st: _STAGE_RANK[st])
 
 
 def apply_outcome(

@@ -73,6 +73,11 @@ class Topics:
         return f"{self.prefix}rep.alerts"
 
     @property
+    def merged(self) -> str:
+        """Output: leads found to be one person (`LeadMerged`); keyed by surviving lead_id."""
+        return f"{self.prefix}leads.merged"
+
+    @property
     def account_updates(self) -> str:
         """Repartition: micro-batches of contact score changes (`ContactUpdateBatch`).
 
@@ -104,6 +109,7 @@ class Topics:
             self.scored,
             self.routed,
             self.alerts,
+            self.merged,
             self.account_updates,
             self.accounts_scored,
         )

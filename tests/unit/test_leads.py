@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from schemas.decisions import Activity, HandOff, LeadScored, RepAlert
-from schemas.internal import ContactUpdate, PersonEvent
+from schemas.internal import ContactUpdate, Link, PersonEvent
 from streams.codec import decode_state, encode
 from streams.lead_model import DEFAULT_MODEL_PATH, LeadModel, parse_model
 from streams.leads import (
@@ -43,8 +43,11 @@ class Run:
         return [d for d in self.decisions if isinstance(d, kind)]
 
     def kinds(self) -> list[list[str]]:
-        """Per step, the decisions it made, by record type (and trigger for alerts)."""
-        return [[_kind(d) for d in step.decisions] for step in self.steps]
+        """Per step, the records it made, by type (and trigger for alerts); the identity
+        graph's messages (tests/unit/test_identity.py) left out."""
+        return [
+            [_kind(d) for d in step.decisions if not isinstance(d, Link)] for step in self.steps
+        ]
 
 
 def _kind(d: Decision) -> str:
@@ -915,7 +918,13 @@ def test_lead_state_and_decisions_survive_the_wire(
 
     assert result.lead is not None
     assert decode_state(encode(result.lead)) == result.lead
-    assert {type(d) for d in result.decisions} == {LeadScored, HandOff, RepAlert, ContactUpdate}
+    assert {type(d) for d in result.decisions} == {
+        LeadScored,
+        HandOff,
+        RepAlert,
+        ContactUpdate,
+        Link,
+    }
     for d in result.decisions:
         assert type(d).model_validate_json(encode(d)) == d
 

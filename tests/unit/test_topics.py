@@ -17,6 +17,7 @@ def test_documented_topic_names() -> None:
         "leads.scored",
         "leads.routed",
         "rep.alerts",
+        "leads.merged",
         "leadstream.account-updates",
         "accounts.scored",
     )
@@ -31,7 +32,7 @@ def test_prefix_isolates_every_topic() -> None:
     assert topics.alerts == "t-42.rep.alerts"
     assert all(name.startswith("t-42.") for name in topics.all())
     assert {name.removeprefix("t-42.") for name in topics.all()} == set(Topics().all())
-    assert len(set(topics.all())) == 8
+    assert len(set(topics.all())) == 9
 
 
 @pytest.mark.parametrize(
