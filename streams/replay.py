@@ -24,13 +24,14 @@ from typing import Any, TextIO, cast, get_args
 
 import orjson
 
-from schemas.decisions import HandOff, RepAlert, Stage
+from schemas.decisions import HandOff, LeadScored, RepAlert, Stage
 from schemas.feedback import SalesOutcome
-from schemas.internal import ContactUpdate, PersonEvent
+from schemas.internal import ContactUpdate, Link, MergeIn, MergeRequest, PersonEvent
 from streams.accounts import apply_contact
 from streams.codec import Rejection, decode_person_event, decode_sales_outcome
+from streams.identity import apply_person_batch, to_batch
 from streams.lead_model import LeadModel, ModelError, parse_model
-from streams.leads import Limits, apply_event
+from streams.leads import Decision, Limits, apply_event
 from streams.send import BadLine
 from streams.state import AccountState, LeadState
 
@@ -229,7 +230,13 @@ def replay(
 
     first_week = _week_of(events[0][0]) if events else 0
     last_week = _week_of(events[-1][0]) if events else -1
-    seen = {lead.lead_id for run in runs for lead in run.leads.values()}
+    seen = {
+        lead_id
+        for run in runs
+        for lead in run.leads.values()
+        if lead.alias_of is None
+        for lead_id in (lead.lead_id, *lead.merged)
+    }
     outcomes = _Outcomes.of(feedback, seen)
     reports = tuple(
         _model_report(run, first_week, last_week, outcomes if feedback else None) for run in runs
@@ -243,7 +250,7 @@ def replay(
         first_rejected=tuple(first_rejected),
         first_event_at=_ms_to_dt(events[0][0]) if events else None,
         last_event_at=_ms_to_dt(events[-1][0]) if events else None,
-        leads=len(seen),
+        leads=len({x.lead_id for r in runs for x in r.leads.values() if x.alias_of is None}),
         feedback=len(feedback),
         feedback_unmatched=len(outcomes.unmatched),
         models=reports,
@@ -315,12 +322,16 @@ def _run_model(
         new = applied.lead
         leads[pk] = new
         run.rotation = applied.rotation
-        if new.stage == "mql" and (old is None or old.stage != "mql"):
-            mql_weeks[_week_of(ts_ms)] += 1
-            mql_leads.add(new.lead_id)
-        for decision in applied.decisions:
+        decisions: Sequence[Decision] = applied.decisions
+        if any(isinstance(d, _INTERNAL) for d in decisions):
+            decisions = _settle(run, decisions, number, limits=limits, now=now)
+        for decision in decisions:
             kind = type(decision)
-            if kind is HandOff:
+            if kind is LeadScored:
+                if decision.stage == "mql" and decision.previous_stage != "mql":  # type: ignore[union-attr]
+                    mql_weeks[_week_of(ts_ms)] += 1
+                    mql_leads.add(decision.lead_id)  # type: ignore[union-attr]
+            elif kind is HandOff:
                 handoffs[decision.rep_id] += 1  # type: ignore[union-attr]
             elif kind is RepAlert:
                 alerts[decision.rep_id] += 1  # type: ignore[union-attr]
@@ -330,6 +341,42 @@ def _run_model(
                 _apply_contact(run, decision, ts_ms, number, now=now)  # type: ignore[arg-type]
         if track_rules:
             _count_rules(run, event, old, new)
+
+
+_INTERNAL = (PersonEvent, Link, MergeRequest, MergeIn)
+
+
+def _settle(
+    run: _Run, decisions: Sequence[Decision], number: int, *, limits: Limits, now: datetime
+) -> list[Decision]:
+    """Deliver the identity graph's messages at once (the worker sends them through
+    `leadstream.person-events`); return every record that goes out."""
+    out: list[Decision] = [d for d in decisions if not isinstance(d, _INTERNAL)]
+    waiting = [d for d in decisions if isinstance(d, _INTERNAL)]
+    while waiting:
+        result = apply_person_batch(
+            run.leads,
+            to_batch(waiting),
+            model=run.model,
+            rotation=run.rotation,
+            limits=limits,
+            now=now,
+        )
+        run.leads.update(result.leads)
+        run.rotation = result.rotation
+        run.duplicates += result.duplicates
+        for _, error in result.failed:
+            run.failed.append(BadLine(number, "processing_error", error))
+        waiting = [d for d in result.decisions if isinstance(d, _INTERNAL)]
+        out += [d for d in result.decisions if not isinstance(d, _INTERNAL)]
+    return out
+
+
+def _survivors(run: _Run) -> dict[str, str]:
+    """Lead id of every merged lead -> the lead it lives on in."""
+    return {
+        m: lead.lead_id for lead in run.leads.values() if lead.alias_of is None for m in lead.merged
+    }
 
 
 @contextmanager
@@ -407,7 +454,9 @@ def _model_report(
     run: _Run, first_week: int, last_week: int, outcomes: _Outcomes | None
 ) -> ModelReport:
     model = run.model
-    stages: Counter[str] = Counter(lead.stage for lead in run.leads.values())
+    stages: Counter[str] = Counter(
+        lead.stage for lead in run.leads.values() if lead.alias_of is None
+    )
     rep_ids = [rep.id for rep in model.reps]
     rep_ids += sorted((set(run.handoffs) | set(run.alerts)) - set(rep_ids))
     reps = tuple(
@@ -427,7 +476,7 @@ def _model_report(
         name=model.name,
         version=model.version,
         mqls=sum(run.mql_weeks.values()),
-        mql_leads=len(run.mql_leads),
+        mql_leads=len({_survivors(run).get(x, x) for x in run.mql_leads}),
         hot_alerts=sum(run.hot_weeks.values()),
         account_alerts=sum(run.account_weeks.values()),
         handoffs=sum(run.handoffs.values()),
@@ -441,20 +490,28 @@ def _model_report(
 
 
 def _prediction(run: _Run, outcomes: _Outcomes) -> Prediction:
-    seen = len(run.leads)
-    positives = outcomes.positives
-    mql = run.mql_leads
+    # Outcomes, MQLs and rules noted under a lead id that was later merged count for the
+    # lead it merged into: one person, one lead.
+    survivor = _survivors(run)
+
+    def one(ids: Iterable[str]) -> set[str]:
+        return {survivor.get(lead_id, lead_id) for lead_id in ids}
+
+    seen = sum(1 for lead in run.leads.values() if lead.alias_of is None)
+    positives = one(outcomes.positives)
+    mql = one(run.mql_leads)
     hits = len(mql & positives)
     base_rate = len(positives) / seen if seen else 0.0
     rules = []
     for score in run.model.scores:
         for rule in score.rules:
-            touched = run.touched.get(rule.id, set())
+            touched = one(run.touched.get(rule.id, set()))
             good = len(touched & positives)
             lift = good / len(touched) / base_rate if touched and base_rate else None
             rules.append(RuleLift(rule.id, score.id, len(touched), good, lift))
-    won_mql = sum(amount for lead, amount in outcomes.won.items() if lead in mql)
-    won_other = sum(amount for lead, amount in outcomes.won.items() if lead not in mql)
+    won = {survivor.get(lead, lead): amount for lead, amount in outcomes.won.items()}
+    won_mql = sum(amount for lead, amount in won.items() if lead in mql)
+    won_other = sum(amount for lead, amount in won.items() if lead not in mql)
     return Prediction(
         positives=len(positives),
         mql_leads=len(mql),

@@ -367,3 +367,51 @@ def test_unreadable_file_exits_2_with_one_line(
     out, err = capsys.readouterr()
     assert err == f"leadstream: cannot read {files['events']}: No such file or directory\n"
     assert out == ""
+
+
+def test_one_person_on_two_identifiers_is_one_lead_in_the_replay(models: list[LeadModel]) -> None:
+    # A server-side whitepaper download by userId, then the browser that identifies with it.
+    log = [
+        orjson.dumps(
+            {
+                "type": "track",
+                "messageId": "p-1",
+                "userId": "crm-p",
+                "event": "Whitepaper Downloaded",
+                "timestamp": "2026-11-02T09:00:00Z",
+            }
+        ),
+        segment("page", "p-2", "anon-p", "2026-11-03T09:00:00Z", properties={"path": "/pricing"}),
+        segment(
+            "identify",
+            "p-3",
+            "anon-p",
+            "2026-11-03T10:00:00Z",
+            userId="crm-p",
+            **person("pat@acme.example", "US", 100),
+        ),
+    ]
+    # Sales knew the server-side lead's id: its outcome counts for the merged lead.
+    feedback = [
+        orjson.dumps(
+            {
+                "lead_id": lead_id_for("crm-p"),
+                "outcome": "won",
+                "occurred_at": "2026-11-20T00:00:00Z",
+                "amount": 5000,
+            }
+        )
+    ]
+
+    result = replay(log, models=models[:1], feedback=decode_feedback(feedback).outcomes, now=NOW)
+
+    (a,) = result.models
+    assert result.leads == 1 and result.feedback_unmatched == 0
+    assert a.stages == {"mql": 1}  # pricing 20 + whitepaper 30, once each, on one lead
+    assert a.prediction is not None
+    assert (a.prediction.positives, a.prediction.mql_leads, a.prediction.true_positives) == (
+        1,
+        1,
+        1,
+    )
+    assert a.prediction.won_mql == 5000
