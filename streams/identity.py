@@ -23,6 +23,7 @@ event depends on arrival order when events are late.)
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
@@ -86,8 +87,9 @@ def apply_person_batch(
             continue
         result.rotation = dict(applied.rotation) or result.rotation
         _keep(result, merge_in.into, applied.lead, list(applied.decisions))
+    # A view, not a copy: `entries` may be every lead there is (model replay).
     events = apply_batch(
-        {**entries, **result.leads},
+        ChainMap(result.leads, entries),  # type: ignore[arg-type]
         batch.events,
         model=model,
         rotation=result.rotation,
@@ -256,9 +258,13 @@ def to_batch(messages: Iterable[Decision]) -> PersonEventBatch:
             requests.append(m)
         elif isinstance(m, MergeIn):
             merge_ins.append(m)
-    return PersonEventBatch(
-        events=tuple(events),
-        links=tuple(links),
-        requests=tuple(requests),
-        merge_ins=tuple(merge_ins),
+    # Built from records the core made itself: no need to validate them again.
+    return trusted(
+        PersonEventBatch,
+        dict(
+            events=tuple(events),
+            links=tuple(links),
+            requests=tuple(requests),
+            merge_ins=tuple(merge_ins),
+        ),
     )
