@@ -89,6 +89,20 @@ def _parser() -> argparse.ArgumentParser:
         help="also replay each lead's stored scoring history through the new model",
     )
     publish.set_defaults(handler=_cmd_model_publish)
+    report = sub.add_parser("report", help="reports from what Leadstream wrote to its topics")
+    report_sub = report.add_subparsers(dest="report_command", required=True)
+    quality = report_sub.add_parser(
+        "quality", help="duplicates merged, unknown timelines, free mail, unmatched, DLQ"
+    )
+    quality.add_argument("--since", default="7d", help="ISO date/time or a span: 7d, 12h")
+    quality.add_argument("--until", help="ISO date/time (default: now)")
+    quality.add_argument("--broker", help="broker URL (env LEADSTREAM_BROKER)")
+    quality.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="progress on stderr (default: when stderr is a terminal)",
+    )
+    quality.set_defaults(handler=_cmd_report_quality)
     return parser
 
 
@@ -276,3 +290,26 @@ def _user_at_host() -> str | None:
         return f"{getpass.getuser()}@{socket.gethostname()}"
     except (OSError, KeyError):  # no user name in the environment or the password database
         return None
+
+
+def _cmd_report_quality(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from streams.quality_cli import parse_when, run_quality
+    from streams.topics import Topics
+
+    settings = _settings(broker=args.broker)
+    now = datetime.now(UTC)
+    try:
+        since = parse_when(args.since, now=now)
+        until = parse_when(args.until, now=now) if args.until else now
+    except ValueError as exc:
+        print(f"leadstream: --since/--until: {exc}", file=sys.stderr)
+        return 2
+    return run_quality(
+        broker=settings.broker,
+        topics=Topics(settings.topic_prefix),
+        since=since,
+        until=until,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+    )

@@ -6,7 +6,7 @@ import base64
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -27,6 +27,7 @@ __all__ = [
     "decode_batch",
     "decode_contact_batch",
     "decode_event",
+    "decode_output",
     "decode_person_event",
     "decode_published_model",
     "decode_rotation",
@@ -39,6 +40,7 @@ __all__ = [
 MAX_EVENT_BYTES = 64 * 1024
 
 _EVENT: TypeAdapter[Any] = TypeAdapter(EngagementEvent)
+_Out = TypeVar("_Out", bound=BaseModel)
 _BATCH = TypeAdapter(PersonEventBatch)
 _STATE = TypeAdapter(LeadState)
 _ROTATION = TypeAdapter(Rotation)
@@ -276,3 +278,13 @@ def decode_sales_outcome(value: bytes) -> SalesOutcome | Rejection:
         if err["type"] == "missing":
             return Rejection("missing_field", f"{where}: field required")
         return Rejection("invalid_value", f"{where}: {err['msg']}" if where else err["msg"])
+
+
+def decode_output(cls: type[_Out], value: bytes | None) -> _Out | None:
+    """One of our own output records read back (reports, tools); None if it is not one."""
+    if not value:
+        return None
+    try:
+        return cls.model_validate_json(value)
+    except ValidationError:
+        return None

@@ -13,7 +13,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.producer import BatchProducer, Record
 
-__all__ = ["bootstrap_servers", "create_topics", "produce", "read_until", "tail"]
+__all__ = ["bootstrap_servers", "create_topics", "produce", "read_to_end", "read_until", "tail"]
 
 
 def bootstrap_servers(url: str) -> str:
@@ -131,5 +131,40 @@ async def tail(
             for recs in batch.values():
                 for record in recs:
                     on_record(record)
+    finally:
+        await consumer.stop()
+
+
+async def read_to_end(
+    bootstrap: str,
+    topic: str,
+    *,
+    since_ms: int = 0,
+    timeout_s: float = 120,
+    progress: Callable[[int], None] | None = None,
+) -> list[ConsumerRecord]:
+    """Every record of `topic` from the beginning to its end as of now, with a record
+    timestamp at or after `since_ms`; `progress(records read)` is called as it goes."""
+    consumer = await _consumer(bootstrap, topic, fetch_wait_ms=100)
+    try:
+        tps = list(consumer.assignment())
+        end = await consumer.end_offsets(tps)
+        left = {tp for tp in tps if end[tp] > 0}
+        records: list[ConsumerRecord] = []
+        read = 0
+        deadline = time.monotonic() + timeout_s
+        while left and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for recs in batch.values():
+                read += len(recs)
+                records.extend(r for r in recs if r.timestamp >= since_ms)
+            for tp in list(left):
+                if await consumer.position(tp) >= end[tp]:
+                    left.discard(tp)
+            if progress is not None:
+                progress(read)
+        if left:
+            raise TimeoutError(f"{topic}: not read to its end within {timeout_s:g} s")
+        return records
     finally:
         await consumer.stop()
