@@ -12,15 +12,19 @@ __all__ = [
     "UNKNOWN",
     "AccountScored",
     "Activity",
+    "Authority",
     "BreakdownLine",
+    "Budget",
     "DeadLetter",
     "DlqReason",
     "HandOff",
     "LeadMerged",
     "LeadScored",
     "NamedScore",
+    "Need",
     "RepAlert",
     "Stage",
+    "Timeline",
     "trusted",
 ]
 
@@ -47,6 +51,21 @@ Stage = Literal[
 ]
 
 Grade = Literal["A", "B", "C", "D"]
+
+#: Purchase timing and BANT buckets a hand-off carries (streams/qualify.py reads answers
+#: in Japanese and English into them); the answer as given travels beside each.
+Timeline = Literal[
+    "within_1_month",
+    "within_3_months",
+    "within_6_months",
+    "within_12_months",
+    "over_12_months",
+    "no_plan",
+    "unknown",
+]
+Budget = Literal["approved", "planned", "none", "unknown"]
+Authority = Literal["decision_maker", "influencer", "user", "unknown"]
+Need = Literal["confirmed", "exploring", "none", "unknown"]
 
 DlqReason = Literal[
     "empty_value",
@@ -146,9 +165,16 @@ class HandOff(_Record):
     fit: int
     grade: Grade
     stage: Stage
-    purchase_timeline: str = Field(description=f"'{UNKNOWN}' when the lead has not said.")
-    budget: str
-    authority: str
+    purchase_timeline: Timeline = Field(
+        description=f"When they plan to buy, as a bucket; '{UNKNOWN}' when not said or unclear."
+    )
+    purchase_timeline_text: str | None = Field(description="The answer as given, if any.")
+    budget: Budget
+    budget_text: str | None
+    authority: Authority
+    authority_text: str | None
+    need: Need
+    need_text: str | None
     recent_activity: tuple[Activity, ...]
     model_version: str
     created_at: datetime

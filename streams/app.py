@@ -38,7 +38,7 @@ from streams.intake_service import IntakeService
 from streams.kafka_io import bootstrap_servers, create_topics
 from streams.lead_model import LeadModel
 from streams.lead_store import LeadStore
-from streams.leads import Decision, Limits, rescore_lead
+from streams.leads import Decision, rescore_lead
 from streams.metrics import CONTENT_TYPE_LATEST, Metrics, render, state_gauges
 from streams.model_feed import ModelFeed, ModelHolder
 from streams.producer import BatchProducer, Record
@@ -142,7 +142,7 @@ def create_app(
         models = ModelHolder(model)
     topics = Topics(settings.topic_prefix)
     metrics = Metrics.create(registry)
-    limits = Limits(dedupe_window=settings.dedupe_window, history_kept=settings.history_kept)
+    limits = settings.core_limits()
     app = _App(
         settings.app_id,
         fetch_wait_ms=settings.fetch_wait_ms,
@@ -328,7 +328,11 @@ def create_app(
                     if lead is None or lead.alias_of is not None:
                         continue  # revoked meanwhile, or an identifier's alias
                     applied = rescore_lead(
-                        lead, model=new, rotation=store.rotation(partition), now=clock()
+                        lead,
+                        model=new,
+                        rotation=store.rotation(partition),
+                        now=clock(),
+                        limits=limits,
                     )
                     records = _records(topics, applied.decisions, settings.partitions)
                     changed += bool(applied.decisions)

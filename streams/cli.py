@@ -142,6 +142,11 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(broker=args.broker, model_path=args.model, web_port=args.web_port)
     try:
+        settings.core_limits()
+    except ValueError as exc:
+        print(f"leadstream: {exc}", file=sys.stderr)
+        return 2
+    try:
         model, text = read_model(settings.model_path)
     except ModelError as exc:
         print(f"leadstream: the lead model is invalid:\n{exc}", file=sys.stderr)
@@ -223,7 +228,6 @@ def _cmd_model_check(args: argparse.Namespace) -> int:
 def _cmd_model_replay(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from streams.leads import Limits
     from streams.replay import run_command
 
     settings = _settings()
@@ -234,7 +238,7 @@ def _cmd_model_replay(args: argparse.Namespace) -> int:
         feedback=args.feedback,
         as_json=args.json,
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
-        limits=Limits(dedupe_window=settings.dedupe_window, history_kept=settings.history_kept),
+        limits=settings.core_limits(),
         now=datetime.now(UTC),
     )
 

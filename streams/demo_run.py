@@ -165,9 +165,14 @@ def _format_alert(alert: dict[str, object], started: float) -> str:
 
 def _format_handoff(handoff: dict[str, Any]) -> str:
     recent = ", ".join(str(a["label"]) for a in handoff["recent_activity"][:5])
+
+    def said(field: str) -> str:
+        bucket, text = handoff[field], handoff.get(f"{field}_text")
+        return f"{bucket} ({text!r})" if text else str(bucket)
+
     return (
-        f"[hand-off] {handoff['lead_id']} to {handoff['rep_name']} ({handoff['routing_rule']}): "
-        f"timeline {handoff['purchase_timeline']}, "
-        f"budget {handoff['budget']}, authority {handoff['authority']}; "
+        f"[hand-off] {handoff['lead_id']} to {handoff['rep_name']} ({handoff['routing_rule']}), "
+        f"fit {handoff['grade']}: timeline {said('purchase_timeline')}, "
+        f"budget {said('budget')}, authority {said('authority')}; "
         f"recent: {recent}"
     )

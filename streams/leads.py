@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 
 from schemas.decisions import (
     SCHEMA_VERSION,
-    UNKNOWN,
     Activity,
     BreakdownLine,
     HandOff,
@@ -35,6 +34,13 @@ from schemas.internal import (
     TraitValue,
 )
 from streams.lead_model import Grade, LeadModel, grade_at_least
+from streams.normalize import (
+    DEFAULT_EMAIL_RULES,
+    EmailRules,
+    email_identity,
+    normalize_traits,
+)
+from streams.qualify import qualify
 from streams.routing import account_domain, choose_rep
 from streams.scoring import (
     DecayState,
@@ -84,10 +90,13 @@ _ACTIVITY_ON_HANDOFF = 10
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Bounds on per-lead state (from settings)."""
+    """Bounds on per-lead state, and normalization defaults (from settings)."""
 
     dedupe_window: int = 32
     history_kept: int = 20
+    email_rules: EmailRules = DEFAULT_EMAIL_RULES  # which providers ignore dots, +tags
+    phone_region: str | None = None  # for national-format phones of leads with no country
+    fiscal_year_start_month: int = 1  # "this quarter", 今期: fiscal periods
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +245,8 @@ def apply_event(
         aids = (*aids, event.aid)[-_MAX_ANONYMOUS_IDS:]
     uid = event.uid or lead.uid
     traits = {**lead.traits, **event.traits} if event.traits else lead.traits
+    if "phone" in event.traits:  # E.164 in the lead's country (known only here)
+        traits = normalize_traits(traits, default_region=limits.phone_region)
     engagement = add_engagement(_engagement(lead), event, model)
     hits, fired, fires = update_triggers(lead.hits, lead.fired, event, model)
     changes: dict[str, object] = {
@@ -262,11 +273,13 @@ def apply_event(
     elif fires:
         changes["pending"] = lead.pending + tuple((f.trigger, f.message_id, f.ts_ms) for f in fires)
         fires = []
-    applied = _decide(lead, changes, engagement, fires, event, model, rotation, now)
-    return _claim(applied) if event.uid or event.traits else applied
+    applied = _decide(lead, changes, engagement, fires, event, model, rotation, now, limits=limits)
+    return _claim(applied, limits) if event.uid or event.traits else applied
 
 
-def identity_keys(lead: LeadState) -> list[tuple[str, str]]:
+def identity_keys(
+    lead: LeadState, rules: EmailRules = DEFAULT_EMAIL_RULES
+) -> list[tuple[str, str]]:
     """The identifiers a lead is known by besides its own key, as (key, what it is).
 
     A userId is keyed as itself (server-side events are keyed by it, so its alias and any
@@ -277,18 +290,16 @@ def identity_keys(lead: LeadState) -> list[tuple[str, str]]:
         keys.append((lead.uid, "userId"))
     email = lead.traits.get("email")
     if isinstance(email, str) and email:
-        keys.append(("email:" + _email_key(email), "email"))
+        keys.append(("email:" + email_identity(email, rules=rules), "email"))
     return keys
 
 
-def _email_key(email: str) -> str:
-    return email.strip().lower()
-
-
-def _claim(applied: Applied) -> Applied:
+def _claim(applied: Applied, limits: Limits) -> Applied:
     """Claim the lead's new identifiers in the identity graph (streams/identity.py)."""
     lead = applied.lead
-    fresh = [(key, why) for key, why in identity_keys(lead) if key not in lead.links]
+    fresh = [
+        (key, why) for key, why in identity_keys(lead, limits.email_rules) if key not in lead.links
+    ]
     if not fresh:
         return applied
     links = tuple(trusted(Link, dict(key=key, owner=lead.pk, why=why)) for key, why in fresh)
@@ -306,6 +317,7 @@ def _decide(
     rotation: Mapping[str, int],
     now: datetime,
     *,
+    limits: Limits,
     reason_prefix: str = "",
     alert_fires: bool = True,
 ) -> Applied:
@@ -380,6 +392,7 @@ def _decide(
                 model=model,
                 event=event,
                 now=now,
+                limits=limits,
             )
         )
     if model.accounts.enabled:
@@ -502,7 +515,12 @@ def _migrate(lead: LeadState, model: LeadModel) -> LeadState:
 
 
 def rescore_lead(
-    lead: LeadState, *, model: LeadModel, rotation: Mapping[str, int], now: datetime
+    lead: LeadState,
+    *,
+    model: LeadModel,
+    rotation: Mapping[str, int],
+    now: datetime,
+    limits: Limits | None = None,
 ) -> Applied:
     """Replay the lead's stored history through `model` (a `--rescore` publish).
 
@@ -580,6 +598,7 @@ def rescore_lead(
         model,
         rotation,
         now,
+        limits=limits or Limits(),
         reason_prefix=f"rescored with model {model.version}: ",
         alert_fires=False,
     )
@@ -703,9 +722,11 @@ def merge_leads(
             model,
             rotation,
             now,
+            limits=limits,
             reason_prefix="merged: ",
             alert_fires=False,
-        )
+        ),
+        limits,
     )
     # The merged lead leaves its account: the survivor's contact entry stands for both.
     gone = account_domain(other.traits, model) if model.accounts.enabled else None
@@ -816,6 +837,7 @@ def _hand_off(
     model: LeadModel,
     event: PersonEvent,
     now: datetime,
+    limits: Limits,
 ) -> list[Decision]:
     rep = model.rep(lead.rep or "")
     assert rep is not None
@@ -823,6 +845,12 @@ def _hand_off(
     who = _text(traits.get("name")) or _full_name(traits) or _text(traits.get("email"))
     who = who or lead.lead_id
     event_at = _ms_to_dt(event.ts_ms)
+    # Relative answers ("this quarter", 今期) are read as of the event that hands off.
+    bant = qualify(
+        traits,
+        as_of=event_at.date(),
+        fiscal_year_start_month=limits.fiscal_year_start_month,
+    )
     out: list[Decision] = [
         trusted(
             HandOff,
@@ -846,9 +874,14 @@ def _hand_off(
                 fit=lead.fit,
                 grade=lead.grade,
                 stage=lead.stage,
-                purchase_timeline=_text(traits.get("purchase_timeline")) or UNKNOWN,
-                budget=_text(traits.get("budget")) or UNKNOWN,
-                authority=_text(traits.get("authority")) or UNKNOWN,
+                purchase_timeline=bant.timeline,
+                purchase_timeline_text=bant.timeline_text,
+                budget=bant.budget,
+                budget_text=bant.budget_text,
+                authority=bant.authority,
+                authority_text=bant.authority_text,
+                need=bant.need,
+                need_text=bant.need_text,
                 recent_activity=_recent_activity(lead, model_kept=_ACTIVITY_ON_HANDOFF),
                 model_version=model.version,
                 created_at=now,

@@ -6,11 +6,13 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from schemas.decisions import trusted
 from schemas.events import EngagementEvent, GroupEvent, IdentifyEvent, PageEvent, TrackEvent
@@ -23,6 +25,7 @@ __all__ = [
     "EmailProvider",
     "EmailRules",
     "email_identity",
+    "load_email_rules",
     "normalize",
     "normalize_company",
     "normalize_email",
@@ -276,6 +279,17 @@ DEFAULT_EMAIL_RULES = EmailRules(
         ),
     )
 )
+
+
+def load_email_rules(path: Path) -> EmailRules:
+    """Mail provider rules from YAML (`providers: [{domains: [...], ignores_dots: true}]`).
+
+    Raises ValueError naming the file on a bad file: a worker should not start on it.
+    """
+    try:
+        return EmailRules.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ValueError(f"{path}: not valid email rules: {exc}") from exc
 
 
 def email_identity(email: str, *, rules: EmailRules) -> str:

@@ -23,8 +23,9 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Literal, TypeVar, get_args
+from typing import TypeVar, get_args
 
+from schemas.decisions import Authority, Budget, Need, Timeline
 from schemas.internal import TraitValue
 
 __all__ = [
@@ -39,19 +40,6 @@ __all__ = [
     "Timeline",
     "qualify",
 ]
-
-Timeline = Literal[
-    "within_1_month",
-    "within_3_months",
-    "within_6_months",
-    "within_12_months",
-    "over_12_months",
-    "no_plan",
-    "unknown",
-]
-Budget = Literal["approved", "planned", "none", "unknown"]
-Authority = Literal["decision_maker", "influencer", "user", "unknown"]
-Need = Literal["confirmed", "exploring", "none", "unknown"]
 
 TIMELINES: tuple[Timeline, ...] = get_args(Timeline)
 BUDGETS: tuple[Budget, ...] = get_args(Budget)

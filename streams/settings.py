@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.lead_model import DEFAULT_MODEL_PATH
+
+if TYPE_CHECKING:
+    from streams.leads import Limits
 
 __all__ = ["Settings"]
 
@@ -67,9 +70,46 @@ class Settings(BaseSettings):
         description="Recent events kept per lead: what `--rescore` replays and a hand-off shows.",
     )
 
+    # Normalization (README: Normalization and qualification).
+    phone_default_region: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{2}$",
+        description="Region (JP, US) for national-format phone numbers of leads with no country.",
+    )
+    fiscal_year_start_month: int = Field(
+        default=1, ge=1, le=12, description="1-12; 4 in Japan. 'This quarter', 今期 follow it."
+    )
+    email_rules_file: Path | None = Field(
+        default=None,
+        description="YAML of mail providers that ignore dots or +tags (default: the bundled set).",
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def core_limits(self) -> Limits:
+        """The bounds and normalization defaults the pure core is given."""
+        from streams.leads import Limits
+        from streams.normalize import DEFAULT_EMAIL_RULES, load_email_rules
+
+        rules = (
+            load_email_rules(self.email_rules_file)
+            if self.email_rules_file is not None
+            else DEFAULT_EMAIL_RULES
+        )
+        return Limits(
+            dedupe_window=self.dedupe_window,
+            history_kept=self.history_kept,
+            email_rules=rules,
+            phone_region=self.phone_default_region,
+            fiscal_year_start_month=self.fiscal_year_start_month,
+        )
 
     def to_env(self) -> dict[str, str]:
         """These settings as the environment of a child `leadstream` process."""
         prefix = self.model_config.get("env_prefix", "")
-        return {f"{prefix}{name.upper()}": str(value) for name, value in self.model_dump().items()}
+        # A setting left unset (None) is left out: the child takes the same default.
+        return {
+            f"{prefix}{name.upper()}": str(value)
+            for name, value in self.model_dump().items()
+            if value is not None
+        }

@@ -68,7 +68,8 @@ def test_anonymous_visitor_who_identifies_and_downloads_gets_one_alert_to_the_ri
     handoff = handoffs[0]
     assert handoff["lead_id"] == alert["lead_id"]
     assert handoff["rep_id"] == "us-rep"
-    assert handoff["purchase_timeline"] == "this quarter"
+    assert handoff["purchase_timeline_text"] == "this quarter"
+    assert handoff["purchase_timeline"] in ("within_1_month", "within_3_months")
     assert handoff["budget"] == "unknown" and handoff["authority"] == "unknown"
     labels = [a["label"] for a in handoff["recent_activity"]]
     assert labels[0] == "Whitepaper Downloaded"

@@ -166,8 +166,13 @@ def test_anonymous_visitor_story_hands_off_once_to_the_territory_rep(
         "Kenji Sato",
         "Kaizen Systems",
     )
-    assert handoff.purchase_timeline == "this quarter"
-    assert (handoff.budget, handoff.authority) == ("unknown", "unknown")
+    # "this quarter", said on 2026-11-20: the quarter ends 31 December.
+    assert (handoff.purchase_timeline, handoff.purchase_timeline_text) == (
+        "within_3_months",
+        "this quarter",
+    )
+    assert (handoff.budget, handoff.authority, handoff.need) == ("unknown", "unknown", "unknown")
+    assert (handoff.budget_text, handoff.authority_text, handoff.need_text) == (None, None, None)
     assert (handoff.score, handoff.stage, handoff.qualified_by) == (40, "engaged", ())
     assert (handoff.fit, handoff.grade) == (5, "C")  # region-core
     assert [(x.rule, x.points, x.count) for x in handoff.breakdown] == [
@@ -242,7 +247,7 @@ def test_free_mail_leads_have_no_account(segment: Segment, model: LeadModel, now
     assert run(events, model, now=now).of(ContactUpdate) == []
 
 
-def test_budget_and_authority_are_passed_on_when_known(
+def test_bant_answers_reach_the_hand_off_as_buckets_with_the_answers_given(
     segment: Segment, model: LeadModel, now: datetime
 ) -> None:
     events = [
@@ -253,8 +258,10 @@ def test_budget_and_authority_are_passed_on_when_known(
             traits={
                 "email": "a@acme.com",
                 "country": "JP",
-                "budget": "approved",
-                "authority": "signer",
+                "purchase_timeline": "3ヶ月以内",
+                "budget": "予算確保済み",
+                "authority": "決裁者",
+                "need": "just researching",
             },
         ),
         segment("track", "b-2", day=1, event="Demo Requested"),
@@ -262,8 +269,31 @@ def test_budget_and_authority_are_passed_on_when_known(
 
     (handoff,) = run(events, model, now=now).of(HandOff)
 
-    assert (handoff.budget, handoff.authority) == ("approved", "signer")
-    assert handoff.purchase_timeline == "unknown"
+    assert (handoff.purchase_timeline, handoff.purchase_timeline_text) == (
+        "within_3_months",
+        "3ヶ月以内",
+    )
+    assert (handoff.budget, handoff.budget_text) == ("approved", "予算確保済み")
+    assert (handoff.authority, handoff.authority_text) == ("decision_maker", "決裁者")
+    assert (handoff.need, handoff.need_text) == ("exploring", "just researching")
+
+
+def test_an_answer_that_cannot_be_read_is_unknown_with_the_text_kept(
+    segment: Segment, model: LeadModel, now: datetime
+) -> None:
+    events = [
+        segment(
+            "identify",
+            "b-1",
+            userId="crm-7",
+            traits={"email": "a@acme.com", "country": "JP", "purchase_timeline": "ask my boss"},
+        ),
+        segment("track", "b-2", day=1, event="Demo Requested"),
+    ]
+
+    (handoff,) = run(events, model, now=now).of(HandOff)
+
+    assert (handoff.purchase_timeline, handoff.purchase_timeline_text) == ("unknown", "ask my boss")
     assert handoff.trigger == "demo-request"
 
 
