@@ -11,7 +11,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.decisions import DlqReason
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "render", "state_gauges"]
+__all__ = ["CONTENT_TYPE_LATEST", "IngestMetrics", "Metrics", "render", "state_gauges"]
 
 # Event time to alert: seconds to minutes matter; the SLA conversation starts at 5 minutes.
 _LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
@@ -116,6 +116,35 @@ class Metrics:
                 ["name", "version"],
                 registry=registry,
             ),
+        )
+
+
+@dataclass(frozen=True)
+class IngestMetrics:
+    """The Segment HTTP ingest: on the worker's web port, or `leadstream ingest`'s own."""
+
+    requests: Counter  # endpoint (the five of the API), code (the statuses it answers)
+    messages: Counter  # result: valid, or invalid (produced, and dead-lettered by the intake)
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> IngestMetrics:
+        messages = Counter(
+            "leadstream_ingest_messages_total",
+            "Messages produced to engagement.raw by the HTTP ingest; invalid ones go on to "
+            "the DLQ.",
+            ["result"],
+            registry=registry,
+        )
+        for result in ("valid", "invalid"):
+            messages.labels(result=result)
+        return cls(
+            requests=Counter(
+                "leadstream_ingest_requests_total",
+                "HTTP ingest requests answered, by endpoint and status code.",
+                ["endpoint", "code"],
+                registry=registry,
+            ),
+            messages=messages,
         )
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.lead_model import DEFAULT_MODEL_PATH
 
@@ -84,6 +84,26 @@ class Settings(BaseSettings):
         description="YAML of mail providers that ignore dots or +tags (default: the bundled set).",
     )
 
+    # Segment HTTP ingest (README: HTTP ingest). No keys: the worker does not serve it and
+    # `leadstream ingest` refuses to start, rather than accept anyone's events.
+    write_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        description="Write keys accepted by the HTTP ingest; comma-separated in the environment.",
+    )
+    ingest_max_body_bytes: int = Field(
+        default=512 * 1024,
+        ge=1024,
+        le=900 * 1024,
+        description="Largest request body, compressed and decompressed alike (Segment: 500 KB). "
+        "Kept under Kafka's default 1 MB message limit, as one message may be this big.",
+    )
+    ingest_produce_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest an ingest request waits for the broker before answering 503 "
+        "(under the 15 s Segment's SDKs wait).",
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def core_limits(self) -> Limits:
@@ -104,12 +124,39 @@ class Settings(BaseSettings):
             fiscal_year_start_month=self.fiscal_year_start_month,
         )
 
+    @field_validator("write_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            value = [v.strip() if isinstance(v, str) else v for v in value]
+            value = tuple(v for v in value if v != "")
+        return value
+
+    @field_validator("write_keys")
+    @classmethod
+    def _usable_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for key in value:
+            # ':' ends the user name of HTTP Basic auth; ',' separates keys in the environment.
+            if any(c in key.get_secret_value() for c in ",: \t\r\n"):
+                raise ValueError("a write key may not contain ',', ':' or whitespace")
+        return value
+
     def to_env(self) -> dict[str, str]:
         """These settings as the environment of a child `leadstream` process."""
         prefix = self.model_config.get("env_prefix", "")
         # A setting left unset (None) is left out: the child takes the same default.
         return {
-            f"{prefix}{name.upper()}": str(value)
-            for name, value in self.model_dump().items()
+            f"{prefix}{name.upper()}": _env_value(value)
+            for name, value in self
             if value is not None
         }
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, tuple):
+        return ",".join(_env_value(v) for v in value)
+    return str(value)

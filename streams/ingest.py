@@ -1,0 +1,283 @@
+"""Segment HTTP Tracking API requests to engagement.raw records: auth, body, split. No I/O.
+
+What Segment's own API does, so its SDKs work unchanged: `POST /v1/batch` takes
+`{"batch": [...], "context"?, "writeKey"?}` and merges the batch `context` into each message;
+`/v1/track|page|identify|group` take one message whose `type` defaults to the path's (and
+analytics.js's one-letter paths, `/v1/b|t|p|i|g`, are the same endpoints). The
+server stamps `receivedAt`. Every message that is a JSON value inside a well-formed request
+is forwarded, the invalid ones included: the intake dead-letters those with their reason,
+exactly as if they had been produced to the topic directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal, get_args
+
+import orjson
+
+from streams.codec import Rejection, decode_person_event
+
+__all__ = [
+    "ENDPOINTS",
+    "EXPANSION_LIMIT",
+    "SHORT_PATHS",
+    "SUCCESS_BODY",
+    "Accepted",
+    "Endpoint",
+    "Refused",
+    "WriteKeys",
+    "basic_auth_user",
+    "decode_body",
+    "ingest_request",
+]
+
+Endpoint = Literal["batch", "track", "page", "identify", "group"]
+ENDPOINTS: Final[tuple[Endpoint, ...]] = get_args(Endpoint)
+#: The one-letter paths analytics.js posts to (/v1/t, /v1/b, ...), which Segment's API takes.
+SHORT_PATHS: Final[dict[str, Endpoint]] = {e[0]: e for e in ENDPOINTS}
+
+#: What Segment answers on success, byte for byte.
+SUCCESS_BODY: Final = b'{"success":true}'
+
+#: Merging a batch's `context` into each message can multiply its size; the records produced
+#: for one request may be at most this many times the body limit (else 413, nothing produced).
+EXPANSION_LIMIT: Final = 4
+
+_GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The request is refused as a whole and nothing is produced.
+
+    `code` and `message` are what Segment's SDKs read from an error answer.
+    """
+
+    status: int
+    code: str
+    message: str
+
+    def body(self) -> bytes:
+        return orjson.dumps({"success": False, "code": self.code, "message": self.message})
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Records for engagement.raw, (key, value), in request order.
+
+    `invalid` of them break the input contract; the intake will dead-letter them.
+    """
+
+    records: tuple[tuple[bytes | None, bytes], ...]
+    invalid: int
+
+
+class WriteKeys:
+    """The write keys that may send; a check takes the same time whichever key matches.
+
+    Both sides are hashed first, so the comparison is of equal-length digests, and every key
+    is compared (no early exit that would tell which key, or whether any, matched).
+    """
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._digests = tuple(_digest(k) for k in keys)
+
+    def __bool__(self) -> bool:
+        return bool(self._digests)
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def accepts(self, candidate: str) -> bool:
+        digest = _digest(candidate)
+        matched = False
+        for known in self._digests:
+            matched |= hmac.compare_digest(known, digest)
+        return matched
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+def basic_auth_user(header: str) -> str | None:
+    """The user name of an HTTP Basic `Authorization` header, or None if it is not one."""
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not token.strip():
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[0]
+
+
+def decode_body(body: bytes, *, content_encoding: str | None, max_bytes: int) -> bytes | Refused:
+    """The request body as sent before compression, at most `max_bytes` either side of it.
+
+    Gzip is inflated incrementally and stops as soon as the output passes the limit, so a
+    small "gzip bomb" costs at most `max_bytes` of memory.
+    """
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding not in ("identity", "gzip", "x-gzip"):
+        return Refused(
+            415,
+            "unsupported_encoding",
+            f"Content-Encoding {content_encoding!r} is not supported; send gzip or no encoding",
+        )
+    if len(body) > max_bytes:
+        return _too_large(f"the body is {len(body)} bytes; the limit is {max_bytes}")
+    if encoding == "identity":
+        return body
+    if not body:
+        return _bad_request("the gzip body is empty")
+    out = bytearray()
+    pending = body
+    inflater = zlib.decompressobj(_GZIP_WBITS)
+    try:
+        while True:
+            out += inflater.decompress(pending, max_bytes + 1 - len(out))
+            if len(out) > max_bytes:
+                return _too_large(f"the body is over {max_bytes} bytes once decompressed")
+            if inflater.eof:
+                pending = inflater.unused_data
+                if not pending:
+                    return bytes(out)
+                inflater = zlib.decompressobj(_GZIP_WBITS)  # concatenated gzip members
+            else:
+                pending = inflater.unconsumed_tail
+                if not pending:
+                    return _bad_request("the gzip body is truncated")
+    except zlib.error as exc:
+        return _bad_request(f"the body is not valid gzip ({exc})")
+
+
+def ingest_request(
+    *,
+    endpoint: Endpoint,
+    body: bytes,
+    content_encoding: str | None,
+    authorization: str | None,
+    keys: WriteKeys,
+    max_body_bytes: int,
+    now: datetime,
+) -> Accepted | Refused:
+    """One Tracking API request to the records to produce, or why it is refused.
+
+    Auth: an `Authorization` header, when present, decides (HTTP Basic, the write key as the
+    user name). Without one, the body's `writeKey` does, as Segment's browser SDK sends it.
+    """
+    header_ok = False
+    if authorization is not None:
+        user = basic_auth_user(authorization)
+        if user is None:
+            return _unauthorized(
+                "the Authorization header must be HTTP Basic with the write key as the user name"
+            )
+        if not keys.accepts(user):
+            return _unauthorized("the write key is not valid")
+        header_ok = True
+
+    raw = decode_body(body, content_encoding=content_encoding, max_bytes=max_body_bytes)
+    if isinstance(raw, Refused):
+        return raw
+    if not raw.strip():
+        return _bad_request("the body is empty; send a JSON object")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return _bad_request(f"the body is not valid JSON: {exc}")
+    if type(doc) is not dict:
+        return _bad_request("the body must be a JSON object")
+
+    if not header_ok:
+        key = doc.get("writeKey")
+        if key is None:
+            return _unauthorized(
+                "no write key: use HTTP Basic auth with the write key as the user name "
+                "(or writeKey in the body)"
+            )
+        if type(key) is not str or not keys.accepts(key):
+            return _unauthorized("the write key is not valid")
+
+    received_at = _iso(now)
+    messages: list[Any]
+    if endpoint == "batch":
+        batch = doc.get("batch")
+        if batch is None:
+            return _bad_request("batch: field required (a list of messages)")
+        if type(batch) is not list:
+            return _bad_request("batch must be a list of messages")
+        context = doc.get("context")
+        if context is not None and type(context) is not dict:
+            return _bad_request("context must be an object")
+        messages = [_stamped(m, context, received_at) for m in batch]
+    else:
+        kind = doc.get("type", endpoint)
+        if kind != endpoint:
+            shown = orjson.dumps(kind).decode()
+            return _bad_request(f"type {shown} does not match the endpoint /v1/{endpoint}")
+        messages = [_stamped({**doc, "type": endpoint}, None, received_at)]
+
+    records: list[tuple[bytes | None, bytes]] = []
+    invalid = 0
+    total = 0
+    limit = max_body_bytes * EXPANSION_LIMIT
+    for message in messages:
+        value = orjson.dumps(message)
+        total += len(value)
+        if total > limit:
+            return _too_large(
+                f"the messages are over {limit} bytes with the batch context merged into "
+                f"each; send smaller batches"
+            )
+        decoded = decode_person_event(value)  # the path the intake takes
+        if isinstance(decoded, Rejection):
+            invalid += 1
+            records.append((None, value))
+        else:
+            records.append((decoded.pk.encode("utf-8"), value))
+    return Accepted(records=tuple(records), invalid=invalid)
+
+
+def _stamped(message: Any, context: dict[str, Any] | None, received_at: str) -> Any:
+    """A message as Segment stores it: batch context merged in, receivedAt set, no writeKey.
+
+    Anything but an object is forwarded unchanged (the intake dead-letters it). The message's
+    own context keys win over the batch's.
+    """
+    if type(message) is not dict:
+        return message
+    out = {k: v for k, v in message.items() if k != "writeKey"}  # a secret, not event data
+    if context:
+        own = out.get("context")
+        if own is None:
+            out["context"] = context
+        elif type(own) is dict:
+            out["context"] = {**context, **own}
+    out["receivedAt"] = received_at
+    return out
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _bad_request(message: str) -> Refused:
+    return Refused(400, "invalid_request", message)
+
+
+def _unauthorized(message: str) -> Refused:
+    return Refused(401, "unauthorized", message)
+
+
+def _too_large(message: str) -> Refused:
+    return Refused(413, "payload_too_large", message)
