@@ -20,11 +20,13 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
+from aiohttp import web
 from faust.types import TP, EventT
 from faust.web import Request, Response, View
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from prometheus_client import CollectorRegistry
 
 from schemas.decisions import HandOff, LeadMerged, LeadScored, RepAlert
@@ -34,6 +36,7 @@ from streams.broker import faust_broker_settings
 from streams.codec import Rejection, dead_letter, decode_batch, encode
 from streams.faust_transport import transport_class
 from streams.identity import apply_person_batch, keys_of, to_batch
+from streams.ingest_http import ROUTE, RUNNER_OPTIONS, IngestHandler
 from streams.intake_service import IntakeService
 from streams.kafka_io import bootstrap_servers, create_topics
 from streams.lead_model import LeadModel
@@ -394,6 +397,24 @@ def create_app(
         async def get(self, request: Request) -> Response:
             # aiohttp refuses a charset inside content_type; pass the full header instead.
             return self.bytes(render(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    if settings.write_keys:  # without keys the ingest is not served at all (never open)
+        ingest = IngestHandler.from_settings(settings, producer=out, registry=registry, clock=clock)
+
+        @app.page(ROUTE)
+        class IngestView(View):
+            """The Segment Tracking API (streams.ingest_http), on the /metrics port."""
+
+            async def post(self, request: Request, **_: Any) -> Response:
+                return cast(Response, await ingest(cast(web.Request, request)))
+
+            async def options(self, request: Request, **_: Any) -> Response:
+                return cast(Response, await ingest(cast(web.Request, request)))
+
+        # Faust builds its runner with aiohttp's defaults; the same one with the ingest's
+        # options (bodies reach the handler as sent). Replaced before the server starts.
+        server = cast(AiohttpWeb, app.web)
+        server._runner = web.AppRunner(server.web_app, **RUNNER_OPTIONS)
 
     return app
 

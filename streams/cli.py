@@ -1,4 +1,4 @@
-"""The `leadstream` command: broker, worker, send, run, model check, publish and replay."""
+"""The `leadstream` command: broker, worker, ingest, send, run, model check/publish/replay."""
 
 from __future__ import annotations
 
@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--model", type=Path, help="lead model file (env LEADSTREAM_MODEL_PATH)")
     worker.add_argument("--web-port", type=int, help="port of /metrics (default 6066)")
     worker.set_defaults(handler=_cmd_worker)
+
+    ingest = sub.add_parser(
+        "ingest", help="serve the Segment HTTP Tracking API alone (/v1/batch, /v1/track, ...)"
+    )
+    ingest.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    ingest.add_argument("--broker", help="broker URL (env LEADSTREAM_BROKER)")
+    ingest.set_defaults(handler=_cmd_ingest)
 
     send = sub.add_parser("send", help="produce a JSONL file of Segment messages")
     send.add_argument("file", type=Path)
@@ -159,6 +166,11 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         f"metrics http://127.0.0.1:{settings.web_port}/metrics",
         flush=True,
     )
+    if settings.write_keys:
+        url = f"http://127.0.0.1:{settings.web_port}/v1/batch"
+        print(f"ingest: Segment HTTP API on {url}", flush=True)
+    else:
+        print("ingest: off, no write keys (set LEADSTREAM_WRITE_KEYS to serve /v1/*)", flush=True)
     _tune_gc()
     worker = faust.Worker(app, loglevel=settings.log_level.upper())
     worker.execute_from_commandline()
@@ -175,6 +187,51 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from prometheus_client import CollectorRegistry
+
+    from streams.ingest_http import IngestStartError, serve_ingest
+
+    settings = _settings(broker=args.broker)
+    if not settings.write_keys:
+        print(
+            "leadstream: no write keys: set LEADSTREAM_WRITE_KEYS (comma-separated); "
+            "the ingest does not run open",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # aiokafka logs each failed connection attempt; the one line below says it all.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+    def ready(url: str) -> None:
+        print(
+            f"leadstream ingest: {url}/v1/batch (and /v1/track, /page, /identify, /group) "
+            f"-> {settings.broker}; metrics {url}/metrics",
+            flush=True,
+        )
+
+    try:
+        asyncio.run(
+            serve_ingest(
+                settings,
+                host=settings.web_host,
+                port=args.port,
+                registry=CollectorRegistry(),
+                clock=lambda: datetime.now(UTC),
+                on_ready=ready,
+            )
+        )
+    except IngestStartError as exc:
+        print(f"leadstream: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_send(args: argparse.Namespace) -> int:

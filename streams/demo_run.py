@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from typing import Any
 
 import orjson
 from aiokafka import ConsumerRecord
+from pydantic import SecretStr
 
 from streams.broker import (
     EmbeddedBroker,
@@ -70,6 +72,8 @@ def run_demo(
         heartbeat_interval_s=1.0,
         data_dir=data_dir / "worker",
     )
+    if not settings.write_keys:  # a key of its own: the demo's web port listens on all hosts
+        settings = settings.model_copy(update={"write_keys": (SecretStr(secrets.token_hex(8)),)})
     try:
         broker.start()
         print(f"broker   Tansu (embedded, memory storage) on {broker.bootstrap}")
@@ -78,6 +82,10 @@ def run_demo(
         worker = start_worker_process(env, data_dir / "worker.log")
         print(f"worker   pid {worker.pid}, log {data_dir / 'worker.log'}")
         print(f"metrics  http://127.0.0.1:{web_port}/metrics")
+        print(
+            f"ingest   http://127.0.0.1:{web_port}/v1/batch (Segment API), "
+            f"write key {settings.write_keys[0].get_secret_value()}"
+        )
         print("Replaying the demo scenario; alerts appear below as reps would get them.")
         print("Press Ctrl-C to stop.\n", flush=True)
         lines = (scenario or DEMO_SCENARIO).read_bytes().splitlines()

@@ -132,6 +132,7 @@ def test_run_shows_real_alerts_and_ctrl_c_leaves_no_process_behind(tmp_path: Pat
     assert any("Kenji Sato viewed pricing 3 times within 7 days" in a for a in alerts), text
     assert any("Max Weber requested a demo" in a for a in alerts), text
     assert f"http://127.0.0.1:{web_port}/metrics" in text
+    assert re.search(rf"ingest +http://127.0.0.1:{web_port}/v1/batch .*write key \w+", text)
     assert "timeline within_3_months ('this quarter'), budget approved ('approved')" in text
     assert "stopped the worker and the broker." in text
     worker_pid = int(re.search(r"worker\s+pid (\d+)", text).group(1))  # type: ignore[union-attr]
