@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 
+from schemas.crm import CrmAccount
 from schemas.decisions import (
     AccountScored,
     DeadLetter,
@@ -35,6 +36,7 @@ _MODELS: dict[str, tuple[str, Any]] = {
     "leads.merged.json": ("Merged leads on leads.merged", LeadMerged),
     "accounts.scored.json": ("Account roll-up on accounts.scored", AccountScored),
     "lead.model.json": ("Published lead model on lead.model", PublishedModel),
+    "crm.accounts.json": ("CRM account on crm.accounts (null value: deleted)", CrmAccount),
     "sfa.feedback.json": ("Sales outcome (model replay --feedback; sfa.feedback)", SalesOutcome),
 }
 

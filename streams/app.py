@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas.decisions import HandOff, LeadMerged, LeadScored, RepAlert
 from schemas.internal import ContactUpdate, Link, MergeIn, MergeRequest, PersonEvent
+from streams.account_feed import AccountFeed, AccountsHolder
 from streams.account_stage import add_account_stage, contact_batches
 from streams.broker import faust_broker_settings
 from streams.codec import Rejection, dead_letter, decode_batch, encode
@@ -47,6 +48,8 @@ from streams.model_feed import ModelFeed, ModelHolder
 from streams.producer import BatchProducer, Record
 from streams.settings import Settings
 from streams.topics import (
+    CRM_ACCOUNTS_TOPIC_CONFIG,
+    CRM_ACCOUNTS_TOPIC_PARTITIONS,
     LEADS_TABLE,
     MODEL_TOPIC_CONFIG,
     MODEL_TOPIC_PARTITIONS,
@@ -71,6 +74,7 @@ class _Lifecycle:
 
     ensure_topics: Callable[[], Awaitable[None]]  # before Faust starts
     models: ModelFeed  # catches up on lead.model before Faust starts, then follows it
+    accounts: AccountFeed  # the same for crm.accounts
     intake: IntakeService  # joins its group while Faust joins its own
     flush: Callable[[], Awaitable[None]]  # on stop: write state, so the commit covers it
     producer: BatchProducer  # stopped last
@@ -82,6 +86,8 @@ class _App(faust.App):
     lifecycle: _Lifecycle | None = None
     #: The lead model in use; listeners registered with `models.on_switch` see every change.
     models: ModelHolder
+    #: CRM accounts for lead-to-account matching (`accounts.current.match(...)`).
+    accounts: AccountsHolder
 
     def __init__(self, *args: Any, fetch_wait_ms: int, **kwargs: Any) -> None:
         self._fetch_wait_ms = fetch_wait_ms
@@ -97,12 +103,14 @@ class _App(faust.App):
             await lc.ensure_topics()
             # Before any agent runs: a published model beats the model file from event one.
             await lc.models.catch_up()
+            await lc.accounts.catch_up()
         await super().on_start()
         if lc is not None:
             # The intake does not need the table: it joins its consumer group while Faust
             # joins its own and recovers, instead of after.
             await self.add_runtime_dependency(lc.intake)
             await self.add_runtime_dependency(lc.models)
+            await self.add_runtime_dependency(lc.accounts)
 
     def crash_soon(self, exc: BaseException) -> None:
         log.error("leads: writing lead state failed; stopping the worker: %r", exc)
@@ -117,6 +125,7 @@ class _App(faust.App):
             # records still buffered are read again by the partition's next owner.)
             await lc.intake.stop()
             await lc.models.stop()
+            await lc.accounts.stop()
             await lc.flush()
             try:
                 await self.consumer.commit()
@@ -135,14 +144,18 @@ def create_app(
     clock: Clock = utc_now,
     producer: BatchProducer | None = None,
     models: ModelHolder | None = None,
+    accounts: AccountsHolder | None = None,
 ) -> _App:
     """Build a fresh Faust app; nothing is created at import time.
 
     `producer` is where every record goes; tests pass a fake. `models` holds the lead model
     in use (`model` when not given); `app.models` is it, switched by `lead.model`.
+    `accounts` holds the CRM accounts (`app.accounts`), kept up to date from `crm.accounts`.
     """
     if models is None:
         models = ModelHolder(model)
+    if accounts is None:
+        accounts = AccountsHolder(min_confidence=settings.account_match_min_confidence)
     topics = Topics(settings.topic_prefix)
     metrics = Metrics.create(registry)
     limits = settings.core_limits()
@@ -214,6 +227,13 @@ def create_app(
             MODEL_TOPIC_PARTITIONS,
             settings.replication_factor,
             configs=MODEL_TOPIC_CONFIG,
+        )
+        created += await create_topics(
+            bootstrap,
+            [topics.crm_accounts],
+            CRM_ACCOUNTS_TOPIC_PARTITIONS,
+            settings.replication_factor,
+            configs=CRM_ACCOUNTS_TOPIC_CONFIG,
         )
         if created:
             log.info("created topics: %s", ", ".join(created))
@@ -361,6 +381,7 @@ def create_app(
 
     models.on_switch(on_switch)
     app.models = models
+    app.accounts = accounts
     app.lifecycle = _Lifecycle(
         ensure_topics=ensure_topics,
         models=ModelFeed(
@@ -369,6 +390,14 @@ def create_app(
             holder=models,
             metrics=metrics,
             fetch_wait_ms=settings.model_fetch_wait_ms,
+        ),
+        accounts=AccountFeed(
+            topic=topics.crm_accounts,
+            bootstrap=bootstrap,
+            holder=accounts,
+            metrics=metrics,
+            fetch_wait_ms=settings.accounts_fetch_wait_ms,
+            catch_up_timeout_s=settings.accounts_catch_up_timeout_s,
         ),
         intake=IntakeService(
             settings=settings, bootstrap=bootstrap, producer=out, metrics=metrics, clock=clock

@@ -96,6 +96,35 @@ def _parser() -> argparse.ArgumentParser:
         help="also replay each lead's stored scoring history through the new model",
     )
     publish.set_defaults(handler=_cmd_model_publish)
+
+    imports = sub.add_parser("import", help="import CSV files: CRM accounts, offline events")
+    import_sub = imports.add_subparsers(dest="import_command", required=True)
+    accounts = import_sub.add_parser("accounts", help="CRM accounts to crm.accounts")
+    events = import_sub.add_parser(
+        "events", help="trade show, seminar or business card lists to engagement.raw"
+    )
+    for cmd in (accounts, events):
+        cmd.add_argument("file", type=Path, help="CSV (UTF-8, UTF-8 with BOM, or Shift_JIS)")
+        cmd.add_argument("--mapping", type=Path, help="YAML: our fields -> CSV column names")
+        cmd.add_argument("--broker", help="broker URL (env LEADSTREAM_BROKER)")
+        cmd.add_argument("--dry-run", action="store_true", help="check and report; send nothing")
+        cmd.add_argument(
+            "--progress",
+            action=argparse.BooleanOptionalAction,
+            help="progress bar on stderr (default: when stderr is a terminal)",
+        )
+        cmd.set_defaults(handler=_cmd_import)
+    events.add_argument(
+        "--source",
+        required=True,
+        help="trade_show, seminar, webinar, business_card (others: `event:` in the mapping)",
+    )
+    events.add_argument(
+        "--date",
+        type=_iso_date,
+        help="YYYY-MM-DD for rows without a date (or a file without a date column)",
+    )
+
     report = sub.add_parser("report", help="reports from what Leadstream wrote to its topics")
     report_sub = report.add_subparsers(dest="report_command", required=True)
     quality = report_sub.add_parser(
@@ -351,6 +380,53 @@ def _user_at_host() -> str | None:
         return f"{getpass.getuser()}@{socket.gethostname()}"
     except (OSError, KeyError):  # no user name in the environment or the password database
         return None
+
+
+def _iso_date(text: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from exc
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    import re
+    from datetime import UTC, datetime
+
+    from streams.import_cli import ImportTarget, run_import
+    from streams.kafka_io import bootstrap_servers
+    from streams.topics import Topics
+
+    kind = args.import_command
+    source = getattr(args, "source", None)
+    if source is not None and not re.fullmatch(r"[a-z0-9_]{1,64}", source):
+        print(
+            f"leadstream: --source: lower-case letters, digits and _ only: {source!r}",
+            file=sys.stderr,
+        )
+        return 2
+    settings = _settings(broker=args.broker)
+    topics = Topics(settings.topic_prefix)
+    return run_import(
+        kind,
+        file=args.file,
+        mapping=args.mapping,
+        target=ImportTarget(
+            broker=settings.broker,
+            bootstrap=bootstrap_servers(settings.broker),
+            topic=topics.crm_accounts if kind == "accounts" else topics.raw,
+            replication=settings.replication_factor,
+        ),
+        source=source,
+        default_date=getattr(args, "date", None),
+        dry_run=args.dry_run,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+        now=datetime.now(UTC),
+        out=sys.stdout,
+        err=sys.stderr,
+    )
 
 
 def _cmd_report_quality(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar, cast
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from schemas.crm import CrmAccount
 from schemas.decisions import DeadLetter, DlqReason
 from schemas.events import MAX_ID_LENGTH, EngagementEvent
 from schemas.feedback import SalesOutcome
@@ -26,6 +27,7 @@ __all__ = [
     "decode_account",
     "decode_batch",
     "decode_contact_batch",
+    "decode_crm_account",
     "decode_event",
     "decode_output",
     "decode_person_event",
@@ -48,6 +50,7 @@ _PUBLISHED = TypeAdapter(PublishedModel)
 _CONTACTS = TypeAdapter(ContactUpdateBatch)
 _ACCOUNT = TypeAdapter(AccountState)
 _OUTCOME = TypeAdapter(SalesOutcome)
+_CRM_ACCOUNT = TypeAdapter(CrmAccount)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +281,19 @@ def decode_sales_outcome(value: bytes) -> SalesOutcome | Rejection:
         if err["type"] == "missing":
             return Rejection("missing_field", f"{where}: field required")
         return Rejection("invalid_value", f"{where}: {err['msg']}" if where else err["msg"])
+
+
+def decode_crm_account(value: bytes | None) -> CrmAccount | Rejection:
+    """A `crm.accounts` record, or why it cannot be used; never raises on bad input.
+
+    A null value is a tombstone, not an error: callers check for it before decoding.
+    """
+    if not value:
+        return Rejection("empty_value", "the record has no value")
+    try:
+        return _CRM_ACCOUNT.validate_json(value)
+    except ValidationError as exc:
+        return _rejection(value, exc)
 
 
 def decode_output(cls: type[_Out], value: bytes | None) -> _Out | None:

@@ -34,6 +34,8 @@ class Metrics:
     model_switches: Counter
     model_rejected: Counter
     model_info: Gauge
+    accounts_loaded: Gauge
+    account_records_rejected: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -114,6 +116,16 @@ class Metrics:
                 "leadstream_model_info",
                 "1 for the lead model this worker scores with.",
                 ["name", "version"],
+                registry=registry,
+            ),
+            accounts_loaded=Gauge(
+                "leadstream_accounts_loaded",
+                "CRM accounts in this worker's account directory (from crm.accounts).",
+                registry=registry,
+            ),
+            account_records_rejected=Counter(
+                "leadstream_account_records_rejected_total",
+                "Records on crm.accounts not used: unreadable, not an account, or a key mismatch.",
                 registry=registry,
             ),
         )

@@ -50,6 +50,17 @@ class Settings(BaseSettings):
         le=10_000,
         description="Fetch wait of the lead.model feed: bounds how long a publish takes to apply.",
     )
+    accounts_fetch_wait_ms: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Fetch wait of the crm.accounts feed: bounds how long a CRM change takes.",
+    )
+    accounts_catch_up_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest a starting worker reads crm.accounts before processing events.",
+    )
     session_timeout_s: float = Field(default=30.0, gt=0)
     heartbeat_interval_s: float = Field(default=3.0, gt=0)
 
@@ -102,6 +113,14 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest an ingest request waits for the broker before answering 503 "
         "(under the 15 s Segment's SDKs wait).",
+    )
+
+    # Lead-to-account matching (streams/matching.py).
+    account_match_min_confidence: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="Least confidence of a fuzzy company-name match to an account.",
     )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -9,6 +9,8 @@ from types import MappingProxyType
 
 __all__ = [
     "ACCOUNTS_TABLE",
+    "CRM_ACCOUNTS_TOPIC_CONFIG",
+    "CRM_ACCOUNTS_TOPIC_PARTITIONS",
     "LEADS_TABLE",
     "MODEL_TOPIC_CONFIG",
     "MODEL_TOPIC_PARTITIONS",
@@ -26,6 +28,11 @@ ACCOUNTS_TABLE = "accounts"
 MODEL_TOPIC_PARTITIONS = 1
 #: Compacted, so the newest publish of each model name is kept for good.
 MODEL_TOPIC_CONFIG: Mapping[str, str] = MappingProxyType({"cleanup.policy": "compact"})
+
+#: `crm.accounts` has one partition: every worker reads all of it into its account directory.
+CRM_ACCOUNTS_TOPIC_PARTITIONS = 1
+#: Compacted, so the newest record of each account_id is kept (a null value deletes it).
+CRM_ACCOUNTS_TOPIC_CONFIG: Mapping[str, str] = MappingProxyType({"cleanup.policy": "compact"})
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,15 @@ class Topics:
         and MODEL_TOPIC_CONFIG (compacted). Every worker reads partition 0 without a group.
         """
         return f"{self.prefix}lead.model"
+
+    @property
+    def crm_accounts(self) -> str:
+        """CRM accounts (`CrmAccount`), keyed by account_id; a null value deletes the account.
+
+        Not in `all()`: CRM_ACCOUNTS_TOPIC_PARTITIONS partitions and CRM_ACCOUNTS_TOPIC_CONFIG
+        (compacted). Every worker reads partition 0 whole, without a group.
+        """
+        return f"{self.prefix}crm.accounts"
 
     def all(self) -> tuple[str, ...]:
         """The topics with the configured partition count (person-partitioned or keyed)."""

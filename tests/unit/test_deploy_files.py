@@ -21,7 +21,13 @@ import yaml
 from streams.cli import _parser
 from streams.kafka_io import bootstrap_servers
 from streams.settings import Settings
-from streams.topics import MODEL_TOPIC_CONFIG, MODEL_TOPIC_PARTITIONS, Topics
+from streams.topics import (
+    CRM_ACCOUNTS_TOPIC_CONFIG,
+    CRM_ACCOUNTS_TOPIC_PARTITIONS,
+    MODEL_TOPIC_CONFIG,
+    MODEL_TOPIC_PARTITIONS,
+    Topics,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -225,6 +231,18 @@ def test_topic_init_creates_lead_model_with_one_partition_compacted(
     )
     assert configs, f"topic-init gives {name} no configs"
     assert dict(kv.split("=", 1) for kv in configs[1].split(",")) == dict(MODEL_TOPIC_CONFIG)
+
+
+def test_topic_init_creates_crm_accounts_with_one_partition_compacted(
+    topic_init_script: str, worker_settings: Settings
+) -> None:
+    name = Topics(worker_settings.topic_prefix).crm_accounts
+    assert _ensured_topics(topic_init_script).get(name) == CRM_ACCOUNTS_TOPIC_PARTITIONS
+    configs = re.search(
+        rf"^\s*ensure_topic\s+{re.escape(name)}\s+\d+\s+(\S+)", topic_init_script, re.M
+    )
+    assert configs, f"topic-init gives {name} no configs"
+    assert dict(kv.split("=", 1) for kv in configs[1].split(",")) == dict(CRM_ACCOUNTS_TOPIC_CONFIG)
 
 
 def test_topic_init_creates_idempotently_and_checks_existing_counts(
