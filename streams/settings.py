@@ -81,20 +81,6 @@ class Settings(BaseSettings):
         description="Recent events kept per lead: what `--rescore` replays and a hand-off shows.",
     )
 
-    # Normalization (README: Normalization and qualification).
-    phone_default_region: str | None = Field(
-        default=None,
-        pattern=r"^[A-Z]{2}$",
-        description="Region (JP, US) for national-format phone numbers of leads with no country.",
-    )
-    fiscal_year_start_month: int = Field(
-        default=1, ge=1, le=12, description="1-12; 4 in Japan. 'This quarter', 今期 follow it."
-    )
-    email_rules_file: Path | None = Field(
-        default=None,
-        description="YAML of mail providers that ignore dots or +tags (default: the bundled set).",
-    )
-
     # Segment HTTP ingest (README: HTTP ingest). No keys: the worker does not serve it and
     # `leadstream ingest` refuses to start, rather than accept anyone's events.
     write_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
@@ -121,6 +107,20 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description="Least confidence of a fuzzy company-name match to an account.",
+    )
+
+    # Normalization (README: Normalization and qualification).
+    phone_default_region: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{2}$",
+        description="Region (JP, US) for national-format phone numbers of leads with no country.",
+    )
+    fiscal_year_start_month: int = Field(
+        default=1, ge=1, le=12, description="1-12; 4 in Japan. 'This quarter', 今期 follow it."
+    )
+    email_rules_file: Path | None = Field(
+        default=None,
+        description="YAML of mail providers that ignore dots or +tags (default: the bundled set).",
     )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
