@@ -155,10 +155,18 @@ class HandOff(_Record):
     name: str | None
     company: str | None
     account_domain: str | None
+    account_id: str | None = Field(description="The CRM account matched, if any.")
+    account_match: Literal["domain", "company_name"] | None = Field(
+        description="How the account was matched: email domain, or fuzzy company name."
+    )
+    account_match_confidence: float | None = Field(description="0-1; 1 for a domain match.")
     rep_id: str
     rep_name: str
     rep_email: str
-    routing_rule: str = Field(description="Why this rep: account_owner, territory, fallback.")
+    routing_rule: str = Field(
+        description="Why this rep: account_owner (the CRM's), account_domain (one rep per "
+        "company domain), territory_round_robin, fallback."
+    )
     score: int
     breakdown: tuple[BreakdownLine, ...]
     qualified_by: tuple[str, ...] = Field(description="Scores at or over their threshold.")

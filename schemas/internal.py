@@ -79,6 +79,12 @@ class LeadState(BaseModel):
     route_rule: str | None = None
     mql_ms: int | None = None
     model: str = ""  # version of the model that last scored this lead
+    # The CRM account the lead matched (streams/matching.py), how, and how sure.
+    account: str | None = None  # account_id
+    account_via: str | None = None  # "domain" or "company_name"
+    account_confidence: float | None = None
+    account_owner: str | None = None  # the account's owner rep in the CRM
+    account_domain: str | None = None  # the account's main domain: its roll-up key
     # Identity. An entry whose `alias_of` is set is not a lead but a pointer: the identifier
     # it is keyed by belongs to that lead (see streams/identity.py).
     alias_of: str | None = None

@@ -42,7 +42,7 @@ from streams.intake_service import IntakeService
 from streams.kafka_io import bootstrap_servers, create_topics
 from streams.lead_model import LeadModel
 from streams.lead_store import LeadStore
-from streams.leads import Decision, rescore_lead
+from streams.leads import Decision, rescore_lead, with_accounts
 from streams.metrics import CONTENT_TYPE_LATEST, Metrics, render, state_gauges
 from streams.model_feed import ModelFeed, ModelHolder
 from streams.producer import BatchProducer, Record
@@ -279,7 +279,7 @@ def create_app(
                     batch,
                     model=models.current,
                     rotation=store.rotation(partition),
-                    limits=limits,
+                    limits=with_accounts(limits, accounts.current),
                     now=clock(),
                 )
                 # Queued, not awaited: `flush` waits for these acknowledgements before it
@@ -355,7 +355,7 @@ def create_app(
                         model=new,
                         rotation=store.rotation(partition),
                         now=clock(),
-                        limits=limits,
+                        limits=with_accounts(limits, accounts.current),
                     )
                     records = _records(topics, applied.decisions, settings.partitions)
                     changed += bool(applied.decisions)

@@ -6,6 +6,7 @@ per micro-batch; `apply_event` is the rule for one event.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -34,6 +35,7 @@ from schemas.internal import (
     TraitValue,
 )
 from streams.lead_model import Grade, LeadModel, grade_at_least
+from streams.matching import AccountDirectory, email_domain, free_mail_domains
 from streams.normalize import (
     DEFAULT_EMAIL_RULES,
     EmailRules,
@@ -67,6 +69,7 @@ __all__ = [
     "lead_id_for",
     "merge_leads",
     "rescore_lead",
+    "with_accounts",
 ]
 
 Decision = (
@@ -97,6 +100,9 @@ class Limits:
     email_rules: EmailRules = DEFAULT_EMAIL_RULES  # which providers ignore dots, +tags
     phone_region: str | None = None  # for national-format phones of leads with no country
     fiscal_year_start_month: int = 1  # "this quarter", 今期: fiscal periods
+    # CRM accounts to match leads to. Not a setting: the worker passes the directory in
+    # use for each batch (`crm.accounts` changes it at run time).
+    accounts: AccountDirectory | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,13 @@ class BatchResult:
     rotation: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     failed: list[tuple[PersonEvent, str]] = field(default_factory=list)  # (event, error)
+
+
+def with_accounts(limits: Limits, accounts: AccountDirectory | None) -> Limits:
+    """`limits` with the CRM account directory in use now (cheap when it is the same)."""
+    if limits.accounts is accounts:
+        return limits
+    return dataclasses.replace(limits, accounts=accounts)
 
 
 def lead_id_for(person_key: str) -> str:
@@ -322,14 +335,29 @@ def _decide(
     alert_fires: bool = True,
 ) -> Applied:
     """Scores, grade and stage of the changed lead, and the records that tells the world."""
+    if limits.accounts is not None and "traits" in changes and changes["traits"] is not lead.traits:
+        _match_account(changes, limits.accounts, model)
     traits: Mapping[str, TraitValue] = changes.get("traits", lead.traits)  # type: ignore[assignment]
     uid: str | None = changes.get("uid", lead.uid)  # type: ignore[assignment]
     clock: int = changes.get("last_ms", lead.last_ms)  # type: ignore[assignment]
     fit, grade, fit_lines = fit_of(traits, model)
     points = _points(engagement.decay, model, clock)
-    stage, reason = next_stage(
-        lead.stage, known=is_known(uid, traits), points=points, grade=grade, model=model
-    )
+    known = is_known(uid, traits)
+    start, why_start = lead.stage, None
+    if lead.stage == "mql" and clock > lead.last_ms and lead.decay:
+        # Time passes before this event counts: an MQL that decayed under its margin is
+        # recycled first, whatever the events at this moment add (else the order of events
+        # with one timestamp would decide whether a lead stays an MQL).
+        start, why_start = next_stage(
+            "mql",
+            known=known,
+            points=_points(lead.decay, model, clock),
+            grade=lead.grade,  # type: ignore[arg-type]
+            model=model,
+        )
+    stage, reason = next_stage(start, known=known, points=points, grade=grade, model=model)
+    if stage == start and start != lead.stage:
+        reason = why_start
     if reason is not None and reason_prefix:
         reason = reason_prefix + reason
     primary = points.get(model.primary.id, 0)
@@ -379,7 +407,7 @@ def _decide(
     alerting = fires if alert_fires else []
     if handing_off:
         if new.rep is None or model.rep(new.rep) is None:
-            route, new_rotation = choose_rep(traits, model, rotation)
+            route, new_rotation = choose_rep(traits, model, rotation, owner=new.account_owner)
             new = _replace(new, {"rep": route.rep.id, "route_rule": route.rule})
         qualified = tuple(s.id for s in named if s.points >= s.threshold)
         decisions.extend(
@@ -400,6 +428,38 @@ def _decide(
             _contact_updates(lead, new, traits, primary, clock, event, model, rotation)
         )
     return Applied(new, tuple(decisions), new_rotation)
+
+
+def _match_account(
+    changes: dict[str, object], accounts: AccountDirectory, model: LeadModel
+) -> None:
+    """The CRM account of a lead whose traits changed: recorded with how it matched, and
+    its firmographics in the traits fit scoring reads (the CRM knows a company's size and
+    industry better than a form; a country the lead gave stays)."""
+    traits: dict[str, TraitValue] = changes["traits"]  # type: ignore[assignment]
+    found = accounts.match(
+        email_domain=email_domain(_text(traits.get("email"))),
+        company=_text(traits.get("company")),
+        free_mail=free_mail_domains(model.fit.free_mail_domains),
+    )
+    if found is None:
+        return
+    account = found.account
+    firm: dict[str, TraitValue] = {}
+    if account.employees is not None:
+        firm["employees"] = account.employees
+    if account.industry:
+        firm["industry"] = account.industry
+    if account.country and not traits.get("country"):
+        firm["country"] = account.country
+    changes.update(
+        traits={**traits, **firm} if firm else traits,
+        account=account.account_id,
+        account_via=found.method,
+        account_confidence=round(found.confidence, 3),
+        account_owner=account.owner_rep,
+        account_domain=account.domains[0] if account.domains else None,
+    )
 
 
 def _points(decay: Mapping[str, DecayState], model: LeadModel, clock: int) -> dict[str, int]:
@@ -450,15 +510,19 @@ def _contact_updates(
 ) -> list[ContactUpdate]:
     """What the lead's accounts must hear: its new primary score, and when it moved to
     another company, that it left the old one (score 0)."""
-    domain = account_domain(traits, model)
-    before = domain if traits is lead.traits else account_domain(lead.traits, model)
+    domain = new.account_domain or account_domain(traits, model)
+    before = (
+        domain
+        if traits is lead.traits and new.account_domain == lead.account_domain
+        else lead.account_domain or account_domain(lead.traits, model)
+    )
     out = []
     if before is not None and before != domain:
         out.append(_contact(before, new, 0, clock, event, model, rep=None))
     if domain is not None and (primary != lead.score or domain != before):
-        owner = new.rep if new.route_rule == "account_domain" else None
+        owner = new.rep if new.route_rule in ("account_owner", "account_domain") else None
         if owner is None:  # the account's owner, as routing would pick it; no rotation
-            owner = choose_rep(traits, model, rotation)[0].rep.id
+            owner = choose_rep(traits, model, rotation, owner=new.account_owner)[0].rep.id
         out.append(_contact(domain, new, primary, clock, event, model, rep=owner))
     return out
 
@@ -692,6 +756,7 @@ def merge_leads(
         "seen": (*survivor.seen, *other.seen)[-limits.dedupe_window * 2 :],
         "links": tuple(dict.fromkeys((*survivor.links, *other.links))),
         "merged": (*survivor.merged, other.lead_id, *other.merged),
+        **_account_of(survivor if survivor.account is not None else other),
         "rep": survivor.rep or other.rep,
         "route_rule": survivor.route_rule if survivor.rep else other.route_rule,
         "mql_ms": min((m for m in (survivor.mql_ms, other.mql_ms) if m is not None), default=None),
@@ -729,11 +794,25 @@ def merge_leads(
         limits,
     )
     # The merged lead leaves its account: the survivor's contact entry stands for both.
-    gone = account_domain(other.traits, model) if model.accounts.enabled else None
+    gone = (
+        (other.account_domain or account_domain(other.traits, model))
+        if model.accounts.enabled
+        else None
+    )
     leave = (
         [_contact(gone, other, 0, applied.lead.last_ms, marker, model, rep=None)] if gone else []
     )
     return Applied(applied.lead, (*applied.decisions, *leave), applied.rotation)
+
+
+def _account_of(lead: LeadState) -> dict[str, object]:
+    return {
+        "account": lead.account,
+        "account_via": lead.account_via,
+        "account_confidence": lead.account_confidence,
+        "account_owner": lead.account_owner,
+        "account_domain": lead.account_domain,
+    }
 
 
 def _add_up(a: Engagement, b: Engagement, model: LeadModel) -> Engagement:
@@ -863,7 +942,10 @@ def _hand_off(
                 email=_text(traits.get("email")),
                 name=_text(traits.get("name")) or _full_name(traits),
                 company=_text(traits.get("company")),
-                account_domain=account_domain(traits, model),
+                account_domain=lead.account_domain or account_domain(traits, model),
+                account_id=lead.account,
+                account_match=lead.account_via,
+                account_match_confidence=lead.account_confidence,
                 rep_id=rep.id,
                 rep_name=rep.name,
                 rep_email=rep.email,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.decisions import UNKNOWN, DeadLetter, HandOff, LeadMerged
+from streams.matching import email_domain
 
 __all__ = ["QualityReport", "quality_report", "render_quality"]
 
@@ -23,7 +24,7 @@ class QualityReport:
     handoffs: int  # distinct leads handed to sales in the range (latest hand-off each)
     unknown_timeline: int
     free_mail: int  # handed-off leads whose email is a free-mail address
-    unmatched: int  # handed-off leads matched to no account
+    unmatched: int  # handed-off leads matched to no CRM account
     no_email: int
     dead_letters: int
     dead_by_reason: dict[str, int] = field(default_factory=dict)
@@ -36,8 +37,10 @@ def quality_report(
     merges: Iterable[LeadMerged],
     handoffs: Iterable[HandOff],
     dead_letters: Iterable[DeadLetter],
+    free_mail: frozenset[str],
 ) -> QualityReport:
-    """Figures over records already filtered to [since, until)."""
+    """Figures over records already filtered to [since, until); `free_mail`: the domains
+    that say nothing about an employer (streams.matching.free_mail_domains)."""
     merged = list(merges)
     latest: dict[str, HandOff] = {}
     for handoff in handoffs:  # a lead handed off twice counts once, as it is now
@@ -54,8 +57,8 @@ def quality_report(
         merges_by_why=dict(Counter(m.why for m in merged)),
         handoffs=len(leads),
         unknown_timeline=sum(1 for h in leads if h.purchase_timeline == UNKNOWN),
-        free_mail=sum(1 for h in leads if h.email and h.account_domain is None),
-        unmatched=sum(1 for h in leads if h.account_domain is None),
+        free_mail=sum(1 for h in leads if email_domain(h.email) in free_mail),
+        unmatched=sum(1 for h in leads if h.account_id is None),
         no_email=sum(1 for h in leads if not h.email),
         dead_letters=sum(dead.values()),
         dead_by_reason=dict(dead.most_common()),
@@ -75,7 +78,7 @@ def render_quality(report: QualityReport) -> str:
         f"leads handed to sales      {report.handoffs:,}",
         f"  with unknown timeline    {share(report.unknown_timeline)}",
         f"  with a free-mail address {share(report.free_mail)}",
-        f"  matched to no account    {share(report.unmatched)}",
+        f"  matched to no CRM account {share(report.unmatched)}",
         f"  with no email            {share(report.no_email)}",
         f"dead letters               {report.dead_letters:,}",
     ]

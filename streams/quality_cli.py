@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from schemas.decisions import DeadLetter, HandOff, LeadMerged
 from streams.codec import decode_output
 from streams.kafka_io import bootstrap_servers, read_to_end
+from streams.matching import free_mail_domains
 from streams.quality import quality_report, render_quality
 from streams.topics import Topics
 
@@ -61,7 +62,12 @@ def run_quality(
         sys.stderr.write(f"leadstream: cannot read the topics from {broker}: {exc}\n")
         return 1
     report = quality_report(
-        since=since, until=until, merges=merges, handoffs=handoffs, dead_letters=dead
+        since=since,
+        until=until,
+        merges=merges,
+        handoffs=handoffs,
+        dead_letters=dead,
+        free_mail=free_mail_domains(),
     )
     out(render_quality(report))
     return 0

@@ -15,7 +15,7 @@ __all__ = ["Route", "account_domain", "choose_rep"]
 @dataclass(frozen=True, slots=True)
 class Route:
     rep: Rep
-    rule: str  # account_domain | territory_round_robin | fallback
+    rule: str  # account_owner | account_domain | territory_round_robin | fallback
 
 
 def account_domain(traits: Mapping[str, TraitValue], model: LeadModel) -> str | None:
@@ -28,10 +28,16 @@ def account_domain(traits: Mapping[str, TraitValue], model: LeadModel) -> str | 
 
 
 def choose_rep(
-    traits: Mapping[str, TraitValue], model: LeadModel, rotation: Mapping[str, int]
+    traits: Mapping[str, TraitValue],
+    model: LeadModel,
+    rotation: Mapping[str, int],
+    *,
+    owner: str | None = None,
 ) -> tuple[Route, dict[str, int]]:
     """Pick a rep; returns the route and the updated round-robin positions.
 
+    0. A lead matched to a CRM account whose owner is one of the model's reps goes to that
+       owner (`owner`): the CRM is the record of who works which account.
     1. A lead with a company domain goes to that account's owner: the matching rep that
        wins rendezvous hashing on the domain. Every partition computes the same owner with
        no coordination, so all contacts of one account reach one rep, and adding a rep
@@ -39,6 +45,8 @@ def choose_rep(
     2. Otherwise round-robin among reps whose territory matches.
     3. Otherwise the fallback rep (a queue with an owner).
     """
+    if owner is not None and (crm_owner := model.rep(owner)) is not None:
+        return Route(crm_owner, "account_owner"), dict(rotation)
     candidates = [
         rep for rep in model.reps if rep.id != model.fallback_rep and _covers(rep.territory, traits)
     ]
@@ -48,8 +56,8 @@ def choose_rep(
         return Route(fallback, "fallback"), dict(rotation)
     domain = account_domain(traits, model)
     if domain is not None:
-        owner = max(candidates, key=lambda rep: _weight(domain, rep.id))
-        return Route(owner, "account_domain"), dict(rotation)
+        winner = max(candidates, key=lambda rep: _weight(domain, rep.id))
+        return Route(winner, "account_domain"), dict(rotation)
     pool = ",".join(rep.id for rep in candidates)
     position = rotation.get(pool, 0) % len(candidates)
     return Route(candidates[position], "territory_round_robin"), {

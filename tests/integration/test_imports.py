@@ -179,3 +179,34 @@ def test_imported_trade_show_visitors_are_scored_once_and_a_dry_run_sends_nothin
     assert len(sent) == 8
     assert {m["userId"] for m in sent} == emails  # the dry run's row never reached the topic
     assert {r.key for r in raw} == {e.encode() for e in emails}
+
+
+def test_a_lead_of_an_imported_account_goes_to_the_crm_owner(
+    make_worker: Any, tmp_path: Path
+) -> None:
+    from tests.integration.segment import identify, track
+
+    worker = make_worker(start=False, LEADSTREAM_ACCOUNTS_FETCH_WAIT_MS="100")
+    csv = tmp_path / "accounts.csv"
+    # A US company the CRM gives to the Japan rep: routing must follow the CRM.
+    csv.write_text(
+        "account_id,name,domains,employees,country,owner_rep\n"
+        "G-1,Gears Incorporated,gears-inc.example,150,US,jp-rep\n",
+        encoding="utf-8",
+    )
+    assert (
+        leadstream(
+            "import", "accounts", str(csv), broker=worker.broker, topics=worker.topics
+        ).returncode
+        == 0
+    )
+    worker.start()
+    worker.send(
+        identify("g-1", anon="anon-g", email="ann@gears-inc.example", country="US"),
+        track("g-2", "Whitepaper Downloaded", anon="anon-g"),
+    )
+
+    (handoff,) = worker.read(worker.topics.routed, lambda r: len(r) >= 1)
+    assert (handoff["rep_id"], handoff["routing_rule"]) == ("jp-rep", "account_owner")
+    assert (handoff["account_id"], handoff["account_match"]) == ("G-1", "domain")
+    assert handoff["fit"] == 20  # size-core, from the CRM's 150 employees

@@ -14,7 +14,13 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 def handoff(
-    lead: str, *, email: str | None, domain: str | None, timeline: str, hours: int = 0
+    lead: str,
+    *,
+    email: str | None,
+    domain: str | None,
+    timeline: str,
+    hours: int = 0,
+    account: str | None = None,
 ) -> HandOff:
     return HandOff(
         handoff_id=f"h-{lead}-{hours}",
@@ -25,6 +31,9 @@ def handoff(
         name=None,
         company=None,
         account_domain=domain,
+        account_id=account,
+        account_match="domain" if account else None,
+        account_match_confidence=1.0 if account else None,
         rep_id="r",
         rep_name="R",
         rep_email="r@x.example",
@@ -88,7 +97,13 @@ def test_the_report_counts_each_lead_once_as_it_is_now() -> None:
             ),
         ],
         handoffs=[
-            handoff("a", email="pat@acme.example", domain="acme.example", timeline="unknown"),
+            handoff(
+                "a",
+                email="pat@acme.example",
+                domain="acme.example",
+                timeline="unknown",
+                account="crm-1",
+            ),
             # handed off again later, now with a timeline: counts once, as it is now
             handoff(
                 "a",
@@ -96,11 +111,13 @@ def test_the_report_counts_each_lead_once_as_it_is_now() -> None:
                 domain="acme.example",
                 timeline="within_3_months",
                 hours=1,
+                account="crm-1",
             ),
             handoff("f", email="kim@gmail.com", domain=None, timeline="unknown"),
             handoff("g", email=None, domain=None, timeline="within_3_months"),
         ],
         dead_letters=[dead("invalid_json"), dead("invalid_json"), dead("missing_identity")],
+        free_mail=frozenset({"gmail.com"}),
     )
 
     assert (report.merges, report.merged_leads, report.merges_by_why) == (
@@ -121,7 +138,9 @@ def test_the_report_counts_each_lead_once_as_it_is_now() -> None:
 
 
 def test_an_empty_range_prints_no_division_by_zero() -> None:
-    report = quality_report(since=NOW, until=NOW, merges=[], handoffs=[], dead_letters=[])
+    report = quality_report(
+        since=NOW, until=NOW, merges=[], handoffs=[], dead_letters=[], free_mail=frozenset()
+    )
     assert "with unknown timeline    0 (n/a)" in render_quality(report)
 
 
