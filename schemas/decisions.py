@@ -218,7 +218,7 @@ class LeadMerged(_Record):
 
     lead_id: str = Field(description="The surviving lead (the one first seen).")
     merged_lead_ids: tuple[str, ...]
-    why: str = Field(description="The identifier they share: userId or email.")
+    why: str = Field(description="The identifier they share: userId, email or crm_id.")
     score: int = Field(description="The surviving lead's primary score after the merge.")
     stage: Stage
     model_version: str

@@ -296,7 +296,8 @@ def identity_keys(
     """The identifiers a lead is known by besides its own key, as (key, what it is).
 
     A userId is keyed as itself (server-side events are keyed by it, so its alias and any
-    lead it formed live in one partition); an email by its identity form.
+    lead it formed live in one partition); an email by its identity form; the CRM's id of
+    the person (trait `crm_id`, `contact_id`, ...) as `crm:<id>`.
     """
     keys = []
     if lead.uid is not None and lead.uid != lead.pk:
@@ -304,6 +305,9 @@ def identity_keys(
     email = lead.traits.get("email")
     if isinstance(email, str) and email:
         keys.append(("email:" + email_identity(email, rules=rules), "email"))
+    crm_id = lead.traits.get("crm_id")
+    if isinstance(crm_id, str | int) and not isinstance(crm_id, bool) and str(crm_id):
+        keys.append((f"crm:{crm_id}", "crm_id"))
     return keys
 
 

@@ -55,6 +55,13 @@ _TRAIT_NAMES = {
     "budget": "budget",
     "authority": "authority",
     "need": "need",
+    # The CRM's id of the person (a Salesforce contact or lead id): links identities.
+    "crm_id": "crm_id",
+    "crmId": "crm_id",
+    "crm_contact_id": "crm_id",
+    "contact_id": "crm_id",
+    "contactId": "crm_id",
+    "salesforce_id": "crm_id",
 }
 _MAX_TRAIT_CHARS = 256
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

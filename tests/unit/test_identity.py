@@ -267,3 +267,24 @@ def test_to_batch_sorts_messages_by_kind() -> None:
     batch = to_batch([link, page("p", "/x", 0, anonymousId="A")])
     assert isinstance(batch, PersonEventBatch)
     assert (len(batch.events), batch.links) == (1, (link,))
+
+
+def test_a_crm_contact_id_links_two_leads(model: LeadModel) -> None:
+    net = network(model)
+    net.send([page("a1", "/pricing", 0, anonymousId="A")])
+    net.send([page("b1", "/pricing", 1, anonymousId="B")])
+    net.send([identify("a2", 2, {"contactId": "003XYZ"}, anonymousId="A")])
+    out = net.send([identify("b2", 3, {"crm_id": "003XYZ"}, anonymousId="B")])
+
+    assert [m.why for m in out if isinstance(m, LeadMerged)] == ["crm_id"]
+    assert net.lead_of("crm:003XYZ") == net.lead_of("B") == net.lead_of("A")
+    assert net.lead_of("A").score == 20  # type: ignore[union-attr]
+
+
+def test_gmail_dots_and_tags_are_one_person(model: LeadModel) -> None:
+    net = network(model)
+    net.send([identify("a1", 0, {"email": "Jane.Doe+news@gmail.com"}, anonymousId="A")])
+    out = net.send([identify("b1", 1, {"email": "janedoe@googlemail.com"}, anonymousId="B")])
+
+    assert [m.why for m in out if isinstance(m, LeadMerged)] == ["email"]
+    assert net.lead_of("email:janedoe@gmail.com") == net.lead_of("A")
