@@ -62,15 +62,23 @@ def feedback_lines(*, identified: set[int], leads: int, seed: int, weeks: int) -
             continue
         lead_id = lead_id_for(f"anon-{seed}-{person}")
         at_ms = _START_MS + rng.randrange(weeks * 7 * _DAY_MS)
-        out.append({"lead_id": lead_id, "outcome": "opportunity", "occurred_at": _iso(at_ms)})
+        out.append(
+            {
+                "feedback_id": f"{lead_id}-opportunity",
+                "lead_id": lead_id,
+                "status": "opportunity",
+                "occurred_at": _iso(at_ms),
+            }
+        )
         roll = rng.random()
         if roll < 0.4:
             amount = float(rng.randrange(10, 121) * 1000)
             won_ms = at_ms + rng.randrange(30 * _DAY_MS)
             out.append(
                 {
+                    "feedback_id": f"{lead_id}-won",
                     "lead_id": lead_id,
-                    "outcome": "won",
+                    "status": "won",
                     "occurred_at": _iso(won_ms),
                     "amount": amount,
                 }
@@ -78,8 +86,9 @@ def feedback_lines(*, identified: set[int], leads: int, seed: int, weeks: int) -
         elif roll < 0.7:
             out.append(
                 {
+                    "feedback_id": f"{lead_id}-lost",
                     "lead_id": lead_id,
-                    "outcome": "lost",
+                    "status": "lost",
                     "occurred_at": _iso(at_ms + rng.randrange(30 * _DAY_MS)),
                     "reason": "no budget",
                 }

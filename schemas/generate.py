@@ -19,7 +19,7 @@ from schemas.decisions import (
     RepAlert,
 )
 from schemas.events import EngagementEvent
-from schemas.feedback import SalesOutcome
+from schemas.feedback import SalesFeedback
 from schemas.model_record import PublishedModel
 
 __all__ = ["JSON_DIR", "render_all"]
@@ -37,7 +37,10 @@ _MODELS: dict[str, tuple[str, Any]] = {
     "accounts.scored.json": ("Account roll-up on accounts.scored", AccountScored),
     "lead.model.json": ("Published lead model on lead.model", PublishedModel),
     "crm.accounts.json": ("CRM account on crm.accounts (null value: deleted)", CrmAccount),
-    "sfa.feedback.json": ("Sales outcome (model replay --feedback; sfa.feedback)", SalesOutcome),
+    "sfa.feedback.json": (
+        "Sales feedback on sfa.feedback (and model replay --feedback)",
+        SalesFeedback,
+    ),
 }
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from schemas.crm import CrmAccount
 from schemas.decisions import DeadLetter, DlqReason
 from schemas.events import MAX_ID_LENGTH, EngagementEvent
-from schemas.feedback import SalesOutcome
+from schemas.feedback import SalesFeedback
 from schemas.internal import ContactUpdateBatch, PersonEvent, PersonEventBatch
 from schemas.model_record import PublishedModel
 from streams.normalize import EPOCH, MS, normalize, person_event
@@ -33,7 +33,7 @@ __all__ = [
     "decode_person_event",
     "decode_published_model",
     "decode_rotation",
-    "decode_sales_outcome",
+    "decode_sales_feedback",
     "decode_state",
     "encode",
 ]
@@ -49,7 +49,7 @@ _ROTATION = TypeAdapter(Rotation)
 _PUBLISHED = TypeAdapter(PublishedModel)
 _CONTACTS = TypeAdapter(ContactUpdateBatch)
 _ACCOUNT = TypeAdapter(AccountState)
-_OUTCOME = TypeAdapter(SalesOutcome)
+_FEEDBACK = TypeAdapter(SalesFeedback)
 _CRM_ACCOUNT = TypeAdapter(CrmAccount)
 
 
@@ -269,10 +269,12 @@ def decode_account(value: bytes) -> AccountState:
     return _ACCOUNT.validate_json(value)
 
 
-def decode_sales_outcome(value: bytes) -> SalesOutcome | Rejection:
-    """One sales outcome (a feedback line, or `sfa.feedback`); never raises on bad input."""
+def decode_sales_feedback(value: bytes | None) -> SalesFeedback | Rejection:
+    """One `sfa.feedback` record (or feedback file line); never raises on bad input."""
+    if not value:
+        return Rejection("empty_value", "the record has no value")
     try:
-        return _OUTCOME.validate_json(value)
+        return _FEEDBACK.validate_json(value)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in err["loc"])

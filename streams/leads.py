@@ -24,7 +24,7 @@ from schemas.decisions import (
     Stage,
     trusted,
 )
-from schemas.feedback import SalesOutcome
+from schemas.feedback import SalesFeedback
 from schemas.internal import (
     ContactUpdate,
     LeadState,
@@ -678,15 +678,14 @@ _OUTCOME_STAGE: dict[str, Stage] = {
     "opportunity": "opportunity",
     "won": "won",
     "lost": "lost",
-    "recycled": "recycled",
 }
 _OUTCOME_REASON = {
     "accepted": "accepted by rep",
     "rejected": "rejected by rep",
+    "contacted": "contacted by rep",
     "opportunity": "opportunity created",
     "won": "won",
     "lost": "lost",
-    "recycled": "recycled by sales",
 }
 
 
@@ -866,14 +865,15 @@ def _merged_stage(a: LeadState, b: LeadState) -> Stage:
 
 
 def apply_outcome(
-    lead: LeadState, outcome: SalesOutcome, *, model: LeadModel, now: datetime
+    lead: LeadState, outcome: SalesFeedback, *, model: LeadModel, now: datetime
 ) -> Applied:
     """A sales outcome moves the lead through the sales stages.
 
     Rejected and recycled leads go back to marketing with their engagement reset, so they
     must earn an MQL again. An outcome that does not change the stage emits nothing.
     """
-    stage = _OUTCOME_STAGE[outcome.outcome]
+    # Contacted: the rep is on it; an MQL not yet accepted counts as accepted.
+    stage = _OUTCOME_STAGE.get(outcome.status) or ("sal" if lead.stage == "mql" else lead.stage)
     if stage == lead.stage:
         return Applied(lead, (), {})
     at_ms = (outcome.occurred_at - _EPOCH) // _MS
@@ -885,7 +885,8 @@ def apply_outcome(
     clock = max(new.last_ms, at_ms)
     named = named_scores(engagement, model, clock)
     fit, grade, fit_lines = fit_of(new.traits, model)
-    reason = _OUTCOME_REASON[outcome.outcome] + (f": {outcome.reason}" if outcome.reason else "")
+    said = ": ".join(x for x in (outcome.reason, outcome.reason_text) if x)
+    reason = _OUTCOME_REASON[outcome.status] + (f": {said}" if said else "")
     scored = trusted(
         LeadScored,
         dict(
@@ -902,7 +903,7 @@ def apply_outcome(
             previous_stage=lead.stage,
             reason=reason,
             model_version=model.version,
-            message_id=f"outcome:{outcome.outcome}:{at_ms}",
+            message_id=f"feedback:{outcome.feedback_id}",
             occurred_at=outcome.occurred_at,
             created_at=now,
         ),

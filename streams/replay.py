@@ -25,10 +25,10 @@ from typing import Any, TextIO, cast, get_args
 import orjson
 
 from schemas.decisions import HandOff, LeadScored, RepAlert, Stage
-from schemas.feedback import SalesOutcome
+from schemas.feedback import SalesFeedback
 from schemas.internal import ContactUpdate, Link, MergeIn, MergeRequest, PersonEvent
 from streams.accounts import apply_contact
-from streams.codec import Rejection, decode_person_event, decode_sales_outcome
+from streams.codec import Rejection, decode_person_event, decode_sales_feedback
 from streams.identity import apply_person_batch, to_batch
 from streams.lead_model import LeadModel, ModelError, parse_model
 from streams.leads import Decision, Limits, apply_event
@@ -187,7 +187,7 @@ def replay(
     lines: Iterable[bytes],
     *,
     models: Sequence[LeadModel],
-    feedback: Sequence[SalesOutcome] = (),
+    feedback: Sequence[SalesFeedback] = (),
     now: datetime,
     limits: Limits | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -433,16 +433,16 @@ class _Outcomes:
     unmatched: frozenset[str]
 
     @classmethod
-    def of(cls, feedback: Sequence[SalesOutcome], seen: set[str]) -> _Outcomes:
+    def of(cls, feedback: Sequence[SalesFeedback], seen: set[str]) -> _Outcomes:
         latest_won: dict[str, tuple[datetime, float]] = {}
         for o in feedback:
-            if o.outcome == "won" and o.amount is not None:
+            if o.status == "won" and o.amount is not None:
                 held = latest_won.get(o.lead_id)
                 if held is None or held[0] <= o.occurred_at:
                     latest_won[o.lead_id] = (o.occurred_at, o.amount)
         return cls(
             positives=frozenset(
-                o.lead_id for o in feedback if o.outcome in _POSITIVE and o.lead_id in seen
+                o.lead_id for o in feedback if o.status in _POSITIVE and o.lead_id in seen
             ),
             won={lead: amount for lead, (_, amount) in latest_won.items() if lead in seen},
             amounts=any(o.amount is not None for o in feedback),
@@ -566,19 +566,19 @@ def _ms_to_dt(ms: int) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Feedback:
-    outcomes: tuple[SalesOutcome, ...]
+    outcomes: tuple[SalesFeedback, ...]
     bad: tuple[BadLine, ...]
 
 
 def decode_feedback(lines: Iterable[bytes]) -> Feedback:
     """A JSONL file of sales outcomes; bad lines are returned with their number and why."""
-    outcomes: list[SalesOutcome] = []
+    outcomes: list[SalesFeedback] = []
     bad: list[BadLine] = []
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line:
             continue
-        decoded = decode_sales_outcome(line)
+        decoded = decode_sales_feedback(line)
         if isinstance(decoded, Rejection):
             bad.append(BadLine(number, decoded.reason, decoded.message))
         else:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from schemas.decisions import HandOff, LeadScored, RepAlert
-from schemas.feedback import SalesOutcome
+from schemas.feedback import SalesFeedback
 from schemas.internal import PersonEvent
 from streams.lead_model import LeadModel
 from streams.leads import Limits, apply_event, apply_outcome
@@ -43,8 +43,12 @@ def mql_lead(segment: Segment, model: LeadModel, now: datetime) -> LeadState:
     return lead
 
 
-def outcome(lead: LeadState, what: str, **extra: Any) -> SalesOutcome:
-    return SalesOutcome(lead_id=lead.lead_id, outcome=what, occurred_at=AT, **extra)  # type: ignore[arg-type]
+def outcome(lead: LeadState, what: str, **extra: Any) -> SalesFeedback:
+    if what == "rejected":
+        extra.setdefault("reason", "bad_timing")
+    return SalesFeedback(
+        feedback_id=f"f-{what}", lead_id=lead.lead_id, status=what, occurred_at=AT, **extra
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -54,8 +58,8 @@ def outcome(lead: LeadState, what: str, **extra: Any) -> SalesOutcome:
         ("opportunity", "opportunity", "opportunity created"),
         ("won", "won", "won"),
         ("lost", "lost", "lost"),
-        ("rejected", "recycled", "rejected by rep"),
-        ("recycled", "recycled", "recycled by sales"),
+        ("rejected", "recycled", "rejected by rep: bad_timing"),
+        ("contacted", "sal", "contacted by rep"),
     ],
 )
 def test_each_outcome_moves_the_lead_to_its_stage_with_the_reason(
@@ -146,12 +150,19 @@ def test_an_outcome_that_changes_nothing_emits_nothing(
     assert again.decisions == () and again.lead is won
 
 
-def test_sales_outcome_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match="outcome"):
-        SalesOutcome.model_validate(
-            {"lead_id": "ld_1", "outcome": "maybe", "occurred_at": "2026-11-25T10:00:00Z"}
-        )
+def test_sales_feedback_rejects_bad_input() -> None:
+    base = {"feedback_id": "f", "lead_id": "ld_1", "occurred_at": "2026-11-25T10:00:00Z"}
+    with pytest.raises(ValueError, match="status"):
+        SalesFeedback.model_validate({**base, "status": "maybe"})
     with pytest.raises(ValueError, match="timezone"):
-        SalesOutcome.model_validate(
-            {"lead_id": "ld_1", "outcome": "won", "occurred_at": "2026-11-25T10:00:00"}
+        SalesFeedback.model_validate(
+            {**base, "status": "won", "occurred_at": "2026-11-25T10:00:00"}
         )
+    with pytest.raises(ValueError, match="a rejection needs a reason"):
+        SalesFeedback.model_validate({**base, "status": "rejected"})
+    with pytest.raises(ValueError, match="reason 'other' needs reason_text"):
+        SalesFeedback.model_validate({**base, "status": "rejected", "reason": "other"})
+    ok = SalesFeedback.model_validate(
+        {**base, "status": "rejected", "reason": "other", "reason_text": "wrong country"}
+    )
+    assert ok.reason_text == "wrong country"

@@ -104,13 +104,13 @@ LOG: list[bytes] = [
 #: Xavier: opportunity, then won 20,000. Yvonne: lost. Zoe: opportunity. The anonymous
 #: visitor: rejected. A lead the log never saw. One line that is not an outcome.
 FEEDBACK: list[bytes] = [
-    orjson.dumps({"lead_id": X, "outcome": "opportunity", "occurred_at": "2026-11-20T00:00:00Z"}),
-    orjson.dumps({"lead_id": X, "outcome": "won", "occurred_at": "2026-11-27T00:00:00Z", "amount": 20000}),
-    orjson.dumps({"lead_id": Y, "outcome": "lost", "occurred_at": "2026-11-21T00:00:00Z", "reason": "no budget"}),
-    orjson.dumps({"lead_id": Z, "outcome": "opportunity", "occurred_at": "2026-11-22T00:00:00Z"}),
-    orjson.dumps({"lead_id": W, "outcome": "rejected", "occurred_at": "2026-11-22T00:00:00Z"}),
-    orjson.dumps({"lead_id": "ld_0000000000000000", "outcome": "opportunity", "occurred_at": "2026-11-22T00:00:00Z"}),
-    orjson.dumps({"lead_id": X, "outcome": "maybe", "occurred_at": "2026-11-22T00:00:00Z"}),
+    orjson.dumps({"feedback_id": "f-1", "lead_id": X, "status": "opportunity", "occurred_at": "2026-11-20T00:00:00Z"}),
+    orjson.dumps({"feedback_id": "f-2", "lead_id": X, "status": "won", "occurred_at": "2026-11-27T00:00:00Z", "amount": 20000}),
+    orjson.dumps({"feedback_id": "f-3", "lead_id": Y, "status": "lost", "occurred_at": "2026-11-21T00:00:00Z", "reason": "no budget"}),
+    orjson.dumps({"feedback_id": "f-4", "lead_id": Z, "status": "opportunity", "occurred_at": "2026-11-22T00:00:00Z"}),
+    orjson.dumps({"feedback_id": "f-5", "lead_id": W, "status": "rejected", "reason": "bad_timing", "occurred_at": "2026-11-22T00:00:00Z"}),
+    orjson.dumps({"feedback_id": "f-6", "lead_id": "ld_0000000000000000", "status": "opportunity", "occurred_at": "2026-11-22T00:00:00Z"}),
+    orjson.dumps({"feedback_id": "f-7", "lead_id": X, "status": "maybe", "occurred_at": "2026-11-22T00:00:00Z"}),
 ]
 # fmt: on
 
@@ -210,7 +210,15 @@ def test_empty_sets_give_no_figure_instead_of_a_division_by_zero(models: list[Le
 
 def test_a_deal_reported_twice_counts_once_at_its_latest_amount(models: list[LeadModel]) -> None:
     def won(at: str, amount: int) -> bytes:
-        return orjson.dumps({"lead_id": X, "outcome": "won", "occurred_at": at, "amount": amount})
+        return orjson.dumps(
+            {
+                "feedback_id": "f-8",
+                "lead_id": X,
+                "status": "won",
+                "occurred_at": at,
+                "amount": amount,
+            }
+        )
 
     lines = [won("2026-11-27T00:00:00Z", 1), won("2026-11-28T00:00:00Z", 25000)]
     for order in (lines, lines[::-1]):  # the later date counts, wherever it is in the file
@@ -237,7 +245,7 @@ def test_bad_feedback_lines_are_reported_not_used() -> None:
     feedback = decode_feedback([*FEEDBACK, b"", b"not json"])
     assert len(feedback.outcomes) == 6
     assert [(b.line, b.reason) for b in feedback.bad] == [(7, "invalid_value"), (9, "invalid_json")]
-    assert feedback.bad[0].message.startswith("outcome: Input should be")
+    assert feedback.bad[0].message.startswith("status: Input should be")
 
 
 def test_progress_is_reported_per_model(models: list[LeadModel]) -> None:
@@ -317,7 +325,7 @@ def test_command_prints_the_tables(
     assert row(out, "pricing") == ["engagement", "3", "0.67x", "3", "0.67x"]
     assert row(out, "webinar") == ["engagement", "1", "0.00x", "1", "0.00x"]
     assert "1 feedback lines rejected (listed on stderr)" in out
-    assert err == f"{files['feedback']}:7: invalid_value: outcome: " + err.split("outcome: ", 1)[1]
+    assert err == f"{files['feedback']}:7: invalid_value: status: " + err.split("status: ", 1)[1]
     assert "replaying" not in err
 
 
@@ -395,8 +403,9 @@ def test_one_person_on_two_identifiers_is_one_lead_in_the_replay(models: list[Le
     feedback = [
         orjson.dumps(
             {
+                "feedback_id": "f-p",
                 "lead_id": lead_id_for("crm-p"),
-                "outcome": "won",
+                "status": "won",
                 "occurred_at": "2026-11-20T00:00:00Z",
                 "amount": 5000,
             }
