@@ -23,6 +23,7 @@ __all__ = [
     "NamedScore",
     "Need",
     "RepAlert",
+    "SlaEvent",
     "Stage",
     "Timeline",
     "trusted",
@@ -80,6 +81,9 @@ DlqReason = Literal[
     "missing_identity",
     "invalid_value",
     "processing_error",
+    # sales feedback (sfa.feedback)
+    "unknown_lead",
+    "out_of_order",
 ]
 
 
@@ -221,6 +225,23 @@ class LeadMerged(_Record):
     why: str = Field(description="The identifier they share: userId, email or crm_id.")
     score: int = Field(description="The surviving lead's primary score after the merge.")
     stage: Stage
+    model_version: str
+    created_at: datetime
+
+
+class SlaEvent(_Record):
+    """`leads.sla`, keyed by lead_id: every step of a hand-off's acceptance clock."""
+
+    lead_id: str
+    handoff_id: str
+    priority: Literal["hot", "mql"]
+    step: Literal["started", "reminded", "escalated", "reassigned", "accepted", "stopped"]
+    rep_id: str = Field(description="The rep the clock runs for (before a reassignment).")
+    to_rep_id: str | None = Field(description="reassigned: the next rep; escalated: the manager.")
+    started_at: datetime
+    due_at: datetime | None = Field(description="When the next step happens, if nobody acts.")
+    time_to_accept_s: float | None = Field(description="accepted: seconds from the hand-off.")
+    reason: str
     model_version: str
     created_at: datetime
 

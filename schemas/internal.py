@@ -7,10 +7,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from schemas.decisions import Stage
+from schemas.feedback import SalesFeedback
 
 __all__ = [
     "ContactUpdate",
     "ContactUpdateBatch",
+    "FeedbackIn",
     "LeadState",
     "Link",
     "MergeIn",
@@ -92,6 +94,11 @@ class LeadState(BaseModel):
     links: tuple[str, ...] = ()  # identifier keys this lead has claimed (userId, email:...)
     events: int = 0  # events applied; more than len(history) means history was trimmed
     merged: tuple[str, ...] = ()  # lead ids merged into this one
+    # Sales: event time of the latest feedback applied (older feedback is out of order),
+    # and the hand-off SLA clock while it runs: (handoff id, priority, rep, started ms,
+    # steps taken). None when no hand-off waits for acceptance.
+    feedback_ms: int = 0
+    sla: tuple[str, str, str, int, int] | None = None
     # Recent events, oldest first: (event ms, kind, name, asset). The scoring history a
     # `--rescore` replays, and the recent activity on a hand-off.
     history: tuple[tuple[int, str, str, str | None], ...] = ()
@@ -132,6 +139,18 @@ class MergeIn(BaseModel):
     why: str
 
 
+class FeedbackIn(BaseModel):
+    """A sales feedback record on its way to its lead: first to the entry `lead:<lead_id>`
+    (the lead claimed it when it was handed off), then to the lead itself."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    to: str
+    feedback: SalesFeedback
+    offset: int = -1  # where it was read on sfa.feedback (for a dead letter)
+    partition: int = -1
+
+
 class PersonEventBatch(BaseModel):
     """`leadstream.person-events`: a micro-batch for one partition of the person key space:
     events, and the identity graph's messages to the entries of that partition."""
@@ -142,6 +161,7 @@ class PersonEventBatch(BaseModel):
     links: tuple[Link, ...] = ()
     requests: tuple[MergeRequest, ...] = ()
     merge_ins: tuple[MergeIn, ...] = ()
+    feedback: tuple[FeedbackIn, ...] = ()
 
 
 class ContactUpdate(BaseModel):

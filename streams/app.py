@@ -29,12 +29,20 @@ from faust.web import Request, Response, View
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from prometheus_client import CollectorRegistry
 
-from schemas.decisions import HandOff, LeadMerged, LeadScored, RepAlert
-from schemas.internal import ContactUpdate, Link, MergeIn, MergeRequest, PersonEvent
+from schemas.decisions import HandOff, LeadMerged, LeadScored, RepAlert, SlaEvent
+from schemas.internal import (
+    ContactUpdate,
+    FeedbackIn,
+    LeadState,
+    Link,
+    MergeIn,
+    MergeRequest,
+    PersonEvent,
+)
 from streams.account_feed import AccountFeed, AccountsHolder
 from streams.account_stage import add_account_stage, contact_batches
 from streams.broker import faust_broker_settings
-from streams.codec import Rejection, dead_letter, decode_batch, encode
+from streams.codec import Rejection, dead_letter, decode_batch, decode_state, encode
 from streams.faust_transport import transport_class
 from streams.identity import apply_person_batch, keys_of, to_batch
 from streams.ingest_http import ROUTE, RUNNER_OPTIONS, IngestHandler
@@ -42,11 +50,12 @@ from streams.intake_service import IntakeService
 from streams.kafka_io import bootstrap_servers, create_topics
 from streams.lead_model import LeadModel
 from streams.lead_store import LeadStore
-from streams.leads import Decision, rescore_lead, with_accounts
+from streams.leads import Decision, rescore_lead, sla_tick, with_accounts
 from streams.metrics import CONTENT_TYPE_LATEST, Metrics, render, state_gauges
 from streams.model_feed import ModelFeed, ModelHolder
 from streams.producer import BatchProducer, Record
 from streams.settings import Settings
+from streams.sla import SlaClocks
 from streams.topics import (
     CRM_ACCOUNTS_TOPIC_CONFIG,
     CRM_ACCOUNTS_TOPIC_PARTITIONS,
@@ -290,8 +299,13 @@ def create_app(
                     metrics.events_dead_lettered.labels(reason="processing_error").inc(
                         len(result.failed)
                     )
+                if result.rejected:
+                    records += _feedback_rejected(topics, result.rejected, clock())
+                    for _, reason, _ in result.rejected:
+                        metrics.events_dead_lettered.labels(reason=reason).inc()
                 outputs = await out.enqueue(records)
                 store.update(partition, result.leads, result.rotation)
+                clocks.note(partition, result.leads, models.current)
                 pending.setdefault(partition, []).append((event, outputs))
             metrics.events_processed.inc(len(batch.events))
             _count(metrics, result.decisions, result.duplicates, clock())
@@ -300,6 +314,62 @@ def create_app(
                 flushed_at[partition] = now
                 background.add(task := asyncio.ensure_future(flush(partition)))
                 task.add_done_callback(_done)
+
+    # Hand-off SLA clocks: the leads whose clock runs, by partition, with the time their next
+    # step is due. Kept as leads change; rebuilt from the table for a partition this worker
+    # has just been given (the clocks live in the leads, so they survive restarts).
+    clocks = SlaClocks()
+
+    @app.timer(settings.sla_tick_ms / 1000)
+    async def sla_timer() -> None:
+        """Take every SLA step that is due: reminders, escalations, reassignments."""
+        if models.current.sla is None:
+            return
+        mine = {
+            tp.partition
+            for tp in app.assignor.assigned_actives()
+            if tp.topic == topics.person_events
+        }
+        now = clock()
+        for partition in mine:
+            if not clocks.knows(partition):
+                async with lock:
+                    clocks.rebuild(partition, _sla_leads(table.data, partition), models.current)
+            due = clocks.due(partition, int(now.timestamp() * 1000))
+            if not due:
+                continue
+            async with lock:
+                leads = store.leads(partition, due)
+                rotation = store.rotation(partition)
+                changed = {}
+                decisions: list[Decision] = []
+                for pk, lead in leads.items():
+                    ticked = sla_tick(
+                        lead,
+                        model=models.current,
+                        rotation=rotation,
+                        limits=limits,
+                        now=now,
+                    )
+                    if ticked is not None:
+                        changed[pk] = ticked.lead
+                        decisions.extend(ticked.decisions)
+                outputs = await out.enqueue(_records(topics, decisions, settings.partitions))
+                store.update(partition, changed, rotation)
+                clocks.note(partition, changed, models.current)
+                pending.setdefault(partition, []).append((_NO_INPUT, outputs))
+                _count(metrics, decisions, 0, now)
+
+    def _sla_leads(data: Any, partition: int) -> dict[str, LeadState]:
+        """The leads of a partition whose SLA clock runs (a cheap byte test first)."""
+        found = {}
+        for key, raw in list(data.items()):
+            if b'"sla":[' not in raw or key.startswith(b"__"):
+                continue
+            pk = key.decode()
+            if person_partition(pk, settings.partitions) == partition:
+                found[pk] = decode_state(raw)
+        return found
 
     @app.timer(settings.state_flush_ms / 1000)
     async def flush_all() -> None:
@@ -415,6 +485,7 @@ def create_app(
         await _forget({tp.partition for tp in assigned if tp.topic == topics.person_events})
 
     async def _forget(partitions: set[int]) -> None:
+        clocks.forget(partitions)
         for partition in partitions:
             async with flushing[partition], lock:
                 pending.pop(partition, None)
@@ -474,6 +545,8 @@ def _records(topics: Topics, decisions: Iterable[Decision], partitions: int) -> 
             out.append(Record(topics.scored, d.lead_id.encode(), encode(d)))
         elif isinstance(d, LeadMerged):
             out.append(Record(topics.merged, d.lead_id.encode(), encode(d)))
+        elif isinstance(d, SlaEvent):
+            out.append(Record(topics.sla, d.lead_id.encode(), encode(d)))
         elif isinstance(d, ContactUpdate):
             contacts.append(d)
         else:  # the identity graph's messages to entries in other partitions
@@ -493,9 +566,11 @@ def _records(topics: Topics, decisions: Iterable[Decision], partitions: int) -> 
     return out
 
 
-def _addressee(message: PersonEvent | Link | MergeRequest | MergeIn) -> str:
+def _addressee(message: PersonEvent | Link | MergeRequest | MergeIn | FeedbackIn) -> str:
     if isinstance(message, PersonEvent):
         return message.pk
+    if isinstance(message, FeedbackIn):
+        return message.to
     if isinstance(message, Link):
         return message.key
     if isinstance(message, MergeRequest):
@@ -526,6 +601,30 @@ def _failures(
             ),
         )
         for event, error in failed
+    ]
+
+
+def _feedback_rejected(
+    topics: Topics, rejected: list[tuple[FeedbackIn, str, str]], now: datetime
+) -> list[Record]:
+    """Dead letters for sales feedback that cannot be used (unknown lead, out of order)."""
+    return [
+        Record(
+            topics.dlq,
+            item.feedback.lead_id.encode(),
+            encode(
+                dead_letter(
+                    Rejection(reason, message),  # type: ignore[arg-type]
+                    value=encode(item.feedback),
+                    key=item.feedback.lead_id.encode(),
+                    topic=topics.feedback,
+                    partition=item.partition,
+                    offset=item.offset,
+                    now=now,
+                )
+            ),
+        )
+        for item, reason, message in rejected
     ]
 
 

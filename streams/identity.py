@@ -28,7 +28,15 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from schemas.decisions import SCHEMA_VERSION, LeadMerged, trusted
-from schemas.internal import LeadState, Link, MergeIn, MergeRequest, PersonEvent, PersonEventBatch
+from schemas.internal import (
+    FeedbackIn,
+    LeadState,
+    Link,
+    MergeIn,
+    MergeRequest,
+    PersonEvent,
+    PersonEventBatch,
+)
 from streams.lead_model import LeadModel
 from streams.leads import (
     Applied,
@@ -36,6 +44,7 @@ from streams.leads import (
     Decision,
     Limits,
     apply_batch,
+    apply_feedback,
     lead_id_for,
     merge_leads,
 )
@@ -50,6 +59,7 @@ def keys_of(batch: PersonEventBatch) -> set[str]:
         | {link.key for link in batch.links}
         | {r.at for r in batch.requests}
         | {m.into for m in batch.merge_ins}
+        | {f.to for f in batch.feedback}
     )
 
 
@@ -87,6 +97,8 @@ def apply_person_batch(
             continue
         result.rotation = dict(applied.rotation) or result.rotation
         _keep(result, merge_in.into, applied.lead, list(applied.decisions))
+    for item in batch.feedback:
+        _keep(result, item.to, *on_feedback(current(item.to), item, result, model=model, now=now))
     # A view, not a copy: `entries` may be every lead there is (model replay).
     events = apply_batch(
         ChainMap(result.leads, entries),  # type: ignore[arg-type]
@@ -102,6 +114,49 @@ def apply_person_batch(
     result.duplicates += events.duplicates
     result.failed.extend(events.failed)
     return result
+
+
+def on_feedback(
+    entry: LeadState | None,
+    item: FeedbackIn,
+    result: BatchResult,
+    *,
+    model: LeadModel,
+    now: datetime,
+) -> tuple[LeadState | None, list[Decision]]:
+    """Sales feedback reaching an entry: `lead:<lead_id>` forwards it to the lead, which
+    applies it; feedback for a lead id nobody claimed, or older than feedback already
+    applied, is rejected with the reason (it goes to the DLQ, not nowhere)."""
+    lead_id = item.feedback.lead_id
+    if entry is None:
+        result.rejected.append(
+            (item, "unknown_lead", f"lead_id {lead_id} was never handed off by this deployment")
+        )
+        return None, []
+    if entry.alias_of is not None:
+        return None, [
+            FeedbackIn(
+                to=entry.alias_of,
+                feedback=item.feedback,
+                offset=item.offset,
+                partition=item.partition,
+            )
+        ]
+    applied, problem = apply_feedback(entry, item.feedback, model=model, now=now)
+    if problem is not None:
+        result.rejected.append(
+            (
+                item,
+                problem,
+                f"feedback at {item.feedback.occurred_at.isoformat()} is older than "
+                f"feedback already applied to {lead_id}",
+            )
+        )
+        return None, []
+    if applied.duplicate:
+        result.duplicates += 1
+        return None, []
+    return applied.lead, list(applied.decisions)
 
 
 def _keep(
@@ -244,11 +299,11 @@ class LocalNetwork:
         raise RuntimeError(f"alias chain from {key} does not end")
 
 
-_INTERNAL = (PersonEvent, Link, MergeRequest, MergeIn)
+_INTERNAL = (PersonEvent, Link, MergeRequest, MergeIn, FeedbackIn)
 
 
 def to_batch(messages: Iterable[Decision]) -> PersonEventBatch:
-    events, links, requests, merge_ins = [], [], [], []
+    events, links, requests, merge_ins, feedback = [], [], [], [], []
     for m in messages:
         if isinstance(m, PersonEvent):
             events.append(m)
@@ -258,6 +313,8 @@ def to_batch(messages: Iterable[Decision]) -> PersonEventBatch:
             requests.append(m)
         elif isinstance(m, MergeIn):
             merge_ins.append(m)
+        elif isinstance(m, FeedbackIn):
+            feedback.append(m)
     # Built from records the core made itself: no need to validate them again.
     return trusted(
         PersonEventBatch,
@@ -266,5 +323,6 @@ def to_batch(messages: Iterable[Decision]) -> PersonEventBatch:
             links=tuple(links),
             requests=tuple(requests),
             merge_ins=tuple(merge_ins),
+            feedback=tuple(feedback),
         ),
     )

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.decisions import DeadLetter
-from schemas.internal import PersonEvent
-from streams.codec import Rejection, dead_letter, decode_person_event
+from schemas.feedback import SalesFeedback
+from schemas.internal import FeedbackIn, PersonEvent
+from streams.codec import Rejection, dead_letter, decode_person_event, decode_sales_feedback
 from streams.normalize import normalize, normalize_email, person_event, person_key
 from streams.topics import person_partition
 
@@ -52,19 +53,41 @@ class IntakeResult:
     """What one batch of raw records becomes."""
 
     forward: dict[int, list[PersonEvent]] = field(default_factory=dict)  # by person partition
+    feedback: dict[int, list[FeedbackIn]] = field(default_factory=dict)  # by partition too
     dead: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)  # (key, record)
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> count
     received: int = 0
     valid: int = 0
 
 
-def intake_batch(records: Iterable[RawRecord], *, partitions: int, now: datetime) -> IntakeResult:
-    """Validate and normalize raw records; route good ones by person, bad ones to the DLQ."""
+def intake_batch(
+    records: Iterable[RawRecord],
+    *,
+    partitions: int,
+    now: datetime,
+    feedback_topic: str | None = None,
+) -> IntakeResult:
+    """Validate and normalize raw records; route good ones by person, bad ones to the DLQ.
+
+    Records from `feedback_topic` are sales feedback: each goes to the partition of the
+    entry `lead:<lead_id>` (streams/identity.py), which knows the lead it belongs to.
+    """
     out = IntakeResult()
     good: list[PersonEvent] = []
     for raw in records:
         out.received += 1
-        decoded = decode_person_event(raw.value)
+        decoded: PersonEvent | SalesFeedback | Rejection
+        if raw.topic == feedback_topic:
+            decoded = decode_sales_feedback(raw.value)
+        else:
+            decoded = decode_person_event(raw.value)
+        if isinstance(decoded, SalesFeedback):
+            key = f"lead:{decoded.lead_id}"
+            out.feedback.setdefault(person_partition(key, partitions), []).append(
+                FeedbackIn(to=key, feedback=decoded, offset=raw.offset, partition=raw.partition)
+            )
+            out.valid += 1
+            continue
         if isinstance(decoded, Rejection):
             out.rejected[decoded.reason] += 1
             out.dead.append(
@@ -83,6 +106,6 @@ def intake_batch(records: Iterable[RawRecord], *, partitions: int, now: datetime
             )
             continue
         good.append(decoded)
-    out.valid = len(good)
+    out.valid += len(good)
     out.forward = group_by_partition(good, partitions)
     return out

@@ -39,6 +39,15 @@ _EVENTS_PER_RECORD = 150
 def forward_records(result: IntakeResult, topics: Topics) -> list[Record]:
     """The records one intake batch produces: dead letters, then micro-batches by partition."""
     out = [Record(topics.dlq, key, encode(dead)) for key, dead in result.dead]
+    for partition, feedback in result.feedback.items():
+        out.append(
+            Record(
+                topics.person_events,
+                f"p{partition}".encode(),
+                encode(PersonEventBatch(events=(), feedback=tuple(feedback))),
+                partition=partition,
+            )
+        )
     for partition, events in result.forward.items():
         for start in range(0, len(events), _EVENTS_PER_RECORD):
             chunk: tuple[PersonEvent, ...] = tuple(events[start : start + _EVENTS_PER_RECORD])
@@ -54,7 +63,7 @@ def forward_records(result: IntakeResult, topics: Topics) -> list[Record]:
 
 
 class IntakeService(mode.Service):
-    """Reads `engagement.raw` in its own consumer group, `<app id>-intake`."""
+    """Reads `engagement.raw` and `sfa.feedback` in its own consumer group, `<app id>-intake`."""
 
     def __init__(
         self,
@@ -82,6 +91,7 @@ class IntakeService(mode.Service):
         s = self._settings
         self._consumer = AIOKafkaConsumer(
             self._topics.raw,
+            self._topics.feedback,
             bootstrap_servers=self._bootstrap,
             group_id=f"{s.app_id}-intake",
             enable_auto_commit=False,
@@ -133,7 +143,12 @@ class IntakeService(mode.Service):
             ]
             if not raw:
                 continue
-            result = intake_batch(raw, partitions=self._settings.partitions, now=self._clock())
+            result = intake_batch(
+                raw,
+                partitions=self._settings.partitions,
+                now=self._clock(),
+                feedback_topic=self._topics.feedback,
+            )
             # Wait for the acknowledgement before the offsets may be committed.
             await self._producer.send(forward_records(result, self._topics))
             self._count(result)

@@ -31,6 +31,8 @@ __all__ = [
     "Rep",
     "Rule",
     "Score",
+    "Sla",
+    "SlaPolicy",
     "Territory",
     "Trigger",
     "grade_at_least",
@@ -313,6 +315,44 @@ class Accounts(_Strict):
     buying_group: BuyingGroup | None = BuyingGroup()
 
 
+class SlaPolicy(_Strict):
+    """How long a rep has to accept a hand-off of one priority, in minutes from the hand-off:
+    remind the rep, then escalate to the manager, then reassign to the next rep (each step
+    optional; a reassignment starts the clock again for the new rep)."""
+
+    remind_after_minutes: float | None = Field(default=None, gt=0, le=60 * 24 * 30)
+    escalate_after_minutes: float | None = Field(default=None, gt=0, le=60 * 24 * 30)
+    reassign_after_minutes: float | None = Field(default=None, gt=0, le=60 * 24 * 30)
+
+    @model_validator(mode="after")
+    def _in_order(self) -> SlaPolicy:
+        steps = [
+            m
+            for m in (
+                self.remind_after_minutes,
+                self.escalate_after_minutes,
+                self.reassign_after_minutes,
+            )
+            if m is not None
+        ]
+        if steps != sorted(steps):
+            raise ValueError("remind, escalate and reassign must come in that order")
+        return self
+
+
+class Sla(_Strict):
+    """Hand-off SLA per priority: `hot` (a hot trigger fired) and `mql`. `escalate_to` is
+    the manager escalations go to (default: the fallback rep's owner, `fallback_rep`)."""
+
+    hot: SlaPolicy = SlaPolicy(
+        remind_after_minutes=3, escalate_after_minutes=5, reassign_after_minutes=15
+    )
+    mql: SlaPolicy = SlaPolicy(
+        remind_after_minutes=30, escalate_after_minutes=60, reassign_after_minutes=240
+    )
+    escalate_to: str | None = None
+
+
 class Territory(_Strict):
     """Which leads a rep covers; an empty list or a missing bound matches everything."""
 
@@ -342,6 +382,7 @@ class LeadModel(_Strict):
     mql: Mql = Mql()
     triggers: tuple[Trigger, ...] = ()
     accounts: Accounts = Accounts()
+    sla: Sla | None = None
     reps: tuple[Rep, ...] = Field(min_length=1)
     fallback_rep: str
 
@@ -354,6 +395,9 @@ class LeadModel(_Strict):
         _unique("rep id", [r.id for r in self.reps])
         if self.fallback_rep not in {r.id for r in self.reps}:
             raise ValueError(f"fallback_rep '{self.fallback_rep}' is not one of the reps")
+        escalate_to = self.sla.escalate_to if self.sla is not None else None
+        if escalate_to is not None and escalate_to not in {r.id for r in self.reps}:
+            raise ValueError(f"sla.escalate_to '{escalate_to}' is not one of the reps")
         return self
 
     @property

@@ -21,12 +21,14 @@ from schemas.decisions import (
     LeadMerged,
     LeadScored,
     RepAlert,
+    SlaEvent,
     Stage,
     trusted,
 )
 from schemas.feedback import SalesFeedback
 from schemas.internal import (
     ContactUpdate,
+    FeedbackIn,
     LeadState,
     Link,
     MergeIn,
@@ -34,7 +36,7 @@ from schemas.internal import (
     PersonEvent,
     TraitValue,
 )
-from streams.lead_model import Grade, LeadModel, grade_at_least
+from streams.lead_model import Grade, LeadModel, Rep, grade_at_least
 from streams.matching import AccountDirectory, email_domain, free_mail_domains
 from streams.normalize import (
     DEFAULT_EMAIL_RULES,
@@ -45,6 +47,7 @@ from streams.normalize import (
 from streams.qualify import qualify
 from streams.routing import account_domain, choose_rep
 from streams.scoring import (
+    SALES_STAGES,
     DecayState,
     Engagement,
     Fire,
@@ -56,6 +59,8 @@ from streams.scoring import (
     read_score,
     update_triggers,
 )
+from streams.sla import due_ms as sla_due_ms
+from streams.sla import sla_alert, sla_started, sla_stopped, step_due
 
 __all__ = [
     "Applied",
@@ -64,11 +69,13 @@ __all__ = [
     "Limits",
     "apply_batch",
     "apply_event",
+    "apply_feedback",
     "apply_outcome",
     "identity_keys",
     "lead_id_for",
     "merge_leads",
     "rescore_lead",
+    "sla_tick",
     "with_accounts",
 ]
 
@@ -78,11 +85,13 @@ Decision = (
     | RepAlert
     | ContactUpdate
     | LeadMerged
+    | SlaEvent
     # identity graph messages to other entries (streams/identity.py)
     | PersonEvent
     | Link
     | MergeRequest
     | MergeIn
+    | FeedbackIn
 )
 
 _MAX_ANONYMOUS_IDS = 5
@@ -122,6 +131,8 @@ class BatchResult:
     rotation: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     failed: list[tuple[PersonEvent, str]] = field(default_factory=list)  # (event, error)
+    # Feedback that cannot be used: (feedback, DLQ reason, message), for the DLQ.
+    rejected: list[tuple[FeedbackIn, str, str]] = field(default_factory=list)
 
 
 def with_accounts(limits: Limits, accounts: AccountDirectory | None) -> Limits:
@@ -287,7 +298,9 @@ def apply_event(
         changes["pending"] = lead.pending + tuple((f.trigger, f.message_id, f.ts_ms) for f in fires)
         fires = []
     applied = _decide(lead, changes, engagement, fires, event, model, rotation, now, limits=limits)
-    return _claim(applied, limits) if event.uid or event.traits else applied
+    if event.uid or event.traits or (applied.lead.rep is not None and lead.rep is None):
+        return _claim(applied, limits)
+    return applied
 
 
 def identity_keys(
@@ -305,6 +318,8 @@ def identity_keys(
     email = lead.traits.get("email")
     if isinstance(email, str) and email:
         keys.append(("email:" + email_identity(email, rules=rules), "email"))
+    if lead.rep is not None:  # handed off: sales feedback will name it by its lead id
+        keys.append((f"lead:{lead.lead_id}", "lead_id"))
     crm_id = lead.traits.get("crm_id")
     if isinstance(crm_id, str | int) and not isinstance(crm_id, bool) and str(crm_id):
         keys.append((f"crm:{crm_id}", "crm_id"))
@@ -414,19 +429,29 @@ def _decide(
             route, new_rotation = choose_rep(traits, model, rotation, owner=new.account_owner)
             new = _replace(new, {"rep": route.rep.id, "route_rule": route.rule})
         qualified = tuple(s.id for s in named if s.points >= s.threshold)
-        decisions.extend(
-            _hand_off(
-                new,
-                alerting,
-                became_mql,
-                named[0].breakdown,
-                qualified,
-                model=model,
-                event=event,
-                now=now,
-                limits=limits,
-            )
+        handed = _hand_off(
+            new,
+            alerting,
+            became_mql,
+            named[0].breakdown,
+            qualified,
+            model=model,
+            event=event,
+            now=now,
+            limits=limits,
         )
+        decisions.extend(handed)
+        if model.sla is not None and new.sla is None and new.stage not in SALES_STAGES:
+            clock_, started = sla_started(
+                new,
+                handoff_id=handed[0].handoff_id,  # type: ignore[union-attr]
+                priority="hot" if alerting else "mql",
+                rep=new.rep or model.fallback_rep,
+                model=model,
+                now=now,
+            )
+            new = _replace(new, {"sla": clock_})
+            decisions.extend(started)
     if model.accounts.enabled:
         decisions.extend(
             _contact_updates(lead, new, traits, primary, clock, event, model, rotation)
@@ -761,6 +786,8 @@ def merge_leads(
         "merged": (*survivor.merged, other.lead_id, *other.merged),
         **_account_of(survivor if survivor.account is not None else other),
         "rep": survivor.rep or other.rep,
+        "sla": survivor.sla or other.sla,  # a hand-off still waiting keeps its clock
+        "feedback_ms": max(survivor.feedback_ms, other.feedback_ms),
         "route_rule": survivor.route_rule if survivor.rep else other.route_rule,
         "mql_ms": min((m for m in (survivor.mql_ms, other.mql_ms) if m is not None), default=None),
         "model": model.version,
@@ -864,6 +891,144 @@ def _merged_stage(a: LeadState, b: LeadState) -> Stage:
     return max(a.stage, b.stage, key=lambda st: _STAGE_RANK[st])
 
 
+def apply_feedback(
+    lead: LeadState, feedback: SalesFeedback, *, model: LeadModel, now: datetime
+) -> tuple[Applied, str | None]:
+    """Sales feedback for this lead: the stage it moves to, the SLA clock it stops.
+
+    Returns the result and, when the feedback cannot be used, why (a DLQ reason):
+    `out_of_order` when it happened before feedback already applied. A re-delivered
+    feedback (same feedback_id) changes nothing.
+    """
+    digest = _digest(f"feedback:{feedback.feedback_id}")
+    if digest in lead.seen:
+        return Applied(lead, (), {}, duplicate=True), None
+    at_ms = (feedback.occurred_at - _EPOCH) // _MS
+    if at_ms < lead.feedback_ms:
+        return Applied(lead, (), {}), "out_of_order"
+    decisions: list[Decision] = []
+    if lead.sla is not None:
+        decisions.append(
+            sla_stopped(
+                lead,
+                lead.sla,
+                status=feedback.status,
+                at=feedback.occurred_at,
+                model=model,
+                now=now,
+            )
+        )
+    moved = apply_outcome(lead, feedback, model=model, now=now)
+    decisions.extend(moved.decisions)
+    new = _replace(
+        moved.lead,
+        {"sla": None, "feedback_ms": at_ms, "seen": (*lead.seen, digest)[-_SEEN_WITH_FEEDBACK:]},
+    )
+    return Applied(new, tuple(decisions), {}), None
+
+
+_SEEN_WITH_FEEDBACK = 64
+
+
+def sla_tick(
+    lead: LeadState,
+    *,
+    model: LeadModel,
+    rotation: Mapping[str, int],
+    limits: Limits,
+    now: datetime,
+) -> Applied | None:
+    """The lead's SLA clock at `now`: None when no step is due; else the step taken, and
+    for a reassignment the new hand-off (to the next rep) with its own clock."""
+    clock = lead.sla
+    if clock is None:
+        return None
+    due = sla_due_ms(clock, model)
+    if due is None or due > int(now.timestamp() * 1000):
+        return None
+    after, moved_to, records = step_due(
+        lead, clock, model=model, now=now, next_rep=_next_rep(lead, clock[2], model)
+    )
+    decisions: list[Decision] = list(records)
+    new = _replace(lead, {"sla": after})
+    if moved_to is not None:
+        marker = trusted(
+            PersonEvent,
+            dict(
+                mid=f"sla:{clock[0]}:{moved_to}",
+                pk=lead.pk,
+                kind="identify",
+                name="",
+                ts_ms=lead.last_ms,
+                aid=None,
+                uid=None,
+                traits={},
+                asset=None,
+            ),
+        )
+        new = _replace(new, {"rep": moved_to, "route_rule": "sla_reassigned"})
+        named = named_scores(_engagement(new), model, new.last_ms)
+        qualified = tuple(s.id for s in named if s.points >= s.threshold)
+        handed = _hand_off(
+            new,
+            [],
+            False,
+            named[0].breakdown,
+            qualified,
+            model=model,
+            event=marker,
+            now=now,
+            limits=limits,
+            reason="hot_trigger" if clock[1] == "hot" else "mql",
+        )
+        rep = model.rep(moved_to)
+        assert rep is not None
+        decisions.extend(handed)
+        decisions.append(
+            sla_alert(new, rep, "sla-reassigned", f"is yours now: {records[0].reason}", model, now)  # type: ignore[union-attr]
+        )
+        restarted, started = sla_started(
+            new,
+            handoff_id=handed[0].handoff_id,  # type: ignore[union-attr]
+            priority=clock[1],
+            rep=moved_to,
+            model=model,
+            now=now,
+        )
+        new = _replace(new, {"sla": restarted})
+        decisions.extend(started)
+    return Applied(new, tuple(decisions), dict(rotation))
+
+
+def _in_territory(rep: Rep, traits: Mapping[str, TraitValue]) -> bool:
+    t = rep.territory
+    country, employees = traits.get("country"), traits.get("employees")
+    if t.countries and country not in t.countries:
+        return False
+    if t.min_employees is not None or t.max_employees is not None:
+        if not isinstance(employees, int) or isinstance(employees, bool):
+            return False
+        if t.min_employees is not None and employees < t.min_employees:
+            return False
+        if t.max_employees is not None and employees > t.max_employees:
+            return False
+    return True
+
+
+def _next_rep(lead: LeadState, current: str, model: LeadModel) -> Rep | None:
+    """Who takes a lead its rep did not accept: the other reps whose territory covers it
+    (the fallback rep last), the same one for the same lead on every worker."""
+    others = [
+        r
+        for r in model.reps
+        if r.id not in (current, model.fallback_rep) and _in_territory(r, lead.traits)
+    ]
+    if others:
+        return max(others, key=lambda r: _stable_id(lead.lead_id, r.id))
+    fallback = model.rep(model.fallback_rep)
+    return fallback if fallback is not None and fallback.id != current else None
+
+
 def apply_outcome(
     lead: LeadState, outcome: SalesFeedback, *, model: LeadModel, now: datetime
 ) -> Applied:
@@ -922,6 +1087,7 @@ def _hand_off(
     event: PersonEvent,
     now: datetime,
     limits: Limits,
+    reason: str | None = None,
 ) -> list[Decision]:
     rep = model.rep(lead.rep or "")
     assert rep is not None
@@ -942,7 +1108,7 @@ def _hand_off(
                 schema_version=SCHEMA_VERSION,
                 handoff_id=_stable_id(lead.lead_id, "handoff", event.mid),
                 lead_id=lead.lead_id,
-                reason="hot_trigger" if fires else "mql",
+                reason=reason or ("hot_trigger" if fires else "mql"),
                 trigger=fires[0].trigger if fires else None,
                 email=_text(traits.get("email")),
                 name=_text(traits.get("name")) or _full_name(traits),

@@ -26,7 +26,14 @@ import orjson
 
 from schemas.decisions import HandOff, LeadScored, RepAlert, Stage
 from schemas.feedback import SalesFeedback
-from schemas.internal import ContactUpdate, Link, MergeIn, MergeRequest, PersonEvent
+from schemas.internal import (
+    ContactUpdate,
+    FeedbackIn,
+    Link,
+    MergeIn,
+    MergeRequest,
+    PersonEvent,
+)
 from streams.accounts import apply_contact
 from streams.codec import Rejection, decode_person_event, decode_sales_feedback
 from streams.identity import apply_person_batch, to_batch
@@ -343,7 +350,7 @@ def _run_model(
             _count_rules(run, event, old, new)
 
 
-_INTERNAL = (PersonEvent, Link, MergeRequest, MergeIn)
+_INTERNAL = (PersonEvent, Link, MergeRequest, MergeIn, FeedbackIn)
 
 
 def _settle(
@@ -529,6 +536,8 @@ def _compare(first: _Run, other: _Run, index: int, *, examples: int) -> Comparis
     only_first = only_other = 0
     for pk in first.leads.keys() | other.leads.keys():
         a, b = first.leads.get(pk), other.leads.get(pk)
+        if (a is not None and a.alias_of is not None) or (b is not None and b.alias_of is not None):
+            continue  # an identifier pointing at a lead, not a lead
         lead_id = (a or b).lead_id  # type: ignore[union-attr]
         mql = (lead_id in first.mql_leads, lead_id in other.mql_leads)
         stages = (a.stage if a else "-", b.stage if b else "-")

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # Write-behind of lead state: changed leads go to the changelog at most this often
     # per partition (and before the input they came from is acknowledged).
     state_flush_ms: int = Field(default=200, ge=1)
+    sla_tick_ms: int = Field(
+        default=1000, ge=50, le=60_000, description="How often hand-off SLA clocks are checked."
+    )
     lead_cache_size: int = Field(default=20_000, ge=0, description="Decoded leads kept.")
 
     # Per-lead state bounds.

@@ -85,6 +85,17 @@ class Topics:
         return f"{self.prefix}leads.merged"
 
     @property
+    def feedback(self) -> str:
+        """Input: sales feedback from the SFA (`SalesFeedback`), keyed by lead_id; the rep
+        inbox writes here too."""
+        return f"{self.prefix}sfa.feedback"
+
+    @property
+    def sla(self) -> str:
+        """Output: every step of a hand-off's acceptance clock (`SlaEvent`); keyed by lead_id."""
+        return f"{self.prefix}leads.sla"
+
+    @property
     def account_updates(self) -> str:
         """Repartition: micro-batches of contact score changes (`ContactUpdateBatch`).
 
@@ -126,6 +137,8 @@ class Topics:
             self.routed,
             self.alerts,
             self.merged,
+            self.sla,
+            self.feedback,
             self.account_updates,
             self.accounts_scored,
         )

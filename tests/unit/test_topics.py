@@ -18,6 +18,8 @@ def test_documented_topic_names() -> None:
         "leads.routed",
         "rep.alerts",
         "leads.merged",
+        "leads.sla",
+        "sfa.feedback",
         "leadstream.account-updates",
         "accounts.scored",
     )
@@ -32,7 +34,7 @@ def test_prefix_isolates_every_topic() -> None:
     assert topics.alerts == "t-42.rep.alerts"
     assert all(name.startswith("t-42.") for name in topics.all())
     assert {name.removeprefix("t-42.") for name in topics.all()} == set(Topics().all())
-    assert len(set(topics.all())) == 9
+    assert len(set(topics.all())) == 11
 
 
 @pytest.mark.parametrize(
