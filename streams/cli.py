@@ -125,6 +125,18 @@ def _parser() -> argparse.ArgumentParser:
         help="YYYY-MM-DD for rows without a date (or a file without a date column)",
     )
 
+    explain = sub.add_parser(
+        "explain", help="one lead's whole story: events, scores, routing, SLA, feedback"
+    )
+    explain.add_argument("lead_id", help="a lead id from any record (ld_...)")
+    explain.add_argument("--broker", help="broker URL (env LEADSTREAM_BROKER)")
+    explain.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="progress on stderr (default: when stderr is a terminal)",
+    )
+    explain.set_defaults(handler=_cmd_explain)
+
     report = sub.add_parser("report", help="reports from what Leadstream wrote to its topics")
     report_sub = report.add_subparsers(dest="report_command", required=True)
     quality = report_sub.add_parser(
@@ -448,5 +460,18 @@ def _cmd_report_quality(args: argparse.Namespace) -> int:
         topics=Topics(settings.topic_prefix),
         since=since,
         until=until,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+    )
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from streams.explain_cli import run_explain
+    from streams.topics import Topics
+
+    settings = _settings(broker=args.broker)
+    return run_explain(
+        args.lead_id,
+        broker=settings.broker,
+        topics=Topics(settings.topic_prefix),
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
     )
