@@ -14,9 +14,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from streams.routing_model import Routing, validate_routing
 
 __all__ = [
     "DEFAULT_MODEL_PATH",
@@ -385,6 +388,17 @@ class LeadModel(_Strict):
     sla: Sla | None = None
     reps: tuple[Rep, ...] = Field(min_length=1)
     fallback_rep: str
+    routing: Routing | None = None  # after reps and scores: its validator reads them
+
+    @field_validator("routing", mode="before")
+    @classmethod
+    def _routing_names_reps(cls, value: Any, info: ValidationInfo) -> Routing | None:
+        reps, scores = info.data.get("reps"), info.data.get("scores")
+        return validate_routing(
+            value,
+            reps=None if reps is None else [r.id for r in reps],
+            scores=None if scores is None else [s.id for s in scores],
+        )
 
     @model_validator(mode="after")
     def _consistent(self) -> LeadModel:

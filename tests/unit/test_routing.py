@@ -1,12 +1,15 @@
-"""Routing: account owner by company domain, territory round-robin, the fallback queue."""
+"""Routing without a `routing:` section: account owner by company domain, territory
+round-robin, the fallback queue; through `choose_rep` and through `route`."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import pytest
 
 from schemas.internal import TraitValue
 from streams.lead_model import LeadModel, parse_model
-from streams.routing import account_domain, choose_rep
+from streams.routing import LeadView, RoutingState, account_domain, choose_rep, route
 
 SCORES = """
 scores: [{id: main, threshold: 100, rules: [{id: demo, event: Demo Requested, points: 60}]}]
@@ -32,9 +35,13 @@ US_POOL = "us1,us2,us3"
 DOMAINS = [f"company-{n}.com" for n in range(60)]
 
 
-def rep_for(traits: dict[str, TraitValue], model: LeadModel = REPS, rotation=None) -> str:
-    route, _ = choose_rep(traits, model, rotation or {})
-    return route.rep.id
+def rep_for(
+    traits: dict[str, TraitValue],
+    model: LeadModel = REPS,
+    rotation: dict[str, int] | None = None,
+) -> str:
+    picked, _ = choose_rep(traits, model, rotation or {})
+    return picked.rep.id
 
 
 @pytest.mark.parametrize(
@@ -208,3 +215,106 @@ fallback_rep: queue
 
     assert [rep_for({"country": "JP"}, model) for _ in range(3)] == ["jp", "jp", "jp"]
     assert rep_for({"country": "US"}, model) == "queue"
+
+
+# --- route() on a model without `routing:`: the same chain, with its trail ---------------
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("traits", "owner"),
+    [
+        ({"email": "a@acme.com", "country": "US"}, None),
+        ({"email": "a@gmail.com", "country": "US"}, None),
+        ({"country": "DE", "employees": 50}, None),
+        ({"country": "FR"}, None),
+        ({"email": "a@acme.com", "country": "US"}, "us3"),
+        ({"country": "FR"}, "nobody"),
+    ],
+)
+def test_route_without_a_routing_section_picks_what_choose_rep_picks(
+    traits: dict[str, TraitValue], owner: str | None
+) -> None:
+    rotation = {US_POOL: 1}
+    expected, expected_rotation = choose_rep(traits, REPS, rotation, owner=owner)
+
+    decision, state = route(
+        lead=LeadView(traits=traits, account_owner=owner),
+        model=REPS,
+        state=RoutingState(rotation=rotation),
+        now=NOW,
+    )
+
+    assert (decision.rep, decision.rule, decision.team) == (expected.rep, expected.rule, None)
+    assert state.rotation == expected_rotation
+
+
+def test_route_round_robin_positions_live_in_the_state() -> None:
+    state = RoutingState()
+    picked = []
+    for n in range(4):
+        decision, state = route(
+            lead=LeadView(traits={"email": f"p{n}@gmail.com", "country": "US"}),
+            model=REPS,
+            state=state,
+            now=NOW,
+        )
+        picked.append(decision.rep.id)
+
+    assert picked == ["us1", "us2", "us3", "us1"]
+    assert RoutingState.model_validate_json(state.model_dump_json()).rotation == {US_POOL: 1}
+
+
+@pytest.mark.parametrize(
+    ("lead", "lines"),
+    [
+        (
+            LeadView(traits={"email": "a@acme.com", "country": "US"}),
+            (
+                "assigned: not routed before",
+                "account owner: none in the CRM",
+                "account domain: acme.com belongs to us3 (one rep of us1, us2, us3 per domain)",
+            ),
+        ),
+        (
+            LeadView(traits={"country": "US"}, account_owner="zed"),
+            (
+                "assigned: not routed before",
+                "account owner: the CRM's owner zed is not a rep of the model",
+                "territory: us1 by round-robin among us1, us2, us3",
+            ),
+        ),
+        (
+            LeadView(traits={"country": "FR"}, account_owner="de-smb"),
+            (
+                "assigned: not routed before",
+                "account owner: de-smb owns the account",
+            ),
+        ),
+        (
+            LeadView(traits={"country": "FR"}),
+            (
+                "assigned: not routed before",
+                "account owner: none in the CRM",
+                "fallback: queue (no rep's territory covers the lead)",
+            ),
+        ),
+        (
+            LeadView(traits={"country": "US"}, assigned_rep="us3", account_owner="us1"),
+            ("assigned: kept by us3, routed earlier",),
+        ),
+        (
+            LeadView(traits={"country": "FR"}, assigned_rep="gone"),
+            (
+                "assigned: gone is no longer a rep of the model: routing again",
+                "account owner: none in the CRM",
+                "fallback: queue (no rep's territory covers the lead)",
+            ),
+        ),
+    ],
+)
+def test_route_says_why_without_a_routing_section(lead: LeadView, lines: tuple[str, ...]) -> None:
+    decision, _ = route(lead=lead, model=REPS, state=RoutingState(), now=NOW)
+
+    assert decision.lines == lines
