@@ -21,6 +21,7 @@ from schemas.decisions import (
 from schemas.events import EngagementEvent
 from schemas.feedback import SalesFeedback
 from schemas.model_record import PublishedModel
+from schemas.notify import Delivered, UndeliveredAlert
 
 __all__ = ["JSON_DIR", "render_all"]
 
@@ -33,6 +34,8 @@ _MODELS: dict[str, tuple[str, Any]] = {
     "leads.scored.json": ("Score change on leads.scored", LeadScored),
     "leads.routed.json": ("Hand-off on leads.routed", HandOff),
     "rep.alerts.json": ("Rep alert on rep.alerts", RepAlert),
+    "rep.alerts.dlq.json": ("Undelivered alert on rep.alerts.dlq", UndeliveredAlert),
+    "rep.alerts.delivered.json": ("Delivery made, on rep.alerts.delivered", Delivered),
     "leads.merged.json": ("Merged leads on leads.merged", LeadMerged),
     "accounts.scored.json": ("Account roll-up on accounts.scored", AccountScored),
     "lead.model.json": ("Published lead model on lead.model", PublishedModel),

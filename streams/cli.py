@@ -1,4 +1,4 @@
-"""The `leadstream` command: broker, worker, ingest, send, run, model check/publish/replay."""
+"""The `leadstream` command: broker, worker, ingest, notifier, send, run, model tools."""
 
 from __future__ import annotations
 
@@ -47,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     ingest.add_argument("--broker", help="broker URL (env LEADSTREAM_BROKER)")
     ingest.set_defaults(handler=_cmd_ingest)
+
+    notifier = sub.add_parser(
+        "notifier", help="deliver rep.alerts to each rep's Slack, webhook and email channels"
+    )
+    notifier.add_argument("--broker", help="broker URL (env LEADSTREAM_BROKER)")
+    notifier.add_argument(
+        "--channels", type=Path, help="channels file (env LEADSTREAM_CHANNELS_FILE)"
+    )
+    notifier.add_argument("--web-port", type=int, help="port of /metrics (default 6067)")
+    notifier.set_defaults(handler=_cmd_notifier)
 
     send = sub.add_parser("send", help="produce a JSONL file of Segment messages")
     send.add_argument("file", type=Path)
@@ -272,6 +282,63 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     except IngestStartError as exc:
         print(f"leadstream: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_notifier(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from prometheus_client import CollectorRegistry
+
+    from streams.notifier import NotifierStartError, serve_notifier
+    from streams.notify import ChannelsError, load_channels
+
+    settings = _settings(
+        broker=args.broker, channels_file=args.channels, notifier_web_port=args.web_port
+    )
+    if settings.channels_file is None:
+        print(
+            "leadstream: no channels file: pass --channels FILE or set LEADSTREAM_CHANNELS_FILE",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        config = load_channels(settings.channels_file, env=os.environ)
+    except ChannelsError as exc:
+        print(f"leadstream: the channels file is invalid:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    channels = config.channels()
+
+    def ready(url: str) -> None:
+        print(
+            f"leadstream notifier: {len(config.reps)} reps, {len(channels)} channels, "
+            f"{settings.broker}; metrics {url}/metrics",
+            flush=True,
+        )
+
+    try:
+        asyncio.run(
+            serve_notifier(
+                settings,
+                config,
+                host=settings.web_host,
+                port=settings.notifier_web_port,
+                registry=CollectorRegistry(),
+                clock=lambda: datetime.now(UTC),
+                on_ready=ready,
+            )
+        )
+    except NotifierStartError as exc:
+        print(f"leadstream: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # logged with its traceback; a restart re-reads the batch
+        print(f"leadstream: the notifier stopped: {exc!r}", file=sys.stderr)
+        return 1
+    print("leadstream notifier: stopped", flush=True)
     return 0
 
 

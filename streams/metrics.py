@@ -10,8 +10,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.decisions import DlqReason
+from schemas.notify import ChannelType, DlqCause
 
-__all__ = ["CONTENT_TYPE_LATEST", "IngestMetrics", "Metrics", "render", "state_gauges"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "IngestMetrics",
+    "Metrics",
+    "NotifierMetrics",
+    "render",
+    "state_gauges",
+]
 
 # Event time to alert: seconds to minutes matter; the SLA conversation starts at 5 minutes.
 _LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
@@ -157,6 +165,73 @@ class IngestMetrics:
                 registry=registry,
             ),
             messages=messages,
+        )
+
+
+@dataclass(frozen=True)
+class NotifierMetrics:
+    """`leadstream notifier`: on its own web port. `channel` is a channel type."""
+
+    alerts: Counter  # result: accepted, no_channels, expired, unreadable
+    deliveries: Counter  # channel, outcome: delivered, dead_lettered, already_delivered
+    retries: Counter  # channel
+    dead_letters: Counter  # channel, cause (schemas.notify.DlqCause)
+    circuits: Gauge  # channel, state: channels of the type in each circuit state
+    delivery_latency: Histogram  # channel: alert created to delivered
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> NotifierMetrics:
+        channels = get_args(ChannelType)
+        alerts = Counter(
+            "leadstream_notifier_alerts_total",
+            "Alerts read from rep.alerts, by what became of them.",
+            ["result"],
+            registry=registry,
+        )
+        for result in ("accepted", "no_channels", "expired", "unreadable"):
+            alerts.labels(result=result)
+        deliveries = Counter(
+            "leadstream_notifier_deliveries_total",
+            "Deliveries of an alert to one channel, by channel type and outcome.",
+            ["channel", "outcome"],
+            registry=registry,
+        )
+        retries = Counter(
+            "leadstream_notifier_retries_total",
+            "Attempts made again after a failed one, by channel type.",
+            ["channel"],
+            registry=registry,
+        )
+        dead = Counter(
+            "leadstream_notifier_dead_letters_total",
+            "Deliveries given up and written to rep.alerts.dlq, by channel type and cause.",
+            ["channel", "cause"],
+            registry=registry,
+        )
+        for channel in channels:
+            retries.labels(channel=channel)
+            for outcome in ("delivered", "dead_lettered", "already_delivered"):
+                deliveries.labels(channel=channel, outcome=outcome)
+            for cause in get_args(DlqCause):
+                dead.labels(channel=channel, cause=cause)
+        return cls(
+            alerts=alerts,
+            deliveries=deliveries,
+            retries=retries,
+            dead_letters=dead,
+            circuits=Gauge(
+                "leadstream_notifier_circuits",
+                "Channels of each type whose circuit is closed, open or half_open.",
+                ["channel", "state"],
+                registry=registry,
+            ),
+            delivery_latency=Histogram(
+                "leadstream_notifier_alert_to_delivery_seconds",
+                "From the alert's created_at to its delivery on a channel.",
+                ["channel"],
+                buckets=_LATENCY_BUCKETS_S,
+                registry=registry,
+            ),
         )
 
 

@@ -126,6 +126,33 @@ class Settings(BaseSettings):
         description="YAML of mail providers that ignore dots or +tags (default: the bundled set).",
     )
 
+    # Rep notifications (README: Rep notifications): `leadstream notifier`.
+    channels_file: Path | None = Field(
+        default=None, description="YAML of each rep's channels and the SMTP server."
+    )
+    notifier_web_port: int = Field(
+        default=6067, ge=0, le=65535, description="Port of the notifier's /metrics."
+    )
+    notifier_fetch_wait_ms: int = Field(default=500, ge=1, le=10_000)
+    notifier_concurrency: int = Field(default=16, ge=1, description="Deliveries at once.")
+    notifier_timeout_s: float = Field(default=10.0, gt=0, description="Per HTTP attempt.")
+    notifier_max_attempts: int = Field(default=5, ge=1, le=20)
+    notifier_backoff_base_s: float = Field(default=1.0, ge=0)
+    notifier_backoff_max_s: float = Field(default=60.0, ge=0)
+    notifier_circuit_failures: int = Field(
+        default=5, ge=1, description="Consecutive failures that open a channel's circuit."
+    )
+    notifier_circuit_cooldown_s: float = Field(
+        default=60.0, gt=0, description="How long an open circuit refuses before a trial."
+    )
+    notifier_dedupe_days: float = Field(
+        default=8.0,
+        gt=0,
+        le=14,
+        description="Deliveries remembered (at most once per alert and channel), and the "
+        "oldest alert delivered; at most the 14 days rep.alerts.delivered keeps.",
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def core_limits(self) -> Limits:

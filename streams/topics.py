@@ -11,6 +11,8 @@ __all__ = [
     "ACCOUNTS_TABLE",
     "CRM_ACCOUNTS_TOPIC_CONFIG",
     "CRM_ACCOUNTS_TOPIC_PARTITIONS",
+    "DELIVERED_TOPIC_CONFIG",
+    "DELIVERED_TOPIC_PARTITIONS",
     "LEADS_TABLE",
     "MODEL_TOPIC_CONFIG",
     "MODEL_TOPIC_PARTITIONS",
@@ -33,6 +35,14 @@ MODEL_TOPIC_CONFIG: Mapping[str, str] = MappingProxyType({"cleanup.policy": "com
 CRM_ACCOUNTS_TOPIC_PARTITIONS = 1
 #: Compacted, so the newest record of each account_id is kept (a null value deletes it).
 CRM_ACCOUNTS_TOPIC_CONFIG: Mapping[str, str] = MappingProxyType({"cleanup.policy": "compact"})
+
+#: `rep.alerts.delivered` has one partition: every notifier reads all of it at start-up.
+DELIVERED_TOPIC_PARTITIONS = 1
+#: Compacted (one record per delivery key) and deleted after 14 days, longer than the
+#: notifier's dedupe window (LEADSTREAM_NOTIFIER_DEDUPE_DAYS, 8) and rep.alerts' retention.
+DELIVERED_TOPIC_CONFIG: Mapping[str, str] = MappingProxyType(
+    {"cleanup.policy": "compact,delete", "retention.ms": str(14 * 24 * 3600 * 1000)}
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,21 @@ class Topics:
     def alerts(self) -> str:
         """Output: rep alerts; keyed by rep_id."""
         return f"{self.prefix}rep.alerts"
+
+    @property
+    def alerts_dlq(self) -> str:
+        """Alerts the notifier could not deliver to a channel (`UndeliveredAlert`), with the
+        last error; keyed by rep_id. Not in `all()`: the notifier creates it."""
+        return f"{self.prefix}rep.alerts.dlq"
+
+    @property
+    def alerts_delivered(self) -> str:
+        """Deliveries the notifier made (`Delivered`), keyed by `<alert_id>|<channel_id>`.
+
+        Not in `all()`: DELIVERED_TOPIC_PARTITIONS partitions, DELIVERED_TOPIC_CONFIG
+        (compacted, time-bounded). Every notifier reads it whole, without a group.
+        """
+        return f"{self.prefix}rep.alerts.delivered"
 
     @property
     def merged(self) -> str:
