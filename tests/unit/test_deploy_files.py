@@ -24,6 +24,8 @@ from streams.settings import Settings
 from streams.topics import (
     CRM_ACCOUNTS_TOPIC_CONFIG,
     CRM_ACCOUNTS_TOPIC_PARTITIONS,
+    DELIVERED_TOPIC_CONFIG,
+    DELIVERED_TOPIC_PARTITIONS,
     MODEL_TOPIC_CONFIG,
     MODEL_TOPIC_PARTITIONS,
     Topics,
@@ -37,6 +39,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 # Compose service names.
 KAFKA, TOPIC_INIT, WORKER, PROMETHEUS = "kafka", "topic-init", "worker", "prometheus"
 PROMETHEUS_JOB = "leadstream-worker"
+NOTIFIER, NOTIFIER_JOB = "notifier", "leadstream-notifier"
 
 
 # ---------------------------------------------------------------- helpers
@@ -404,3 +407,77 @@ def test_dockerfile_installs_a_pinned_python_non_editably() -> None:
     assert "pip install" in runs
     # /src is not copied into the runtime stage; an editable install would point at nothing.
     assert not re.search(r"(^|\s)(-e|--editable)(\s|=)", runs)
+
+
+# ---------------------------------------------------------------- notifier
+
+
+def _kafka_configs(text: str) -> dict[str, str]:
+    """`a=1,b=[x,y]` (kafka-configs.sh --add-config) -> {a: 1, b: x,y}."""
+    return {
+        k: v.strip("[]")
+        for k, v in (kv.split("=", 1) for kv in re.findall(r"[^,=]+=(?:\[[^\]]*\]|[^,]*)", text))
+    }
+
+
+def test_topic_init_creates_the_notifier_topics(
+    topic_init_script: str, worker_settings: Settings
+) -> None:
+    topics = Topics(worker_settings.topic_prefix)
+    ensured = _ensured_topics(topic_init_script)
+    assert ensured.get(topics.alerts_dlq) == worker_settings.partitions
+    assert ensured.get(topics.alerts_delivered) == DELIVERED_TOPIC_PARTITIONS
+    configs = re.search(
+        rf"^\s*ensure_topic\s+{re.escape(topics.alerts_delivered)}\s+\d+\s+(\S+)",
+        topic_init_script,
+        re.M,
+    )
+    assert configs, f"topic-init gives {topics.alerts_delivered} no configs"
+    assert _kafka_configs(configs[1]) == dict(DELIVERED_TOPIC_CONFIG)
+
+
+@pytest.fixture
+def notifier_settings(services: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings exactly as the notifier container computes them, defaults included."""
+    import os
+
+    assert NOTIFIER in services, "docker-compose.yml has no `notifier` service"
+    for key in list(os.environ):
+        if key.upper().startswith("LEADSTREAM_"):
+            monkeypatch.delenv(key)
+    for key, value in _env(services[NOTIFIER]).items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+def test_notifier_runs_the_image_on_the_workers_broker_with_a_valid_channels_file(
+    services: dict[str, Any], notifier_settings: Settings, worker_settings: Settings
+) -> None:
+    from streams.notify import load_channels
+
+    service = services[NOTIFIER]
+    assert service.get("build") == services[WORKER].get("build")
+    command = service["command"]
+    args = _parser().parse_args(command)
+    assert command[0] == "notifier" and args.handler.__name__ == "_cmd_notifier"
+    assert notifier_settings.broker == worker_settings.broker
+    assert notifier_settings.topic_prefix == worker_settings.topic_prefix
+    assert notifier_settings.app_id == worker_settings.app_id
+    assert _depends_on(service).get(TOPIC_INIT) == "service_completed_successfully"
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target = str(volume).split(":")[:2]
+        mounts[target] = source
+    channels = notifier_settings.channels_file
+    assert channels is not None and str(channels) in mounts, "the channels file is not mounted"
+    # The file shipped for it loads (no ${NAME} reference may be left unset in it).
+    load_channels(COMPOSE_FILE.parent / mounts[str(channels)], env={})
+    assert notifier_settings.notifier_web_port in _published_ports(service)
+
+
+def test_prometheus_scrapes_the_notifier_metrics(notifier_settings: Settings) -> None:
+    config = yaml.safe_load(PROMETHEUS_FILE.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert NOTIFIER_JOB in jobs, f"no `{NOTIFIER_JOB}` job in {sorted(jobs)}"
+    targets = [t for group in jobs[NOTIFIER_JOB]["static_configs"] for t in group["targets"]]
+    assert f"{NOTIFIER}:{notifier_settings.notifier_web_port}" in targets, targets
