@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CHROMEDRIVER := /usr/bin/chromedriver
 
-.PHONY: run test lint typecheck unit integration schemas loadtest clean
+.PHONY: run test lint typecheck unit integration browser schemas loadtest clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (set PYTHON=...)")'
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/leadstream run
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) browser lint typecheck
 	$(BIN)/python -m pytest -q -ra --durations=10
 
 lint: $(STAMP)
@@ -29,8 +30,21 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) browser
 	$(BIN)/python -m pytest -q tests/integration
+
+# The rep inbox's browser test drives Debian's Chromium through chromedriver
+# (tests/integration/test_inbox.py): installed from Debian's packages when missing.
+browser:
+	@test -x $(CHROMEDRIVER) || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+	  else echo "make: the browser test needs Debian's chromium and chromium-driver; install them as root: apt-get install chromium chromium-driver" >&2; exit 1; fi; \
+	  command -v apt-get >/dev/null 2>&1 || { echo "make: the browser test needs Chromium and $(CHROMEDRIVER) (Debian: apt-get install chromium chromium-driver); no apt-get here" >&2; exit 1; }; \
+	  echo "installing chromium and chromium-driver (Debian packages) for the browser test"; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	}
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.generate

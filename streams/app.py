@@ -45,6 +45,7 @@ from streams.broker import faust_broker_settings
 from streams.codec import Rejection, dead_letter, decode_batch, decode_state, encode
 from streams.faust_transport import transport_class
 from streams.identity import apply_person_batch, keys_of, to_batch
+from streams.inbox_http import InboxFeed, serve_inbox
 from streams.ingest_http import ROUTE, RUNNER_OPTIONS, IngestHandler
 from streams.intake_service import IntakeService
 from streams.kafka_io import bootstrap_servers, create_topics
@@ -87,6 +88,7 @@ class _Lifecycle:
     intake: IntakeService  # joins its group while Faust joins its own
     flush: Callable[[], Awaitable[None]]  # on stop: write state, so the commit covers it
     producer: BatchProducer  # stopped last
+    inbox: InboxFeed | None = None  # the rep inbox's reader of rep.alerts, when served
 
 
 class _App(faust.App):
@@ -120,6 +122,8 @@ class _App(faust.App):
             await self.add_runtime_dependency(lc.intake)
             await self.add_runtime_dependency(lc.models)
             await self.add_runtime_dependency(lc.accounts)
+            if lc.inbox is not None:
+                await self.add_runtime_dependency(lc.inbox)
 
     def crash_soon(self, exc: BaseException) -> None:
         log.error("leads: writing lead state failed; stopping the worker: %r", exc)
@@ -132,6 +136,8 @@ class _App(faust.App):
             # producer is up. Then write what was processed and commit it, so a graceful
             # stop replays nothing. (Faust's own wait for unacknowledged messages is off:
             # records still buffered are read again by the partition's next owner.)
+            if lc.inbox is not None:
+                await lc.inbox.stop()  # ends the inbox pages' live streams
             await lc.intake.stop()
             await lc.models.stop()
             await lc.accounts.stop()
@@ -474,6 +480,12 @@ def create_app(
         ),
         flush=flush_everything,
         producer=out,
+        # Without a secret the inbox is not served at all (never open).
+        inbox=serve_inbox(
+            app, settings=settings, model=lambda: models.current, producer=out, clock=clock
+        )
+        if settings.inbox_secret is not None
+        else None,
     )
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]

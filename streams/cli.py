@@ -76,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
     run.set_defaults(handler=_cmd_run)
 
+    inbox_link = sub.add_parser("inbox-link", help="print a rep's signed rep inbox link")
+    inbox_link.add_argument("rep", metavar="REP_ID", help="a rep id of the lead model")
+    inbox_link.add_argument(
+        "--model", type=Path, help="lead model file (env LEADSTREAM_MODEL_PATH)"
+    )
+    inbox_link.set_defaults(handler=_cmd_inbox_link)
+
     model = sub.add_parser("model", help="lead model tools")
     model_sub = model.add_subparsers(dest="model_command", required=True)
     check = model_sub.add_parser("check", help="validate a lead model file")
@@ -222,6 +229,14 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         print(f"ingest: Segment HTTP API on {url}", flush=True)
     else:
         print("ingest: off, no write keys (set LEADSTREAM_WRITE_KEYS to serve /v1/*)", flush=True)
+    if settings.inbox_secret is not None:
+        print(
+            f"inbox: rep inbox on {settings.inbox_base_url()}/inbox "
+            "(a rep's link: leadstream inbox-link REP_ID)",
+            flush=True,
+        )
+    else:
+        print("inbox: off, no secret (set LEADSTREAM_INBOX_SECRET to serve /inbox)", flush=True)
     _tune_gc()
     worker = faust.Worker(app, loglevel=settings.log_level.upper())
     worker.execute_from_commandline()
@@ -376,6 +391,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
         exit_after_alerts=args.exit_after_alerts,
         timeout_s=args.timeout,
     )
+
+
+def _cmd_inbox_link(args: argparse.Namespace) -> int:
+    from streams.inbox import inbox_url, token_for
+    from streams.lead_model import ModelError, load_model
+
+    settings = _settings(model_path=args.model)
+    if settings.inbox_secret is None:
+        print(
+            "leadstream: no inbox secret: set LEADSTREAM_INBOX_SECRET (the worker's) to sign links",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        model = load_model(settings.model_path)
+    except ModelError as exc:
+        print(f"leadstream: the lead model is invalid:\n{exc}", file=sys.stderr)
+        return 2
+    if model.rep(args.rep) is None:
+        known = ", ".join(r.id for r in model.reps)
+        print(
+            f"leadstream: no rep {args.rep!r} in {settings.model_path} (reps: {known})",
+            file=sys.stderr,
+        )
+        return 2
+    token = token_for(args.rep, settings.inbox_secret.get_secret_value())
+    print(inbox_url(settings.inbox_base_url(), token))
+    return 0
 
 
 def _cmd_model_check(args: argparse.Namespace) -> int:

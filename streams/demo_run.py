@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import subprocess
 import sys
 import time
+import webbrowser
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,13 +25,17 @@ from streams.broker import (
     start_worker_process,
     stop_process_group,
 )
+from streams.inbox import inbox_url, token_for
 from streams.kafka_io import create_topics, produce, tail
+from streams.lead_model import ModelError, load_model
 from streams.settings import Settings
 from streams.topics import Topics
 
 __all__ = ["DEMO_SCENARIO", "replay_time", "run_demo"]
 
 DEMO_SCENARIO = Path(__file__).parent / "demo" / "scenario.jsonl"
+#: The rep whose inbox the demo opens (the scenario's first alert is hers); else the first rep.
+DEMO_INBOX_REP = "carla"
 _PACE_S = 0.25
 _LIVE_WINDOW = timedelta(hours=1)
 
@@ -74,6 +80,8 @@ def run_demo(
     )
     if not settings.write_keys:  # a key of its own: the demo's web port listens on all hosts
         settings = settings.model_copy(update={"write_keys": (SecretStr(secrets.token_hex(8)),)})
+    if settings.inbox_secret is None:  # a random one: links of another run do not open this one
+        settings = settings.model_copy(update={"inbox_secret": SecretStr(secrets.token_hex(16))})
     try:
         broker.start()
         print(f"broker   Tansu (embedded, memory storage) on {broker.bootstrap}")
@@ -86,6 +94,11 @@ def run_demo(
             f"ingest   http://127.0.0.1:{web_port}/v1/batch (Segment API), "
             f"write key {settings.write_keys[0].get_secret_value()}"
         )
+        inbox = _inbox_link(settings)
+        if inbox is not None:
+            url, name = inbox
+            print(f"inbox    {url} (rep {name})")
+            _open_in_browser(url)
         print("Replaying the demo scenario; alerts appear below as reps would get them.")
         print("Press Ctrl-C to stop.\n", flush=True)
         lines = (scenario or DEMO_SCENARIO).read_bytes().splitlines()
@@ -152,6 +165,30 @@ async def _demo(
         for task in watchers:
             task.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
+
+
+def _inbox_link(settings: Settings) -> tuple[str, str] | None:
+    """The demo rep's inbox link and name; None if the model cannot be read (the worker says)."""
+    assert settings.inbox_secret is not None
+    try:
+        model = load_model(settings.model_path)
+    except ModelError:
+        return None
+    rep = model.rep(DEMO_INBOX_REP) or model.reps[0]
+    token = token_for(rep.id, settings.inbox_secret.get_secret_value())
+    return inbox_url(settings.inbox_base_url(), token), rep.name
+
+
+def _open_in_browser(url: str) -> None:
+    """Open the inbox for someone at a desktop; on a headless machine the printed link is it."""
+    if not sys.stdout.isatty():
+        return  # run by a script or a test
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return
+    with contextlib.suppress(Exception):  # no browser: the link is printed above
+        webbrowser.open(url, new=2)
 
 
 def _parse_ts(text: str) -> datetime:

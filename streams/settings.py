@@ -104,6 +104,19 @@ class Settings(BaseSettings):
         "(under the 15 s Segment's SDKs wait).",
     )
 
+    # The rep inbox (README: Rep inbox). No secret: the worker does not serve it.
+    inbox_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs each rep's inbox link (16 characters or more); changing it revokes "
+        "every link.",
+    )
+    inbox_public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s?#]+$",
+        description="Base of inbox links as reps reach the worker (default: "
+        "http://127.0.0.1:<web port>).",
+    )
+
     # Lead-to-account matching (streams/matching.py).
     account_match_min_confidence: float = Field(
         default=0.9,
@@ -190,6 +203,22 @@ class Settings(BaseSettings):
             # ':' ends the user name of HTTP Basic auth; ',' separates keys in the environment.
             if any(c in key.get_secret_value() for c in ",: \t\r\n"):
                 raise ValueError("a write key may not contain ',', ':' or whitespace")
+        return value
+
+    def inbox_base_url(self) -> str:
+        """Where reps open their inbox: `inbox_public_url`, else this machine's web port."""
+        return (self.inbox_public_url or f"http://127.0.0.1:{self.web_port}").rstrip("/")
+
+    @field_validator("inbox_secret", "inbox_public_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("inbox_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("the inbox secret needs at least 16 characters")
         return value
 
     def to_env(self) -> dict[str, str]:

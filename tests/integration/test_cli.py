@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -121,6 +122,13 @@ def test_run_shows_real_alerts_and_ctrl_c_leaves_no_process_behind(tmp_path: Pat
                 alerts.append(line)
             if line.startswith("[hand-off]"):
                 handoffs.append(line)
+        # The inbox link printed opens Carla's inbox (the rep of Jane Doe's alert).
+        inbox = re.search(r"^inbox +(http://\S+) \(rep Carla Gomez\)$", "".join(output), re.M)
+        assert inbox, "".join(output)
+        with urllib.request.urlopen(inbox.group(1), timeout=10) as response:
+            assert '<h1>Inbox of <span id="rep-name">Carla Gomez</span></h1>' in (
+                response.read().decode()
+            )
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
     rest, _ = proc.communicate(timeout=60)
