@@ -168,8 +168,13 @@ class HandOff(_Record):
     rep_name: str
     rep_email: str
     routing_rule: str = Field(
-        description="Why this rep: account_owner (the CRM's), account_domain (one rep per "
-        "company domain), territory_round_robin, fallback."
+        description="Why this rep: account_owner (the CRM's), a routing rule's id, "
+        "account_domain, territory_round_robin (models without routing rules), fallback, "
+        "sla_reassigned."
+    )
+    routing_team: str | None = Field(description="The team whose rotation chose the rep.")
+    routing_trail: tuple[str, ...] = Field(
+        description="Every routing rule tried, matched or failed, and why: the audit trail."
     )
     score: int
     breakdown: tuple[BreakdownLine, ...]

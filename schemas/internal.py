@@ -79,6 +79,8 @@ class LeadState(BaseModel):
     stage_ms: int = 0  # event time of the last stage change
     rep: str | None = None
     route_rule: str | None = None
+    route_team: str | None = None
+    route_trail: tuple[str, ...] = ()  # the routing rules tried, as sentences
     mql_ms: int | None = None
     model: str = ""  # version of the model that last scored this lead
     # The CRM account the lead matched (streams/matching.py), how, and how sure.

@@ -18,7 +18,8 @@ from schemas.feedback import SalesFeedback
 from schemas.internal import ContactUpdateBatch, PersonEvent, PersonEventBatch
 from schemas.model_record import PublishedModel
 from streams.normalize import EPOCH, MS, normalize, person_event
-from streams.state import AccountState, LeadState, Rotation
+from streams.routing import RoutingState
+from streams.state import AccountState, LeadState
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -45,7 +46,7 @@ _EVENT: TypeAdapter[Any] = TypeAdapter(EngagementEvent)
 _Out = TypeVar("_Out", bound=BaseModel)
 _BATCH = TypeAdapter(PersonEventBatch)
 _STATE = TypeAdapter(LeadState)
-_ROTATION = TypeAdapter(Rotation)
+_ROUTING = TypeAdapter(RoutingState)
 _PUBLISHED = TypeAdapter(PublishedModel)
 _CONTACTS = TypeAdapter(ContactUpdateBatch)
 _ACCOUNT = TypeAdapter(AccountState)
@@ -250,8 +251,13 @@ def decode_state(value: bytes) -> LeadState:
     return _STATE.validate_json(value)
 
 
-def decode_rotation(value: bytes) -> Rotation:
-    return _ROTATION.validate_json(value)
+def decode_rotation(value: bytes) -> RoutingState:
+    """A partition's routing state from the leads table. Written before routing rules
+    existed, it held only the round-robin positions (`{"next": ...}`): read as those."""
+    doc = orjson.loads(value)
+    if isinstance(doc, dict) and set(doc) == {"next"}:
+        return RoutingState(rotation=doc["next"])
+    return _ROUTING.validate_json(value)
 
 
 def decode_batch(value: bytes) -> PersonEventBatch:

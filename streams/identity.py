@@ -45,9 +45,11 @@ from streams.leads import (
     Limits,
     apply_batch,
     apply_feedback,
+    as_state,
     lead_id_for,
     merge_leads,
 )
+from streams.routing import RoutingState
 
 __all__ = ["LocalNetwork", "apply_person_batch", "keys_of"]
 
@@ -68,12 +70,12 @@ def apply_person_batch(
     batch: PersonEventBatch,
     *,
     model: LeadModel,
-    rotation: Mapping[str, int],
+    rotation: RoutingState | Mapping[str, int],
     limits: Limits,
     now: datetime,
 ) -> BatchResult:
     """A batch of one partition: identity messages first, then events."""
-    result = BatchResult(rotation=dict(rotation))
+    result = BatchResult(rotation=as_state(rotation))
 
     def current(key: str) -> LeadState | None:
         return result.leads.get(key) or entries.get(key)
@@ -95,7 +97,7 @@ def apply_person_batch(
         except Exception as exc:  # a bug: keep the partition going, and say so
             result.failed.append((_as_event(merge_in), f"{type(exc).__name__}: {exc}"))
             continue
-        result.rotation = dict(applied.rotation) or result.rotation
+        result.rotation = applied.rotation
         _keep(result, merge_in.into, applied.lead, list(applied.decisions))
     for item in batch.feedback:
         _keep(result, item.to, *on_feedback(current(item.to), item, result, model=model, now=now))
@@ -208,7 +210,7 @@ def on_merge_in(
     merge_in: MergeIn,
     *,
     model: LeadModel,
-    rotation: Mapping[str, int],
+    rotation: RoutingState | Mapping[str, int],
     limits: Limits,
     now: datetime,
 ) -> Applied:
@@ -216,12 +218,12 @@ def on_merge_in(
     other = merge_in.lead
     if entry is not None and entry.alias_of is not None:
         forward = MergeIn(into=entry.alias_of, lead=other, why=merge_in.why)
-        return Applied(entry, (forward,), dict(rotation))
+        return Applied(entry, (forward,), as_state(rotation))
     if entry is None:  # the survivor is not here: keep the lead under this key instead
         entry = trusted(LeadState, {**other.__dict__, "pk": merge_in.into})
-        return Applied(entry, (), dict(rotation))
+        return Applied(entry, (), as_state(rotation))
     if other.lead_id == entry.lead_id or other.lead_id in entry.merged:
-        return Applied(entry, (), dict(rotation))  # a re-delivery: already merged
+        return Applied(entry, (), as_state(rotation))  # a re-delivery: already merged
     applied = merge_leads(entry, other, model=model, rotation=rotation, limits=limits, now=now)
     merged = applied.lead
     announce = trusted(
@@ -260,7 +262,7 @@ class LocalNetwork:
 
     def __init__(self, *, model: LeadModel, limits: Limits, now: datetime) -> None:
         self.entries: dict[str, LeadState] = {}
-        self.rotation: dict[str, int] = {}
+        self.rotation = RoutingState()
         self.model, self.limits, self.now = model, limits, now
         self.duplicates = 0
 

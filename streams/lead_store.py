@@ -6,7 +6,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, MutableMapping
 
 from streams.codec import decode_rotation, decode_state, encode
-from streams.state import LeadState, Rotation
+from streams.routing import RoutingState
+from streams.state import LeadState
 
 __all__ = ["LeadStore"]
 
@@ -29,7 +30,7 @@ class LeadStore:
         self._cache: OrderedDict[str, LeadState] = OrderedDict()
         self._cache_size = cache_size
         self._dirty: dict[int, dict[str, LeadState]] = {}
-        self._rotation: dict[int, Rotation] = {}
+        self._rotation: dict[int, RoutingState] = {}
         self._dirty_rotation: set[int] = set()
 
     def leads(self, partition: int, keys: Iterable[str]) -> dict[str, LeadState]:
@@ -58,20 +59,21 @@ class LeadStore:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    def rotation(self, partition: int) -> dict[str, int]:
+    def rotation(self, partition: int) -> RoutingState:
+        """The partition's routing state: round-robin credits, rep loads (one per partition)."""
         if partition not in self._rotation:
             raw = self._table.get(_rotation_key(partition))
-            self._rotation[partition] = decode_rotation(raw) if raw else Rotation()
-        return self._rotation[partition].next
+            self._rotation[partition] = decode_rotation(raw) if raw else RoutingState()
+        return self._rotation[partition]
 
     def update(
-        self, partition: int, leads: Mapping[str, LeadState], rotation: Mapping[str, int]
+        self, partition: int, leads: Mapping[str, LeadState], rotation: RoutingState
     ) -> None:
         self._dirty.setdefault(partition, {}).update(leads)
         for key in leads:
             self._cache.pop(key, None)
         if rotation != self.rotation(partition):
-            self._rotation[partition] = Rotation(next=dict(rotation))
+            self._rotation[partition] = rotation
             self._dirty_rotation.add(partition)
 
     def take_dirty(self, partition: int) -> list[tuple[bytes, bytes]]:

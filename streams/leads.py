@@ -45,7 +45,7 @@ from streams.normalize import (
     normalize_traits,
 )
 from streams.qualify import qualify
-from streams.routing import account_domain, choose_rep
+from streams.routing import LeadView, RoutingState, account_domain, choose_rep, route
 from streams.scoring import (
     SALES_STAGES,
     DecayState,
@@ -118,7 +118,7 @@ class Limits:
 class Applied:
     lead: LeadState
     decisions: tuple[Decision, ...]
-    rotation: dict[str, int]
+    rotation: RoutingState
     duplicate: bool = False
 
 
@@ -128,11 +128,18 @@ class BatchResult:
 
     leads: dict[str, LeadState] = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
-    rotation: dict[str, int] = field(default_factory=dict)
+    rotation: RoutingState = field(default_factory=RoutingState)
     duplicates: int = 0
     failed: list[tuple[PersonEvent, str]] = field(default_factory=list)  # (event, error)
     # Feedback that cannot be used: (feedback, DLQ reason, message), for the DLQ.
     rejected: list[tuple[FeedbackIn, str, str]] = field(default_factory=list)
+
+
+def as_state(rotation: RoutingState | Mapping[str, int]) -> RoutingState:
+    """Routing state, from the state itself or a bare round-robin mapping (older callers)."""
+    if isinstance(rotation, RoutingState):
+        return rotation
+    return RoutingState(rotation=dict(rotation))
 
 
 def with_accounts(limits: Limits, accounts: AccountDirectory | None) -> Limits:
@@ -191,7 +198,7 @@ def apply_batch(
     events: Iterable[PersonEvent],
     *,
     model: LeadModel,
-    rotation: Mapping[str, int],
+    rotation: RoutingState | Mapping[str, int],
     limits: Limits,
     now: datetime,
     apply: Callable[..., Applied] | None = None,
@@ -203,7 +210,7 @@ def apply_batch(
     `apply` replaces `apply_event` in tests.
     """
     apply = apply or apply_event
-    result = BatchResult(rotation=dict(rotation))
+    result = BatchResult(rotation=as_state(rotation))
     for event in events:
         current = result.leads.get(event.pk) or leads.get(event.pk)
         try:
@@ -227,7 +234,7 @@ def apply_event(
     event: PersonEvent,
     *,
     model: LeadModel,
-    rotation: Mapping[str, int],
+    rotation: RoutingState | Mapping[str, int],
     limits: Limits,
     now: datetime,
 ) -> Applied:
@@ -235,10 +242,10 @@ def apply_event(
     if lead is not None and lead.alias_of is not None:
         # This identifier belongs to another lead now (a merge): the event goes there.
         forwarded = trusted(PersonEvent, {**event.__dict__, "pk": lead.alias_of})
-        return Applied(lead, (forwarded,), rotation)  # type: ignore[arg-type]
+        return Applied(lead, (forwarded,), as_state(rotation))
     digest = _digest(event.mid)
     if lead is not None and digest in lead.seen:
-        return Applied(lead, (), dict(rotation), duplicate=True)
+        return Applied(lead, (), as_state(rotation), duplicate=True)
     if lead is None:
         lead = _NEW(lead_id=lead_id_for(event.pk), pk=event.pk, first_ms=event.ts_ms)
     elif lead.model != model.version:
@@ -262,7 +269,7 @@ def apply_event(
             "history": _add_history(lead.history, event, limits.history_kept),
             "seen": (*lead.seen, digest)[-limits.dedupe_window :],
         }
-        return Applied(_replace(lead, seen_only), (), rotation)  # type: ignore[arg-type]
+        return Applied(_replace(lead, seen_only), (), as_state(rotation))
 
     aids = lead.aids
     if event.aid and event.aid not in aids:
@@ -346,7 +353,7 @@ def _decide(
     fires: list[Fire],
     event: PersonEvent,
     model: LeadModel,
-    rotation: Mapping[str, int],
+    rotation: RoutingState | Mapping[str, int],
     now: datetime,
     *,
     limits: Limits,
@@ -422,12 +429,30 @@ def _decide(
                 ),
             )
         )
-    new_rotation = dict(rotation)
+    new_rotation = as_state(rotation)
     alerting = fires if alert_fires else []
     if handing_off:
         if new.rep is None or model.rep(new.rep) is None:
-            route, new_rotation = choose_rep(traits, model, rotation, owner=new.account_owner)
-            new = _replace(new, {"rep": route.rep.id, "route_rule": route.rule})
+            decision, new_rotation = route(
+                lead=LeadView(
+                    traits=traits,
+                    scores=points,
+                    account_owner=new.account_owner,
+                    assigned_rep=new.rep,
+                ),
+                model=model,
+                state=new_rotation,
+                now=now,
+            )
+            new = _replace(
+                new,
+                {
+                    "rep": decision.rep.id,
+                    "route_rule": decision.rule,
+                    "route_team": decision.team,
+                    "route_trail": decision.lines,
+                },
+            )
         qualified = tuple(s.id for s in named if s.points >= s.threshold)
         handed = _hand_off(
             new,
@@ -535,7 +560,7 @@ def _contact_updates(
     clock: int,
     event: PersonEvent,
     model: LeadModel,
-    rotation: Mapping[str, int],
+    rotation: RoutingState | Mapping[str, int],
 ) -> list[ContactUpdate]:
     """What the lead's accounts must hear: its new primary score, and when it moved to
     another company, that it left the old one (score 0)."""
@@ -551,7 +576,9 @@ def _contact_updates(
     if domain is not None and (primary != lead.score or domain != before):
         owner = new.rep if new.route_rule in ("account_owner", "account_domain") else None
         if owner is None:  # the account's owner, as routing would pick it; no rotation
-            owner = choose_rep(traits, model, rotation, owner=new.account_owner)[0].rep.id
+            owner = choose_rep(traits, model, as_state(rotation).rotation, owner=new.account_owner)[
+                0
+            ].rep.id
         out.append(_contact(domain, new, primary, clock, event, model, rep=owner))
     return out
 
@@ -611,7 +638,7 @@ def rescore_lead(
     lead: LeadState,
     *,
     model: LeadModel,
-    rotation: Mapping[str, int],
+    rotation: RoutingState | Mapping[str, int],
     now: datetime,
     limits: Limits | None = None,
 ) -> Applied:
@@ -722,7 +749,7 @@ def merge_leads(
     other: LeadState,
     *,
     model: LeadModel,
-    rotation: Mapping[str, int],
+    rotation: RoutingState | Mapping[str, int],
     limits: Limits,
     now: datetime,
 ) -> Applied:
@@ -902,10 +929,10 @@ def apply_feedback(
     """
     digest = _digest(f"feedback:{feedback.feedback_id}")
     if digest in lead.seen:
-        return Applied(lead, (), {}, duplicate=True), None
+        return Applied(lead, (), RoutingState(), duplicate=True), None
     at_ms = (feedback.occurred_at - _EPOCH) // _MS
     if at_ms < lead.feedback_ms:
-        return Applied(lead, (), {}), "out_of_order"
+        return Applied(lead, (), RoutingState()), "out_of_order"
     decisions: list[Decision] = []
     if lead.sla is not None:
         decisions.append(
@@ -924,7 +951,7 @@ def apply_feedback(
         moved.lead,
         {"sla": None, "feedback_ms": at_ms, "seen": (*lead.seen, digest)[-_SEEN_WITH_FEEDBACK:]},
     )
-    return Applied(new, tuple(decisions), {}), None
+    return Applied(new, tuple(decisions), RoutingState()), None
 
 
 _SEEN_WITH_FEEDBACK = 64
@@ -934,7 +961,7 @@ def sla_tick(
     lead: LeadState,
     *,
     model: LeadModel,
-    rotation: Mapping[str, int],
+    rotation: RoutingState | Mapping[str, int],
     limits: Limits,
     now: datetime,
 ) -> Applied | None:
@@ -997,7 +1024,7 @@ def sla_tick(
         )
         new = _replace(new, {"sla": restarted})
         decisions.extend(started)
-    return Applied(new, tuple(decisions), dict(rotation))
+    return Applied(new, tuple(decisions), as_state(rotation))
 
 
 def _in_territory(rep: Rep, traits: Mapping[str, TraitValue]) -> bool:
@@ -1040,7 +1067,7 @@ def apply_outcome(
     # Contacted: the rep is on it; an MQL not yet accepted counts as accepted.
     stage = _OUTCOME_STAGE.get(outcome.status) or ("sal" if lead.stage == "mql" else lead.stage)
     if stage == lead.stage:
-        return Applied(lead, (), {})
+        return Applied(lead, (), RoutingState())
     at_ms = (outcome.occurred_at - _EPOCH) // _MS
     changes: dict[str, object] = {"stage": stage, "stage_ms": at_ms}
     if stage == "recycled":
@@ -1073,7 +1100,7 @@ def apply_outcome(
             created_at=now,
         ),
     )
-    return Applied(new, (scored,), {})
+    return Applied(new, (scored,), RoutingState())
 
 
 def _hand_off(
@@ -1121,6 +1148,8 @@ def _hand_off(
                 rep_name=rep.name,
                 rep_email=rep.email,
                 routing_rule=lead.route_rule or "fallback",
+                routing_team=lead.route_team,
+                routing_trail=lead.route_trail,
                 score=lead.score,
                 breakdown=lines,
                 qualified_by=qualified,

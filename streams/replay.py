@@ -39,6 +39,7 @@ from streams.codec import Rejection, decode_person_event, decode_sales_feedback
 from streams.identity import apply_person_batch, to_batch
 from streams.lead_model import LeadModel, ModelError, parse_model
 from streams.leads import Decision, Limits, apply_event
+from streams.routing import RoutingState
 from streams.send import BadLine
 from streams.state import AccountState, LeadState
 
@@ -177,7 +178,7 @@ class _Run:
 
     model: LeadModel
     leads: dict[str, LeadState] = field(default_factory=dict)
-    rotation: dict[str, int] = field(default_factory=dict)
+    rotation: RoutingState = field(default_factory=RoutingState)
     accounts: dict[str, AccountState] = field(default_factory=dict)
     mql_weeks: Counter[int] = field(default_factory=Counter)
     hot_weeks: Counter[int] = field(default_factory=Counter)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from streams.codec import decode_state, encode
 from streams.lead_store import LeadStore
+from streams.routing import RoutingState
 from streams.state import LeadState
 
 
@@ -14,7 +15,7 @@ def _lead(pk: str, score: int) -> LeadState:
 def test_changed_leads_reach_the_table_only_when_taken() -> None:
     table: dict[bytes, bytes] = {}
     store = LeadStore(table, cache_size=10)
-    store.update(1, {"a": _lead("a", 5), "b": _lead("b", 7)}, {})
+    store.update(1, {"a": _lead("a", 5), "b": _lead("b", 7)}, RoutingState())
     assert table == {}  # write-behind: nothing yet
     assert store.leads(1, ["a", "b", "c"]) == {"a": _lead("a", 5), "b": _lead("b", 7)}
 
@@ -33,18 +34,23 @@ def test_leads_are_read_from_the_table_when_not_cached() -> None:
 def test_rotation_is_written_only_when_it_changes() -> None:
     table: dict[bytes, bytes] = {}
     store = LeadStore(table, cache_size=10)
-    store.update(0, {}, {})
+    store.update(0, {}, RoutingState())
     assert store.take_dirty(0) == []
-    store.update(0, {}, {"x,y": 1})
+    store.update(0, {}, RoutingState(rotation={"x,y": 1}))
     ((key, _),) = store.take_dirty(0)
     assert key == b"__rotation__/0"
-    assert LeadStore(table, cache_size=10).rotation(0) == {"x,y": 1}
+    assert LeadStore(table, cache_size=10).rotation(0) == RoutingState(rotation={"x,y": 1})
+
+
+def test_rotation_written_before_routing_rules_reads_as_round_robin_positions() -> None:
+    table = {b"__rotation__/3": b'{"next":{"carla,dan":5}}'}
+    assert LeadStore(table, cache_size=10).rotation(3) == RoutingState(rotation={"carla,dan": 5})
 
 
 def test_forget_drops_unwritten_changes_of_a_revoked_partition() -> None:
     table: dict[bytes, bytes] = {}
     store = LeadStore(table, cache_size=10)
-    store.update(4, {"a": _lead("a", 1)}, {})
+    store.update(4, {"a": _lead("a", 1)}, RoutingState())
     store.forget({4})
     assert store.take_dirty(4) == []
     assert store.leads(4, ["a"]) == {}

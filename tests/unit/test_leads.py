@@ -50,6 +50,13 @@ class Run:
         ]
 
 
+@pytest.fixture
+def plain(model: LeadModel) -> LeadModel:
+    """The bundled model without its routing rules: routing by account domain and territory
+    round-robin, as models without a `routing:` section route."""
+    return model.model_copy(update={"routing": None})
+
+
 def _kind(d: Decision) -> str:
     if isinstance(d, RepAlert):
         return f"RepAlert:{d.trigger}"
@@ -131,9 +138,9 @@ def kenji_story(segment: Segment) -> list[PersonEvent]:
 
 
 def test_anonymous_visitor_story_hands_off_once_to_the_territory_rep(
-    segment: Segment, model: LeadModel, t0: datetime, now: datetime
+    segment: Segment, plain: LeadModel, t0: datetime, now: datetime
 ) -> None:
-    result = run(kenji_story(segment), model, now=now)
+    result = run(kenji_story(segment), plain, now=now)
 
     assert result.kinds() == [
         ["LeadScored"],
@@ -409,9 +416,9 @@ def mql_story(segment: Segment) -> list[PersonEvent]:
 
 
 def test_crossing_a_threshold_with_the_grade_hands_off_and_alerts_once(
-    segment: Segment, model: LeadModel, t0: datetime, now: datetime
+    segment: Segment, plain: LeadModel, t0: datetime, now: datetime
 ) -> None:
-    result = run(mql_story(segment), model, now=now)
+    result = run(mql_story(segment), plain, now=now)
 
     assert result.kinds() == [
         ["LeadScored"],
@@ -894,7 +901,7 @@ def test_anonymous_ids_are_remembered_and_bounded(
 
 
 def test_rep_stays_with_the_lead_after_the_first_hand_off(
-    segment: Segment, model: LeadModel, now: datetime
+    segment: Segment, plain: LeadModel, now: datetime
 ) -> None:
     events = [
         segment("identify", "r-0", traits={"email": "pat@gmail.com", "country": "US"}),
@@ -902,11 +909,11 @@ def test_rep_stays_with_the_lead_after_the_first_hand_off(
         segment("track", "r-2", day=2, event="Whitepaper Downloaded"),
     ]
 
-    result = run(events, model, now=now, start=Run(rotation={"carla,dan": 1}))
+    result = run(events, plain, now=now, start=Run(rotation={"carla,dan": 1}))
 
     assert [a.rep_id for a in result.of(RepAlert)] == ["dan", "dan"]
     assert [h.trigger for h in result.of(HandOff)] == ["demo-request", "whitepaper-download"]
-    assert result.rotation == {"carla,dan": 2}
+    assert result.rotation.rotation == {"carla,dan": 2}
 
 
 def test_breakdowns_add_up_and_resends_are_dropped_over_random_stories(
@@ -1195,7 +1202,7 @@ def test_apply_batch_equals_applying_events_one_by_one(
 
 
 def test_apply_batch_threads_rotation_between_leads(
-    segment: Segment, model: LeadModel, now: datetime
+    segment: Segment, plain: LeadModel, now: datetime
 ) -> None:
     events = []
     for person in ("anon-x", "anon-y", "anon-z"):
@@ -1210,7 +1217,7 @@ def test_apply_batch_threads_rotation_between_leads(
         ]
 
     result = apply_batch(
-        {}, events, model=model, rotation={"carla,dan": 0}, limits=Limits(), now=now
+        {}, events, model=plain, rotation={"carla,dan": 0}, limits=Limits(), now=now
     )
 
     assert [a.rep_id for a in result.decisions if isinstance(a, RepAlert)] == [
@@ -1218,7 +1225,7 @@ def test_apply_batch_threads_rotation_between_leads(
         "dan",
         "carla",
     ]
-    assert result.rotation == {"carla,dan": 1}  # the next free-mail US lead goes to dan
+    assert result.rotation.rotation == {"carla,dan": 1}  # the next free-mail US lead: dan
     assert [lead.rep for lead in result.leads.values()] == ["carla", "dan", "carla"]
 
 
@@ -1274,3 +1281,21 @@ def test_an_event_the_core_fails_on_is_set_aside_and_the_rest_are_applied(
     assert [(e.mid, error) for e, error in result.failed] == [("boom", "KeyError: 'a bug'")]
     assert result.leads["anon-f"].score == 20  # both good views, the failed one not at all
     assert [d.score for d in result.decisions if isinstance(d, LeadScored)] == [10, 20]
+
+
+def test_the_hand_off_carries_the_routing_rule_team_and_audit_trail(
+    segment: Segment, model: LeadModel, now: datetime
+) -> None:
+    events = [
+        segment("identify", "t-0", traits={"email": "pat@gmail.com", "country": "US"}),
+        segment("track", "t-1", day=1, event="Demo Requested"),
+    ]
+
+    (handoff,) = run(events, model, now=now).of(HandOff)
+
+    assert (handoff.routing_rule, handoff.routing_team) == ("americas", "americas")
+    assert handoff.rep_id in ("carla", "dan")
+    trail = "\n".join(handoff.routing_trail)
+    assert "account owner" in trail  # tried first, and why it did not decide
+    assert "apac" in trail and "americas" in trail  # the rules tried in order
+    assert handoff.rep_id in handoff.routing_trail[-1]  # the line that chose the rep

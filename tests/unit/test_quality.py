@@ -38,6 +38,8 @@ def handoff(
         rep_name="R",
         rep_email="r@x.example",
         routing_rule="fallback",
+        routing_team=None,
+        routing_trail=(),
         score=100,
         breakdown=(),
         qualified_by=("engagement",),
