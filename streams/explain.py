@@ -70,7 +70,9 @@ def story(
     for h in routed:
         if h.lead_id in ids:
             detail = (
-                f"routing rule {h.routing_rule}",
+                f"routing rule {h.routing_rule}"
+                + (f", team {h.routing_team}" if h.routing_team else ""),
+                *(f"  {step}" for step in h.routing_trail),
                 f"timeline {h.purchase_timeline}, budget {h.budget}, authority {h.authority}",
             )
             lines.append(
