@@ -321,11 +321,17 @@ class Accounts(_Strict):
 class SlaPolicy(_Strict):
     """How long a rep has to accept a hand-off of one priority, in minutes from the hand-off:
     remind the rep, then escalate to the manager, then reassign to the next rep (each step
-    optional; a reassignment starts the clock again for the new rep)."""
+    optional; a reassignment starts the clock again for the new rep). With `working_hours`,
+    minutes count only while the rep works, in their time zone (`routing.schedules`; a rep
+    without a schedule counts every minute)."""
 
     remind_after_minutes: float | None = Field(default=None, gt=0, le=60 * 24 * 30)
     escalate_after_minutes: float | None = Field(default=None, gt=0, le=60 * 24 * 30)
     reassign_after_minutes: float | None = Field(default=None, gt=0, le=60 * 24 * 30)
+    working_hours: bool = Field(
+        default=False,
+        description="Count only the rep's working minutes (routing.schedules), not the night.",
+    )
 
     @model_validator(mode="after")
     def _in_order(self) -> SlaPolicy:

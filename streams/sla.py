@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 
 from schemas.decisions import SCHEMA_VERSION, RepAlert, SlaEvent, trusted
 from schemas.internal import LeadState
 from streams.lead_model import LeadModel, Rep, SlaPolicy
+from streams.routing_model import Schedule, wall_instant
 
-__all__ = ["STEPS", "SlaClocks", "due_ms", "sla_alert", "sla_started", "sla_stopped", "step_due"]
+__all__ = [
+    "STEPS",
+    "SlaClocks",
+    "add_working_minutes",
+    "due_ms",
+    "sla_alert",
+    "sla_started",
+    "sla_stopped",
+    "step_due",
+]
 
 #: The steps after `started`, in order.
 STEPS = ("reminded", "escalated", "reassigned")
@@ -39,15 +49,47 @@ def _minutes(policy: SlaPolicy) -> tuple[float | None, ...]:
 
 def due_ms(clock: Clock, model: LeadModel) -> int | None:
     """When the clock's next step falls due, or None when it has no step left."""
-    _, priority, _, started_ms, taken = clock
+    _, priority, rep, started_ms, taken = clock
     policy = _policy(model, priority)
     if policy is None:
         return None
     for index in range(taken, len(STEPS)):
         minutes = _minutes(policy)[index]
         if minutes is not None:
-            return started_ms + int(minutes * 60_000)
+            schedule = _schedule(model, rep) if policy.working_hours else None
+            if schedule is None:
+                return started_ms + int(minutes * 60_000)
+            due = add_working_minutes(_dt(started_ms), minutes, schedule)
+            return int(due.timestamp() * 1000)
     return None
+
+
+def _schedule(model: LeadModel, rep: str) -> Schedule | None:
+    return model.routing.schedules.get(rep) if model.routing is not None else None
+
+
+def add_working_minutes(start: datetime, minutes: float, schedule: Schedule) -> datetime:
+    """`start` plus `minutes` of the rep's working time (their hours, in their time zone,
+    holidays off): a hand-off at 17:50 on a Friday with 30 minutes is due 09:20 Monday."""
+    zone = schedule.zone
+    remaining = minutes
+    first = start.astimezone(zone).date()
+    for offset in range(400):
+        day = first + timedelta(days=offset)
+        if day in schedule.holidays:
+            continue
+        midnight = datetime.combine(day, time())
+        for begin, end in schedule.ranges[day.weekday()]:
+            opens = wall_instant(midnight + timedelta(minutes=begin), zone)
+            closes = wall_instant(midnight + timedelta(minutes=end), zone)
+            if closes <= start:
+                continue
+            since = max(opens, start)
+            span = (closes - since).total_seconds() / 60
+            if span >= remaining:
+                return since + timedelta(minutes=remaining)
+            remaining -= span
+    return start + timedelta(minutes=minutes)  # no working time in 400 days: wall clock
 
 
 def sla_started(
@@ -111,7 +153,7 @@ def step_due(
             )
         return after, None, records
     if step == "escalated":
-        manager = model.rep((model.sla.escalate_to if model.sla else None) or model.fallback_rep)
+        manager = model.rep(_manager(lead, model))
         reason = f"{name} has not accepted after {waited}"
         records = [
             _event(
@@ -135,6 +177,16 @@ def step_due(
         return None, next_rep.id, [event]
     reason += "; no other rep can take it"
     return after, None, [_event(lead, after, step, model=model, now=now, reason=reason)]
+
+
+def _manager(lead: LeadState, model: LeadModel) -> str:
+    """Who hears an escalation: the manager of the team that routed the lead, else the
+    SLA's `escalate_to`, else the fallback rep."""
+    if model.routing is not None and lead.route_team is not None:
+        for team in model.routing.teams:
+            if team.id == lead.route_team and team.manager is not None:
+                return team.manager
+    return (model.sla.escalate_to if model.sla else None) or model.fallback_rep
 
 
 def _event(

@@ -20,8 +20,7 @@ from streams.leads import Limits, apply_event, apply_feedback, sla_tick
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)  # event time
 HANDED = datetime(2026, 11, 20, 9, 0, 30, tzinfo=UTC)  # processing time of the hand-off
 
-MODEL = parse_model(
-    """
+MODEL_TEXT = """
 version: sla-1
 scores:
   - id: engagement
@@ -43,7 +42,7 @@ reps:
   - {id: queue, name: Queue, email: q@x.example}
 fallback_rep: queue
 """
-)
+MODEL = parse_model(MODEL_TEXT)
 
 
 def ev(minutes: float, **doc: Any) -> PersonEvent:
@@ -255,3 +254,66 @@ def test_feedback_for_a_lead_never_handed_off_is_rejected() -> None:
     ((item, reason, message),) = result.rejected
     assert (item.feedback, reason) == (fb, "unknown_lead")
     assert "ld_nobody was never handed off" in message
+
+
+# --- working hours and the team's manager ------------------------------------------------
+
+from streams.routing_model import Schedule  # noqa: E402
+from streams.sla import add_working_minutes, due_ms  # noqa: E402
+
+NEW_YORK = Schedule(timezone="America/New_York")  # Mon-Fri 09:00-18:00 by default
+
+
+@pytest.mark.parametrize(
+    ("start", "minutes", "due"),
+    [
+        # Friday 17:50 EST (22:50 UTC) + 30 working minutes: Monday 09:20 EST.
+        ("2026-11-20T22:50:00+00:00", 30, "2026-11-23T14:20:00+00:00"),
+        # Inside working hours: plain minutes.
+        ("2026-11-23T15:00:00+00:00", 60, "2026-11-23T16:00:00+00:00"),
+        # Saturday: starts counting Monday 09:00.
+        ("2026-11-21T15:00:00+00:00", 5, "2026-11-23T14:05:00+00:00"),
+        # The day clocks go back (Sunday 2026-11-01) is off; Monday 09:00 is EST already.
+        ("2026-10-30T21:55:00+00:00", 10, "2026-11-02T14:05:00+00:00"),
+    ],
+)
+def test_working_minutes_skip_nights_and_weekends(start: str, minutes: float, due: str) -> None:
+    got = add_working_minutes(datetime.fromisoformat(start), minutes, NEW_YORK)
+    assert got == datetime.fromisoformat(due)
+
+
+def test_a_working_hours_policy_with_routing_due_in_the_reps_hours_and_the_team_manager_hears() -> (
+    None
+):
+    model = parse_model(
+        MODEL_TEXT.replace(
+            "mql: {remind_after_minutes: 60}",
+            "mql: {remind_after_minutes: 60, escalate_after_minutes: 120, working_hours: true}",
+        )
+        + """
+routing:
+  teams: [{id: us, manager: vic, members: [{rep: uma}]}]
+  rules: [{id: us, team: us}]
+  schedules: {uma: {timezone: America/New_York}}
+"""
+    )
+    friday_evening = datetime(2026, 11, 20, 22, 30, tzinfo=UTC)  # 17:30 in New York
+    clock = ("h-1", "mql", "uma", int(friday_evening.timestamp() * 1000), 0)
+
+    # 30 minutes on Friday, 30 on Monday: 09:30 Monday in New York.
+    assert due_ms(clock, model) == int(
+        datetime(2026, 11, 23, 14, 30, tzinfo=UTC).timestamp() * 1000
+    )
+
+    lead = LeadState(lead_id="ld_1", pk="p", rep="uma", route_team="us", sla=(*clock[:4], 1))
+    applied = sla_tick(
+        lead,
+        model=model,
+        rotation={},
+        limits=Limits(),
+        now=datetime(2026, 11, 23, 15, 31, tzinfo=UTC),
+    )
+    assert applied is not None
+    event, alert = applied.decisions
+    assert (event.step, event.to_rep_id) == ("escalated", "vic")  # the team's manager
+    assert (alert.rep_id, alert.trigger) == ("vic", "sla-escalation")
