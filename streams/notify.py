@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from schemas.decisions import RepAlert
 from schemas.notify import ChannelType, DlqCause, UndeliveredAlert
 from streams.codec import encode
+from streams.inbox import token_for
 from streams.lead_model import _line_of
 
 __all__ = [
@@ -154,6 +155,11 @@ class ChannelsConfig(_Strict):
     link_base: Annotated[str, Field(pattern=_HTTP_URL)] | None = Field(
         default=None,
         description="Links to a lead are `<link_base>?lead=<lead_id>` (e.g. the rep inbox).",
+    )
+    inbox_secret: SecretStr | None = Field(
+        default=None,
+        description="The worker's LEADSTREAM_INBOX_SECRET (e.g. `${LEADSTREAM_INBOX_SECRET}`): "
+        "with `{token}` in link_base, each rep's link opens their own inbox.",
     )
     smtp: Smtp | None = None
     reps: dict[Annotated[str, Field(min_length=1)], tuple[Channel, ...]] = {}
@@ -294,10 +300,17 @@ class Email:
     date: datetime
 
 
-def lead_link(link_base: str | None, lead_id: str) -> str | None:
-    """`<link_base>?lead=<lead_id>`, or None without a link base."""
+def lead_link(
+    link_base: str | None, lead_id: str, *, rep_id: str = "", inbox_secret: str | None = None
+) -> str | None:
+    """`<link_base>?lead=<lead_id>`, or None without a link base. A `{token}` in the base
+    becomes the rep's signed inbox token (streams.inbox), so the link opens their inbox."""
     if link_base is None:
         return None
+    if "{token}" in link_base:
+        if inbox_secret is None:
+            return None  # a link that would not open: better none
+        link_base = link_base.replace("{token}", token_for(rep_id, inbox_secret))
     joiner = "&" if "?" in link_base else "?"
     return f"{link_base}{joiner}lead={quote(lead_id, safe='')}"
 
@@ -471,7 +484,12 @@ def render(
     now: datetime,
 ) -> HttpPost | Email:
     """What one attempt at delivering `alert` on `channel` sends."""
-    link = lead_link(config.link_base, alert.lead_id)
+    link = lead_link(
+        config.link_base,
+        alert.lead_id,
+        rep_id=alert.rep_id,
+        inbox_secret=config.inbox_secret.get_secret_value() if config.inbox_secret else None,
+    )
     if isinstance(channel, SlackChannel):
         body = orjson.dumps(slack_payload(alert, link=link))
         return _json_post(channel.webhook_url.get_secret_value(), body)

@@ -492,3 +492,22 @@ def test_the_command_refuses_to_start_without_a_valid_channels_file(
         "leadstream: the channels file is invalid:\n"
         f"{bad}:3: reps.carla.0.secret: environment variable NOPE is not set\n"
     )
+
+
+def test_a_token_placeholder_makes_the_link_open_the_reps_own_inbox() -> None:
+    from streams.inbox import rep_of
+    from streams.notify import lead_link
+
+    link = lead_link(
+        "http://inbox.example:6066/inbox?token={token}",
+        "ld_1",
+        rep_id="carla",
+        inbox_secret="s" * 20,
+    )
+
+    assert link is not None and link.startswith("http://inbox.example:6066/inbox?token=")
+    assert link.endswith("&lead=ld_1")
+    token = link.split("token=", 1)[1].split("&", 1)[0]
+    assert rep_of(token, "s" * 20, {"carla", "ben"}) == "carla"
+    # Without the secret there is no link that would open: none at all.
+    assert lead_link("http://x.example/inbox?token={token}", "ld_1", rep_id="carla") is None
