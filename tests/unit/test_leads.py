@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from schemas.decisions import Activity, HandOff, LeadScored, RepAlert
+from schemas.decisions import Activity, HandOff, LeadScored, RepAlert, SlaEvent
 from schemas.internal import ContactUpdate, Link, PersonEvent
 from streams.codec import decode_state, encode
 from streams.lead_model import DEFAULT_MODEL_PATH, LeadModel, parse_model
@@ -44,9 +44,10 @@ class Run:
 
     def kinds(self) -> list[list[str]]:
         """Per step, the records it made, by type (and trigger for alerts); the identity
-        graph's messages (tests/unit/test_identity.py) left out."""
+        graph's messages (tests/unit/test_identity.py) and SLA steps (test_sla.py) left out."""
         return [
-            [_kind(d) for d in step.decisions if not isinstance(d, Link)] for step in self.steps
+            [_kind(d) for d in step.decisions if not isinstance(d, Link | SlaEvent)]
+            for step in self.steps
         ]
 
 
@@ -961,6 +962,7 @@ def test_lead_state_and_decisions_survive_the_wire(
         RepAlert,
         ContactUpdate,
         Link,
+        SlaEvent,
     }
     for d in result.decisions:
         assert type(d).model_validate_json(encode(d)) == d
