@@ -168,6 +168,27 @@ def _parser() -> argparse.ArgumentParser:
         help="progress on stderr (default: when stderr is a terminal)",
     )
     quality.set_defaults(handler=_cmd_report_quality)
+    kpi = report_sub.add_parser(
+        "kpi", help="funnel, speed to lead, SLA breaches, won revenue, attribution and ROI"
+    )
+    kpi.add_argument("--since", default="30d", help="ISO date/time or a span: 30d, 12h")
+    kpi.add_argument("--until", help="ISO date/time (default: now)")
+    kpi.add_argument("--by", choices=("source", "campaign", "rep", "team"), help="group by")
+    kpi.add_argument("--costs", type=Path, help="costs.csv: source,campaign,period,amount")
+    kpi.add_argument(
+        "--attribution",
+        choices=("first", "last", "linear"),
+        default="linear",
+        help="attribution model of ROI and revenue by campaign (default: linear)",
+    )
+    kpi.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained page")
+    kpi.add_argument("--broker", help="broker URL (env LEADSTREAM_BROKER)")
+    kpi.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="progress on stderr (default: when stderr is a terminal)",
+    )
+    kpi.set_defaults(handler=_cmd_report_kpi)
     return parser
 
 
@@ -570,6 +591,34 @@ def _cmd_report_quality(args: argparse.Namespace) -> int:
         topics=Topics(settings.topic_prefix),
         since=since,
         until=until,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+    )
+
+
+def _cmd_report_kpi(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from streams.kpi_cli import run_kpi
+    from streams.quality_cli import parse_when
+    from streams.topics import Topics
+
+    settings = _settings(broker=args.broker)
+    now = datetime.now(UTC)
+    try:
+        since = parse_when(args.since, now=now)
+        until = parse_when(args.until, now=now) if args.until else now
+    except ValueError as exc:
+        print(f"leadstream: --since/--until: {exc}", file=sys.stderr)
+        return 2
+    return run_kpi(
+        broker=settings.broker,
+        topics=Topics(settings.topic_prefix),
+        since=since,
+        until=until,
+        by=args.by,
+        attribution=args.attribution,
+        costs_file=args.costs,
+        html=args.html,
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
     )
 
