@@ -4,8 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHROMEDRIVER := /usr/bin/chromedriver
+PROMTOOL     := /usr/bin/promtool
 
-.PHONY: run test lint typecheck unit integration browser schemas loadtest clean
+.PHONY: run test lint typecheck unit integration browser promtool schemas loadtest clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (set PYTHON=...)")'
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/leadstream run
 
-test: $(STAMP) browser lint typecheck
+test: $(STAMP) browser promtool lint typecheck
 	$(BIN)/python -m pytest -q -ra --durations=10
 
 lint: $(STAMP)
@@ -30,7 +31,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: $(STAMP) browser
+integration: $(STAMP) browser promtool
 	$(BIN)/python -m pytest -q tests/integration
 
 # The rep inbox's browser test drives Debian's Chromium through chromedriver
@@ -44,6 +45,20 @@ browser:
 	  echo "installing chromium and chromium-driver (Debian packages) for the browser test"; \
 	  $$sudo apt-get update -qq && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	}
+
+# The alert rules, the Prometheus config and the worker's /metrics are checked with promtool
+# (tests/unit/test_prometheus_rules.py, tests/integration/test_observability.py): Debian's
+# prometheus package, installed when missing.
+promtool:
+	@test -x $(PROMTOOL) || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+	  else echo "make: the observability tests need Debian's prometheus package (promtool); install it as root: apt-get install prometheus" >&2; exit 1; fi; \
+	  command -v apt-get >/dev/null 2>&1 || { echo "make: the observability tests need $(PROMTOOL) (Debian: apt-get install prometheus); no apt-get here" >&2; exit 1; }; \
+	  echo "installing prometheus (Debian package, for promtool) for the observability tests"; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	}
 
 schemas: $(STAMP)

@@ -44,6 +44,7 @@ from streams.account_stage import add_account_stage, contact_batches
 from streams.broker import faust_broker_settings
 from streams.codec import Rejection, dead_letter, decode_batch, decode_state, encode
 from streams.faust_transport import transport_class
+from streams.health import serve_health, worker_probes
 from streams.identity import apply_person_batch, keys_of, to_batch
 from streams.inbox_http import InboxFeed, serve_inbox
 from streams.ingest_http import ROUTE, RUNNER_OPTIONS, IngestHandler
@@ -504,6 +505,15 @@ def create_app(
         async with lock:
             store.forget(partitions)
 
+    serve_health(
+        app,
+        probes=lambda: worker_probes(
+            app,
+            intake=app.lifecycle.intake if app.lifecycle is not None else None,
+            model=lambda: models.current,
+        ),
+    )
+
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
@@ -651,4 +661,6 @@ def _count(metrics: Metrics, decisions: list[Decision], duplicates: int, now: da
             metrics.handoffs.labels(reason=decision.reason).inc()
         elif isinstance(decision, LeadScored):
             scored += 1
+        elif isinstance(decision, SlaEvent):
+            metrics.sla_steps.labels(step=decision.step).inc()
     metrics.scored.inc(scored)

@@ -8,9 +8,12 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 __all__ = ["main"]
 
@@ -224,6 +227,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from schemas.model_record import text_sha256
     from streams.app import create_app
     from streams.lead_model import ModelError
+    from streams.logs import logging_config
     from streams.model_feed import ModelHolder, read_model
 
     settings = _settings(broker=args.broker, model_path=args.model, web_port=args.web_port)
@@ -259,9 +263,24 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     else:
         print("inbox: off, no secret (set LEADSTREAM_INBOX_SECRET to serve /inbox)", flush=True)
     _tune_gc()
-    worker = faust.Worker(app, loglevel=settings.log_level.upper())
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level.upper(),
+        logging_config=logging_config(log_format=settings.log_format, level=settings.log_level),
+        quiet=settings.log_format == "json",  # no banner: stdout carries JSON lines only
+    )
     worker.execute_from_commandline()
     return 0  # pragma: no cover
+
+
+def _setup_logging(settings: Settings) -> None:
+    import logging.config
+
+    from streams.logs import logging_config
+
+    logging.config.dictConfig(
+        logging_config(log_format=settings.log_format, level=settings.log_level)
+    )
 
 
 def _tune_gc() -> None:
@@ -291,9 +310,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _setup_logging(settings)
     # aiokafka logs each failed connection attempt; the one line below says it all.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
@@ -343,9 +360,7 @@ def _cmd_notifier(args: argparse.Namespace) -> int:
     except ChannelsError as exc:
         print(f"leadstream: the channels file is invalid:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _setup_logging(settings)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     channels = config.channels()
 

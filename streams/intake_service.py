@@ -85,6 +85,12 @@ class IntakeService(mode.Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._loop_exited = asyncio.Event()
 
+    @property
+    def assigned(self) -> bool:
+        """Joined its consumer group and holds partitions (what /readyz asks)."""
+        consumer = self._consumer
+        return consumer is not None and bool(consumer.assignment())
+
     async def _connect(self) -> None:
         # Here, not in on_start: joining the group takes seconds on some brokers, and the
         # worker's start-up (Faust's own join and table recovery) need not wait for it.
@@ -136,6 +142,7 @@ class IntakeService(mode.Service):
             fetched = await consumer.getmany(
                 timeout_ms=200, max_records=self._settings.intake_batch_max
             )
+            await self._note_lag(consumer)
             raw = [
                 RawRecord(r.value, r.key, r.topic, r.partition, r.offset)
                 for records in fetched.values()
@@ -156,6 +163,21 @@ class IntakeService(mode.Service):
             if now - committed_at >= self._settings.intake_commit_ms / 1000:
                 committed_at = now
                 await self._commit(consumer)
+
+    async def _note_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """`leadstream_intake_lag_records` by topic: what the last fetch saw (positions are
+        known locally, so this costs no round trip)."""
+        lag = dict.fromkeys((self._topics.raw, self._topics.feedback), 0)
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is None:
+                continue  # nothing fetched from it yet
+            try:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - await consumer.position(tp))
+            except IllegalStateError:
+                continue  # revoked meanwhile
+        for topic, records in lag.items():
+            self._metrics.intake_lag.labels(topic=topic).set(records)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         try:

@@ -9,7 +9,7 @@ from typing import get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from schemas.decisions import DlqReason
+from schemas.decisions import DlqReason, SlaEvent
 from schemas.notify import ChannelType, DlqCause
 
 __all__ = [
@@ -44,6 +44,8 @@ class Metrics:
     model_info: Gauge
     accounts_loaded: Gauge
     account_records_rejected: Counter
+    intake_lag: Gauge  # topic: records behind the end of the intake's assigned partitions
+    sla_steps: Counter  # step: SlaEvent.step
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -55,6 +57,14 @@ class Metrics:
         )
         for reason in get_args(DlqReason):
             dead.labels(reason=reason)  # export zeros so rate() and alerts work from start
+        sla_steps = Counter(
+            "leadstream_sla_steps_total",
+            "Hand-off SLA steps written to leads.sla, by step.",
+            ["step"],
+            registry=registry,
+        )
+        for step in get_args(SlaEvent.model_fields["step"].annotation):
+            sla_steps.labels(step=step)
         return cls(
             events_received=Counter(
                 "leadstream_events_received_total",
@@ -136,6 +146,14 @@ class Metrics:
                 "Records on crm.accounts not used: unreadable, not an account, or a key mismatch.",
                 registry=registry,
             ),
+            intake_lag=Gauge(
+                "leadstream_intake_lag_records",
+                "Records the intake has yet to read (high watermark minus position), summed "
+                "over its assigned partitions, by topic; set after every fetch.",
+                ["topic"],
+                registry=registry,
+            ),
+            sla_steps=sla_steps,
         )
 
 

@@ -167,6 +167,11 @@ class Settings(BaseSettings):
     )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="'json': one JSON object per line (production); 'text' for humans. "
+        "Email addresses are hashed in both.",
+    )
 
     def core_limits(self) -> Limits:
         """The bounds and normalization defaults the pure core is given."""
