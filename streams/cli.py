@@ -192,6 +192,21 @@ def _parser() -> argparse.ArgumentParser:
         help="progress on stderr (default: when stderr is a terminal)",
     )
     kpi.set_defaults(handler=_cmd_report_kpi)
+    checklist = sub.add_parser(
+        "checklist", help="the 15-item sales and marketing alignment checklist, with evidence"
+    )
+    checklist.add_argument("--since", default="30d", help="ISO date/time or a span: 30d, 12h")
+    checklist.add_argument("--until", help="ISO date/time (default: now)")
+    checklist.add_argument(
+        "--model", type=Path, help="lead model file (default: the one published on lead.model)"
+    )
+    checklist.add_argument("--broker", help="broker URL (env LEADSTREAM_BROKER)")
+    checklist.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="progress on stderr (default: when stderr is a terminal)",
+    )
+    checklist.set_defaults(handler=_cmd_checklist)
     return parser
 
 
@@ -647,5 +662,32 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         args.lead_id,
         broker=settings.broker,
         topics=Topics(settings.topic_prefix),
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+    )
+
+
+def _cmd_checklist(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from streams.checklist_cli import run_checklist, span_words
+    from streams.quality_cli import parse_when
+    from streams.topics import Topics
+
+    settings = _settings(broker=args.broker, model_path=args.model)
+    now = datetime.now(UTC)
+    try:
+        since = parse_when(args.since, now=now)
+        until = parse_when(args.until, now=now) if args.until else now
+    except ValueError as exc:
+        print(f"leadstream: --since/--until: {exc}", file=sys.stderr)
+        return 2
+    return run_checklist(
+        broker=settings.broker,
+        topics=Topics(settings.topic_prefix),
+        model_path=settings.model_path,
+        model_given=args.model is not None,
+        since=since,
+        until=until,
+        span=span_words(args.since, args.until),
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
     )
