@@ -237,6 +237,7 @@ class _Lead:
     stage: tuple[datetime, datetime, str] | None = None  # (occurred, created, stage) latest
     touches: list[Touch] = field(default_factory=list)
     handoff: HandOff | None = None  # the latest
+    handed_at: datetime | None = None  # the first hand-off: a hot lead may skip mql
     won: SalesFeedback | None = None  # the latest won
 
 
@@ -287,6 +288,8 @@ def kpi_report(
         lead = leads[resolve(h.lead_id)]
         if lead.handoff is None or h.created_at >= lead.handoff.created_at:
             lead.handoff = h
+        if lead.handed_at is None or h.created_at < lead.handed_at:
+            lead.handed_at = h.created_at
     rejections: list[SalesFeedback] = []
     for f in feedback:
         if f.occurred_at >= until:
@@ -390,7 +393,12 @@ def _name(touch: Touch | None, by: str | None) -> str | None:
 
 
 def _entered(lead: _Lead) -> datetime | None:
-    return min((lead.reached[s] for s in _FUNNEL_ENTRY if s in lead.reached), default=None)
+    """When the lead entered the funnel: became an MQL, or was handed to sales (a hot
+    trigger hands off before the MQL threshold), or reached a sales stage."""
+    times = [lead.reached[s] for s in _FUNNEL_ENTRY if s in lead.reached]
+    if lead.handed_at is not None:
+        times.append(lead.handed_at)
+    return min(times, default=None)
 
 
 def _anything(fig: Figures) -> bool:

@@ -410,3 +410,19 @@ def test_a_touch_is_read_from_context_campaign() -> None:
     assert touch_of(value) == Touch(lead_id_for("anon-1"), day(2), "google", "spring")
     assert touch_of(value.replace(b'"campaign"', b'"other"')) is None
     assert touch_of(b"{not json campaign") is None
+
+
+def test_a_hot_hand_off_enters_the_funnel_without_an_mql() -> None:
+    report = kpi_report(
+        since=SINCE,
+        until=UNTIL,
+        touches=[],
+        scored=[scored("H", "engaged", "recycled", day(3))],
+        routed=[handoff("H", "carla", None, day(2))],
+        sla=[],
+        feedback=[fb("H", "rejected", day(3), reason="other", reason_text="student")],
+        merges=[],
+    )
+    t = report.total
+    assert (t.mql, t.accepted, t.accept_rate) == (1, 0, 0.0)
+    assert t.rejections == {"other": 1}
