@@ -347,7 +347,7 @@ def kpi_report(
         names |= {clock_group(c) for c in clocks.values()}
         names |= {r.rep_id for r in rejections if by == "rep" and r.rep_id}
         for name in sorted(names, key=lambda n: (n == NONE, n.lower())):
-            fig = figures(lambda g, name=name: g == name)
+            fig = figures(lambda g, name=name: g == name)  # type: ignore[misc]
             if _anything(fig):
                 groups[name] = fig
 
