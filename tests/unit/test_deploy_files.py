@@ -481,3 +481,49 @@ def test_prometheus_scrapes_the_notifier_metrics(notifier_settings: Settings) ->
     assert NOTIFIER_JOB in jobs, f"no `{NOTIFIER_JOB}` job in {sorted(jobs)}"
     targets = [t for group in jobs[NOTIFIER_JOB]["static_configs"] for t in group["targets"]]
     assert f"{NOTIFIER}:{notifier_settings.notifier_web_port}" in targets, targets
+
+
+# ---------------------------------------------------------------- second worker, Grafana
+
+
+def test_a_second_worker_joins_the_same_group_on_another_host_port(
+    services: dict[str, Any], worker_settings: Settings
+) -> None:
+    second = services["worker-2"]
+    first = services[WORKER]
+    # Same image, command, settings and start order: one consumer group splitting partitions.
+    for key in ("build", "command", "environment", "depends_on", "stop_grace_period"):
+        assert second.get(key) == first.get(key), key
+    ports = _published_ports(second)
+    assert worker_settings.web_port in ports
+    assert (
+        ports[worker_settings.web_port][1] != _published_ports(first)[worker_settings.web_port][1]
+    )
+    config = yaml.safe_load(PROMETHEUS_FILE.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = [t for group in jobs[PROMETHEUS_JOB]["static_configs"] for t in group["targets"]]
+    assert f"worker-2:{worker_settings.web_port}" in targets, targets
+
+
+def test_grafana_is_provisioned_with_the_dashboards_and_the_prometheus_service(
+    services: dict[str, Any],
+) -> None:
+    grafana = services["grafana"]
+    assert re.fullmatch(r"grafana/grafana:\d+\.\d+\.\d+", grafana["image"]), "pin Grafana"
+    mounts = {}
+    for volume in grafana.get("volumes", []):
+        source, target = str(volume).split(":")[:2]
+        mounts[target] = source
+    provisioning = ROOT / "deploy" / "grafana" / "provisioning"
+    assert (ROOT / mounts["/etc/grafana/provisioning"]).resolve() == provisioning.resolve()
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "leadstream.yml").read_text())[
+        "providers"
+    ]
+    dashboards = ROOT / mounts[provider["options"]["path"]]
+    assert dashboards.resolve() == (ROOT / "deploy" / "grafana" / "dashboards").resolve()
+    assert sorted(p.name for p in dashboards.glob("*.json")), "no dashboards to provision"
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    host, port = source["url"].removeprefix("http://").split(":")
+    assert host == PROMETHEUS and int(port) in _published_ports(services[host])
