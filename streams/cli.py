@@ -192,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
         help="progress on stderr (default: when stderr is a terminal)",
     )
     kpi.set_defaults(handler=_cmd_report_kpi)
+
     checklist = sub.add_parser(
         "checklist", help="the 15-item sales and marketing alignment checklist, with evidence"
     )
