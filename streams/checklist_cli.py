@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -18,7 +16,7 @@ from schemas.feedback import SalesFeedback
 from streams.checklist import Evidence, evaluate, render_checklist
 from streams.codec import decode_output
 from streams.csv_import import SOURCE_EVENTS
-from streams.kafka_io import bootstrap_servers, read_to_end
+from streams.kafka_io import bootstrap_servers, read_topic
 from streams.lead_model import LeadModel, ModelError, load_model
 from streams.model_feed import consider
 from streams.topics import Topics
@@ -96,18 +94,7 @@ def run_checklist(
         return 1
 
     def read(topic: str, *, from_ms: int = since_ms) -> list[ConsumerRecord]:
-        started = time.monotonic()
-
-        def tick(n: int) -> None:
-            if progress:
-                rate = n / max(time.monotonic() - started, 1e-6)
-                sys.stderr.write(f"\r  reading {topic}: {n:,} records ({rate:,.0f}/s)")
-                sys.stderr.flush()
-
-        records = asyncio.run(read_to_end(bootstrap, topic, since_ms=from_ms, progress=tick))
-        if progress:
-            sys.stderr.write("\n")
-        return [r for r in records if r.timestamp < until_ms and r.value]
+        return read_topic(bootstrap, topic, since_ms=from_ms, until_ms=until_ms, progress=progress)
 
     def values(topic: str) -> list[bytes]:
         return [r.value for r in read(topic)]

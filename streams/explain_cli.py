@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -15,7 +13,7 @@ from schemas.feedback import SalesFeedback
 from schemas.internal import PersonEvent
 from streams.codec import Rejection, decode_output, decode_person_event
 from streams.explain import lead_ids, render_story, story
-from streams.kafka_io import bootstrap_servers, read_to_end
+from streams.kafka_io import bootstrap_servers, read_topic
 from streams.leads import lead_id_for
 from streams.topics import Topics
 
@@ -35,18 +33,7 @@ def run_explain(
     bootstrap = bootstrap_servers(broker)
 
     def read(topic: str) -> list[bytes]:
-        started = time.monotonic()
-
-        def tick(n: int) -> None:
-            if progress:
-                rate = n / max(time.monotonic() - started, 1e-6)
-                sys.stderr.write(f"\r  reading {topic}: {n:,} records ({rate:,.0f}/s)")
-                sys.stderr.flush()
-
-        records = asyncio.run(read_to_end(bootstrap, topic, progress=tick))
-        if progress:
-            sys.stderr.write("\n")
-        return [r.value for r in records if r.value]
+        return [r.value for r in read_topic(bootstrap, topic, progress=progress)]
 
     def of(cls: type[_M], topic: str) -> list[_M]:
         return [m for v in read(topic) if (m := decode_output(cls, v)) is not None]

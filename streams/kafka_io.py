@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 
@@ -13,7 +14,15 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.producer import BatchProducer, Record
 
-__all__ = ["bootstrap_servers", "create_topics", "produce", "read_to_end", "read_until", "tail"]
+__all__ = [
+    "bootstrap_servers",
+    "create_topics",
+    "produce",
+    "read_to_end",
+    "read_topic",
+    "read_until",
+    "tail",
+]
 
 
 def bootstrap_servers(url: str) -> str:
@@ -168,3 +177,27 @@ async def read_to_end(
         return records
     finally:
         await consumer.stop()
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    since_ms: int = 0,
+    until_ms: int | None = None,
+    progress: bool = False,
+) -> list[ConsumerRecord]:
+    """`read_to_end` for the report commands: records with a value and a timestamp in
+    [since_ms, until_ms), with a progress line on stderr when `progress`."""
+    started = time.monotonic()
+
+    def tick(n: int) -> None:
+        if progress:
+            rate = n / max(time.monotonic() - started, 1e-6)
+            sys.stderr.write(f"\r  reading {topic}: {n:,} records ({rate:,.0f}/s)")
+            sys.stderr.flush()
+
+    records = asyncio.run(read_to_end(bootstrap, topic, since_ms=since_ms, progress=tick))
+    if progress:
+        sys.stderr.write("\n")
+    return [r for r in records if r.value and (until_ms is None or r.timestamp < until_ms)]

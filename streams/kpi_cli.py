@@ -3,9 +3,7 @@ the HTML page)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +14,7 @@ from pydantic import BaseModel
 from schemas.decisions import HandOff, LeadMerged, LeadScored, SlaEvent
 from schemas.feedback import SalesFeedback
 from streams.codec import Rejection, decode_event, decode_output
-from streams.kafka_io import bootstrap_servers, read_to_end
+from streams.kafka_io import bootstrap_servers, read_topic
 from streams.kpi import (
     Attribution,
     Cost,
@@ -83,19 +81,8 @@ def run_kpi(
     bootstrap = bootstrap_servers(broker)
 
     def read(topic: str) -> list[bytes]:
-        started = time.monotonic()
-
-        def tick(n: int) -> None:
-            if progress:
-                rate = n / max(time.monotonic() - started, 1e-6)
-                sys.stderr.write(f"\r  reading {topic}: {n:,} records ({rate:,.0f}/s)")
-                sys.stderr.flush()
-
         # From the beginning: where a lead came from may predate the range.
-        records = asyncio.run(read_to_end(bootstrap, topic, progress=tick))
-        if progress:
-            sys.stderr.write("\n")
-        return [r.value for r in records if r.value]
+        return [r.value for r in read_topic(bootstrap, topic, progress=progress)]
 
     def of(cls: type[_M], topic: str) -> list[_M]:
         return [m for v in read(topic) if (m := decode_output(cls, v)) is not None]

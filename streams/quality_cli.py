@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from schemas.decisions import DeadLetter, HandOff, LeadMerged
 from streams.codec import decode_output
-from streams.kafka_io import bootstrap_servers, read_to_end
+from streams.kafka_io import bootstrap_servers, read_topic
 from streams.matching import free_mail_domains
 from streams.quality import quality_report, render_quality
 from streams.topics import Topics
@@ -41,18 +39,10 @@ def run_quality(
     since_ms, until_ms = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
 
     def read(topic: str) -> list[bytes]:
-        started = time.monotonic()
-
-        def tick(n: int) -> None:
-            if progress:
-                rate = n / max(time.monotonic() - started, 1e-6)
-                sys.stderr.write(f"\r  reading {topic}: {n:,} records ({rate:,.0f}/s)")
-                sys.stderr.flush()
-
-        records = asyncio.run(read_to_end(bootstrap, topic, since_ms=since_ms, progress=tick))
-        if progress:
-            sys.stderr.write("\n")
-        return [r.value for r in records if r.timestamp < until_ms and r.value]
+        records = read_topic(
+            bootstrap, topic, since_ms=since_ms, until_ms=until_ms, progress=progress
+        )
+        return [r.value for r in records]
 
     try:
         merges = [m for v in read(topics.merged) if (m := decode_output(LeadMerged, v))]
