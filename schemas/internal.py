@@ -42,6 +42,9 @@ class PersonEvent(BaseModel):
     uid: str | None = None
     traits: dict[str, TraitValue] = {}
     asset: str | None = None  # what a track event was about (caps "once per asset")
+    # UTM fields (`context.campaign.source` / `.name`), trimmed, at most 64 characters.
+    source: str | None = None
+    campaign: str | None = None
 
 
 class LeadState(BaseModel):
@@ -82,6 +85,10 @@ class LeadState(BaseModel):
     route_team: str | None = None
     route_trail: tuple[str, ...] = ()  # the routing rules tried, as sentences
     mql_ms: int | None = None
+    # First touch: the UTM source and campaign of the first event that carried either
+    # (in arrival order); never overwritten. Labels the live funnel and revenue metrics.
+    source: str | None = None
+    campaign: str | None = None
     model: str = ""  # version of the model that last scored this lead
     # The CRM account the lead matched (streams/matching.py), how, and how sure.
     account: str | None = None  # account_id

@@ -53,7 +53,7 @@ from streams.kafka_io import bootstrap_servers, create_topics
 from streams.lead_model import LeadModel
 from streams.lead_store import LeadStore
 from streams.leads import Decision, rescore_lead, sla_tick, with_accounts
-from streams.metrics import CONTENT_TYPE_LATEST, Metrics, render, state_gauges
+from streams.metrics import CONTENT_TYPE_LATEST, KpiMetrics, Metrics, render, state_gauges
 from streams.model_feed import ModelFeed, ModelHolder
 from streams.producer import BatchProducer, Record
 from streams.settings import Settings
@@ -174,6 +174,7 @@ def create_app(
         accounts = AccountsHolder(min_confidence=settings.account_match_min_confidence)
     topics = Topics(settings.topic_prefix)
     metrics = Metrics.create(registry)
+    kpis = KpiMetrics.create(registry, sources=settings.kpi_sources)
     limits = settings.core_limits()
     app = _App(
         settings.app_id,
@@ -316,6 +317,7 @@ def create_app(
                 pending.setdefault(partition, []).append((event, outputs))
             metrics.events_processed.inc(len(batch.events))
             _count(metrics, result.decisions, result.duplicates, clock())
+            kpis.count(result.decisions, leads=result.leads, feedback=result.feedback)
             now = time.monotonic()
             if now - flushed_at.get(partition, 0.0) >= settings.state_flush_ms / 1000:
                 flushed_at[partition] = now
@@ -366,6 +368,7 @@ def create_app(
                 clocks.note(partition, changed, models.current)
                 pending.setdefault(partition, []).append((_NO_INPUT, outputs))
                 _count(metrics, decisions, 0, now)
+                kpis.count(decisions, leads=changed)
 
     def _sla_leads(data: Any, partition: int) -> dict[str, LeadState]:
         """The leads of a partition whose SLA clock runs (a cheap byte test first)."""

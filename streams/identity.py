@@ -158,6 +158,7 @@ def on_feedback(
     if applied.duplicate:
         result.duplicates += 1
         return None, []
+    result.feedback.append((item.feedback, applied.lead))
     return applied.lead, list(applied.decisions)
 
 

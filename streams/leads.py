@@ -133,6 +133,9 @@ class BatchResult:
     failed: list[tuple[PersonEvent, str]] = field(default_factory=list)  # (event, error)
     # Feedback that cannot be used: (feedback, DLQ reason, message), for the DLQ.
     rejected: list[tuple[FeedbackIn, str, str]] = field(default_factory=list)
+    # Feedback applied, with the lead after it: the won amounts and rejection reasons the
+    # KPI metrics count (the decisions alone carry neither).
+    feedback: list[tuple[SalesFeedback, LeadState]] = field(default_factory=list)
 
 
 def as_state(rotation: RoutingState | Mapping[str, int]) -> RoutingState:
@@ -268,6 +271,7 @@ def apply_event(
             "events": lead.events + 1,
             "history": _add_history(lead.history, event, limits.history_kept),
             "seen": (*lead.seen, digest)[-limits.dedupe_window :],
+            **_first_touch(lead, event),
         }
         return Applied(_replace(lead, seen_only), (), as_state(rotation))
 
@@ -295,6 +299,7 @@ def apply_event(
         "model": model.version,
         "history": _add_history(lead.history, event, limits.history_kept),
         "seen": (*lead.seen, digest)[-limits.dedupe_window :],
+        **_first_touch(lead, event),
     }
     known = is_known(uid, traits)
     # A trigger that fires while the visitor is anonymous waits until we know who it is.
@@ -308,6 +313,16 @@ def apply_event(
     if event.uid or event.traits or (applied.lead.rep is not None and lead.rep is None):
         return _claim(applied, limits)
     return applied
+
+
+def _first_touch(lead: LeadState, event: PersonEvent) -> dict[str, object]:
+    """The event's UTM source and campaign when it is the lead's first touch (the first
+    event with either); a lead keeps its first touch for good."""
+    if lead.source is not None or lead.campaign is not None:
+        return {}
+    if event.source is None and event.campaign is None:
+        return {}
+    return {"source": event.source, "campaign": event.campaign}
 
 
 def identity_keys(
@@ -665,6 +680,8 @@ def rescore_lead(
                 uid=None,
                 traits={},
                 asset=asset,
+                source=None,
+                campaign=None,
             ),
         )
         engagement = add_engagement(engagement, past, model)
@@ -683,6 +700,8 @@ def rescore_lead(
                 uid=None,
                 traits={},
                 asset=None,
+                source=None,
+                campaign=None,
             ),
         )
     changes: dict[str, object] = {
@@ -707,6 +726,8 @@ def rescore_lead(
             uid=None,
             traits={},
             asset=None,
+            source=None,
+            campaign=None,
         ),
     )
     return _decide(
@@ -781,6 +802,8 @@ def merge_leads(
                     uid=None,
                     traits={},
                     asset=asset,
+                    source=None,
+                    campaign=None,
                 ),
             )
             engagement = add_engagement(engagement, past, model)
@@ -812,6 +835,7 @@ def merge_leads(
         "links": tuple(dict.fromkeys((*survivor.links, *other.links))),
         "merged": (*survivor.merged, other.lead_id, *other.merged),
         **_account_of(survivor if survivor.account is not None else other),
+        **_touch_of(survivor if survivor.source or survivor.campaign else other),
         "rep": survivor.rep or other.rep,
         "sla": survivor.sla or other.sla,  # a hand-off still waiting keeps its clock
         "feedback_ms": max(survivor.feedback_ms, other.feedback_ms),
@@ -832,6 +856,8 @@ def merge_leads(
             uid=None,
             traits={},
             asset=None,
+            source=None,
+            campaign=None,
         ),
     )
     applied = _claim(
@@ -870,6 +896,10 @@ def _account_of(lead: LeadState) -> dict[str, object]:
         "account_owner": lead.account_owner,
         "account_domain": lead.account_domain,
     }
+
+
+def _touch_of(lead: LeadState) -> dict[str, object]:
+    return {"source": lead.source, "campaign": lead.campaign}
 
 
 def _add_up(a: Engagement, b: Engagement, model: LeadModel) -> Engagement:
@@ -991,6 +1021,8 @@ def sla_tick(
                 uid=None,
                 traits={},
                 asset=None,
+                source=None,
+                campaign=None,
             ),
         )
         new = _replace(new, {"rep": moved_to, "route_rule": "sla_reassigned"})

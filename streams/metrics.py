@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from schemas.decisions import DlqReason, SlaEvent
+from schemas.decisions import DlqReason, LeadScored, SlaEvent
+from schemas.feedback import REJECT_REASONS, SalesFeedback
+from schemas.internal import LeadState
 from schemas.notify import ChannelType, DlqCause
+from streams.kpi import NO_CURRENCY, NONE
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
+    "OTHER",
     "IngestMetrics",
+    "KpiMetrics",
+    "LabelValues",
     "Metrics",
     "NotifierMetrics",
     "render",
@@ -23,6 +29,12 @@ __all__ = [
 
 # Event time to alert: seconds to minutes matter; the SLA conversation starts at 5 minutes.
 _LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
+# Hand-off to acceptance: 30 s to a day (hot leads in minutes, MQLs in hours).
+_SPEED_TO_LEAD_BUCKETS_S = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
+#: The label value of everything past a label's bound.
+OTHER = "other"
+#: Funnel stages a lead can enter: the sales funnel and the ways out of it.
+FUNNEL_STAGES = ("mql", "sal", "opportunity", "won", "lost", "recycled")
 
 
 @dataclass(frozen=True)
@@ -155,6 +167,131 @@ class Metrics:
             ),
             sla_steps=sla_steps,
         )
+
+
+@dataclass
+class LabelValues:
+    """Bounds a label's values: `allowed` only, or else the first `limit` distinct values
+    seen; everything else is `other`, and a missing value is `missing`."""
+
+    allowed: frozenset[str] = frozenset()
+    limit: int = 20
+    missing: str = NONE
+    seen: set[str] = field(default_factory=set)
+
+    def __call__(self, value: str | None) -> str:
+        if not value:
+            return self.missing
+        if self.allowed:
+            return value if value in self.allowed else OTHER
+        if value in self.seen:
+            return value
+        if len(self.seen) < self.limit:
+            self.seen.add(value)
+            return value
+        return OTHER
+
+
+@dataclass(frozen=True)
+class KpiMetrics:
+    """The shared KPIs (streams/kpi.py) counted live, as records are emitted.
+
+    `source` is a lead's first-touch UTM source, bounded by `LabelValues` (an allowlist
+    from the `kpi_sources` setting, else the first 20 seen); `currency` is an ISO 4217 code
+    (the first 10 seen, `XXX` for an amount without one).
+    """
+
+    funnel_entries: Counter  # stage, source
+    revenue_won: Counter  # source, currency
+    speed_to_lead: Histogram  # priority
+    sla_breaches: Counter  # priority
+    rejections: Counter  # reason
+    sources: LabelValues
+    currencies: LabelValues
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry, *, sources: Iterable[str] = ()) -> KpiMetrics:
+        allowed = frozenset(sources)
+        funnel = Counter(
+            "leadstream_funnel_entries_total",
+            "Leads entering a stage (a stage change on leads.scored), by stage and first-touch "
+            "UTM source.",
+            ["stage", "source"],
+            registry=registry,
+        )
+        for stage in FUNNEL_STAGES:  # zeros for the bounded set, so ratios work from start
+            for source in (*sorted(allowed), OTHER, NONE) if allowed else (NONE,):
+                funnel.labels(stage=stage, source=source)
+        speed = Histogram(
+            "leadstream_speed_to_lead_seconds",
+            "Hand-off to acceptance (the SLA step accepted), by priority.",
+            ["priority"],
+            buckets=_SPEED_TO_LEAD_BUCKETS_S,
+            registry=registry,
+        )
+        breaches = Counter(
+            "leadstream_sla_breaches_total",
+            "Hand-off SLA steps escalated or reassigned, by priority.",
+            ["priority"],
+            registry=registry,
+        )
+        for priority in get_args(SlaEvent.model_fields["priority"].annotation):
+            speed.labels(priority=priority)
+            breaches.labels(priority=priority)
+        rejections = Counter(
+            "leadstream_rejections_total",
+            "Leads rejected by sales (feedback status rejected), by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in REJECT_REASONS:
+            rejections.labels(reason=reason)
+        return cls(
+            funnel_entries=funnel,
+            revenue_won=Counter(
+                "leadstream_revenue_won_total",
+                "Won amounts on sfa.feedback, in units of the currency (not converted), by "
+                "first-touch UTM source and ISO 4217 currency.",
+                ["source", "currency"],
+                registry=registry,
+            ),
+            speed_to_lead=speed,
+            sla_breaches=breaches,
+            rejections=rejections,
+            sources=LabelValues(allowed=allowed, limit=20),
+            currencies=LabelValues(limit=10, missing=NO_CURRENCY),
+        )
+
+    def count(
+        self,
+        decisions: Iterable[object],
+        *,
+        leads: Mapping[str, LeadState],
+        feedback: Iterable[tuple[SalesFeedback, LeadState]] = (),
+    ) -> None:
+        """Count emitted records; `leads` are the changed leads (by any key) whose first
+        touch labels them, `feedback` the sales feedback applied with its lead."""
+        by_id = {lead.lead_id: lead for lead in leads.values() if lead.alias_of is None}
+        for decision in decisions:
+            if isinstance(decision, LeadScored):
+                if decision.stage != decision.previous_stage and decision.stage in FUNNEL_STAGES:
+                    lead = by_id.get(decision.lead_id)
+                    source = self.sources(lead.source if lead is not None else None)
+                    self.funnel_entries.labels(stage=decision.stage, source=source).inc()
+            elif isinstance(decision, SlaEvent):
+                if decision.step == "accepted" and decision.time_to_accept_s is not None:
+                    self.speed_to_lead.labels(priority=decision.priority).observe(
+                        decision.time_to_accept_s
+                    )
+                elif decision.step in ("escalated", "reassigned"):
+                    self.sla_breaches.labels(priority=decision.priority).inc()
+        for item, lead in feedback:
+            if item.status == "won" and item.amount:
+                self.revenue_won.labels(
+                    source=self.sources(lead.source), currency=self.currencies(item.currency)
+                ).inc(item.amount)
+            elif item.status == "rejected" and item.reason in REJECT_REASONS:
+                self.rejections.labels(reason=item.reason).inc()
 
 
 @dataclass(frozen=True)

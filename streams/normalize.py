@@ -138,6 +138,10 @@ def person_event(
             ours["country"] = country
     if isinstance(ours.get("country"), str):
         ours["country"] = str(ours["country"]).strip().upper()
+    utm = context.get("campaign")
+    source = campaign = None
+    if isinstance(utm, dict):
+        source, campaign = _utm(utm.get("source")), _utm(utm.get("name"))
     return trusted(
         PersonEvent,
         {
@@ -150,8 +154,20 @@ def person_event(
             "uid": user_id,
             "traits": ours,
             "asset": asset,
+            "source": source,
+            "campaign": campaign,
         },
     )
+
+
+_MAX_UTM_CHARS = 64
+
+
+def _utm(value: Any) -> str | None:
+    """A UTM field as the lead keeps it: a string, trimmed, cut to 64 characters; else None."""
+    if not isinstance(value, str):
+        return None
+    return value.strip()[:_MAX_UTM_CHARS] or None
 
 
 _ASSET_PROPERTIES = ("asset", "asset_id", "assetId", "title", "name", "url")

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         default=(),
         description="Write keys accepted by the HTTP ingest; comma-separated in the environment.",
     )
+    # Shared KPIs as metrics (README: Shared KPIs): the `source` label's values.
+    kpi_sources: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="UTM sources the KPI metrics label by name (others are `other`); "
+        "comma-separated in the environment. Empty: the first 20 sources a worker sees.",
+    )
     ingest_max_body_bytes: int = Field(
         default=512 * 1024,
         ge=1024,
@@ -191,7 +197,7 @@ class Settings(BaseSettings):
             fiscal_year_start_month=self.fiscal_year_start_month,
         )
 
-    @field_validator("write_keys", mode="before")
+    @field_validator("write_keys", "kpi_sources", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -14,8 +14,10 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.kafka_io import produce
+from tests.integration.conftest import MODEL, wait_for
 from tests.integration.segment import identify, page, track
 
 pytestmark = pytest.mark.integration
@@ -118,3 +120,58 @@ def test_the_kpi_report_reads_funnel_revenue_and_attribution(
     page_.feed(html.read_text(encoding="utf-8"))
     assert page_.svgs >= 3
     assert "12,000 USD" in page_.text and "50%" in page_.text and "+500%" in page_.text
+
+
+def test_the_worker_counts_the_kpis_live_on_its_metrics(make_worker: Any, tmp_path: Path) -> None:
+    """Funnel entries and won revenue by first-touch source, and speed to lead, on /metrics."""
+    model = tmp_path / "model.yaml"
+    model.write_text(
+        MODEL.read_text()
+        + "\nsla:\n  hot: {remind_after_minutes: 60, escalate_after_minutes: 120}\n",
+        encoding="utf-8",
+    )
+    worker = make_worker(model=model, LEADSTREAM_KPI_SOURCES="google,bing")
+    worker.send(
+        utm(identify("m1-1", anon="anon-m1", email="mo@kpi.example", country="US"), "google", "s"),
+        utm(track("m1-2", "Whitepaper Downloaded", anon="anon-m1"), "linkedin", "abm"),
+    )
+    (handoff,) = worker.read(worker.topics.routed, lambda r: len(r) >= 1)
+    lead_id = handoff["lead_id"]
+    at = datetime.now(UTC)
+    feedback = [
+        {"feedback_id": "m-1", "lead_id": lead_id, "status": "accepted"},
+        {"feedback_id": "m-2", "lead_id": lead_id, "status": "won", "amount": 12000.5}
+        | {"currency": "USD"},
+    ]
+    asyncio.run(
+        produce(
+            worker.broker.bootstrap,
+            worker.topics.feedback,
+            [
+                (lead_id.encode(), orjson.dumps(f | {"occurred_at": at + timedelta(seconds=i)}))
+                for i, f in enumerate(feedback)
+            ],
+        )
+    )
+
+    def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(worker.metrics())
+            for s in family.samples
+        }
+
+    revenue = ("leadstream_revenue_won_total", (("currency", "USD"), ("source", "google")))
+    wait_for(lambda: revenue in samples(), timeout_s=60, what="won revenue on /metrics")
+    found = samples()
+    assert found[revenue] == 12000.5
+
+    def funnel(stage: str, source: str) -> float:
+        key = (("source", source), ("stage", stage))
+        return found[("leadstream_funnel_entries_total", key)]
+
+    # The first touch (google) labels the lead, not the later linkedin one.
+    assert funnel("sal", "google") == 1 and funnel("won", "google") == 1
+    assert funnel("won", "other") == 0 and funnel("won", "(none)") == 0
+    assert found[("leadstream_speed_to_lead_seconds_count", (("priority", "hot"),))] == 1
+    assert found[("leadstream_sla_breaches_total", (("priority", "hot"),))] == 0
