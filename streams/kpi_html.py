@@ -156,6 +156,7 @@ def _trend_svg(report: KpiReport) -> str:
     width, height, left, right, top, bottom = 960, 280, 50, 80, 16, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     most = max([max(w.mql, w.accepted) for w in weeks] + [1])
+    most = -(-most // 4) * 4  # a multiple of the 4 grid steps: whole numbers on the axis
     money = max([w.revenue.get(currency, 0.0) for w in weeks] + [1.0]) if currency else 1.0
     slot = plot_w / len(weeks)
     bar = min(slot * 0.32, 36)
