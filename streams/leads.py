@@ -663,47 +663,9 @@ def rescore_lead(
     new scores say (a new MQL is handed off), but old trigger hits do not alert again.
     Exact when the history was not trimmed (`history_kept`).
     """
-    engagement = Engagement({}, {}, {}, {})
-    hits: Mapping[str, tuple[int, ...]] = {}
-    fired: Mapping[str, int] = {}
-    last = None
-    for ts_ms, kind, name, asset in lead.history:
-        past = trusted(
-            PersonEvent,
-            dict(
-                mid="",
-                pk=lead.pk,
-                kind=kind,
-                name=name,
-                ts_ms=ts_ms,
-                aid=None,
-                uid=None,
-                traits={},
-                asset=asset,
-                source=None,
-                campaign=None,
-            ),
-        )
-        engagement = add_engagement(engagement, past, model)
-        hits, fired, _ = update_triggers(hits, fired, past, model)
-        last = past
-    if last is None:
-        last = trusted(
-            PersonEvent,
-            dict(
-                mid="",
-                pk=lead.pk,
-                kind="identify",
-                name="",
-                ts_ms=lead.last_ms,
-                aid=None,
-                uid=None,
-                traits={},
-                asset=None,
-                source=None,
-                campaign=None,
-            ),
-        )
+    engagement, hits, fired = _replay(lead.history, lead.pk, model)
+    # The marker the records carry: the latest event's kind and name, at the lead's clock.
+    kind, name = (lead.history[-1][1], lead.history[-1][2]) if lead.history else ("identify", "")
     changes: dict[str, object] = {
         "rules": engagement.rules,
         "days": engagement.days,
@@ -714,21 +676,8 @@ def rescore_lead(
         "pending": (),
         "model": model.version,
     }
-    marker = trusted(
-        PersonEvent,
-        dict(
-            mid=f"rescore:{model.version}",
-            pk=lead.pk,
-            kind=last.kind,
-            name=last.name,
-            ts_ms=lead.last_ms,
-            aid=None,
-            uid=None,
-            traits={},
-            asset=None,
-            source=None,
-            campaign=None,
-        ),
+    marker = _synthetic(
+        lead.pk, mid=f"rescore:{model.version}", kind=kind, name=name, ts_ms=lead.last_ms
     )
     return _decide(
         lead,
@@ -786,28 +735,7 @@ def merge_leads(
     history = tuple(sorted((*survivor.history, *other.history), key=lambda h: h[0]))
     complete = survivor.events + other.events <= limits.history_kept
     if complete:
-        engagement = Engagement({}, {}, {}, {})
-        hits: Mapping[str, tuple[int, ...]] = {}
-        fired: Mapping[str, int] = {}
-        for ts_ms, kind, name, asset in history:
-            past = trusted(
-                PersonEvent,
-                dict(
-                    mid="",
-                    pk=survivor.pk,
-                    kind=kind,
-                    name=name,
-                    ts_ms=ts_ms,
-                    aid=None,
-                    uid=None,
-                    traits={},
-                    asset=asset,
-                    source=None,
-                    campaign=None,
-                ),
-            )
-            engagement = add_engagement(engagement, past, model)
-            hits, fired, _ = update_triggers(hits, fired, past, model)
+        engagement, hits, fired = _replay(history, survivor.pk, model)
     else:
         engagement = _add_up(_engagement(survivor), _engagement(other), model)
         hits = {
@@ -844,21 +772,12 @@ def merge_leads(
         "model": model.version,
     }
     base = _replace(survivor, {"stage": stage})
-    marker = trusted(
-        PersonEvent,
-        dict(
-            mid=f"merge:{other.lead_id}",
-            pk=survivor.pk,
-            kind="identify",
-            name="",
-            ts_ms=changes["last_ms"],
-            aid=None,
-            uid=None,
-            traits={},
-            asset=None,
-            source=None,
-            campaign=None,
-        ),
+    marker = _synthetic(
+        survivor.pk,
+        mid=f"merge:{other.lead_id}",
+        kind="identify",
+        name="",
+        ts_ms=max(survivor.last_ms, other.last_ms),
     )
     applied = _claim(
         _decide(
@@ -1009,21 +928,8 @@ def sla_tick(
     decisions: list[Decision] = list(records)
     new = _replace(lead, {"sla": after})
     if moved_to is not None:
-        marker = trusted(
-            PersonEvent,
-            dict(
-                mid=f"sla:{clock[0]}:{moved_to}",
-                pk=lead.pk,
-                kind="identify",
-                name="",
-                ts_ms=lead.last_ms,
-                aid=None,
-                uid=None,
-                traits={},
-                asset=None,
-                source=None,
-                campaign=None,
-            ),
+        marker = _synthetic(
+            lead.pk, mid=f"sla:{clock[0]}:{moved_to}", kind="identify", name="", ts_ms=lead.last_ms
         )
         new = _replace(new, {"rep": moved_to, "route_rule": "sla_reassigned"})
         named = named_scores(_engagement(new), model, new.last_ms)
@@ -1057,6 +963,43 @@ def sla_tick(
         new = _replace(new, {"sla": restarted})
         decisions.extend(started)
     return Applied(new, tuple(decisions), as_state(rotation))
+
+
+def _synthetic(
+    pk: str, *, mid: str, kind: str, name: str, ts_ms: int, asset: str | None = None
+) -> PersonEvent:
+    """An event the core makes up itself (a replayed history item, a marker for records
+    that no input event caused); unvalidated, like every record the core builds."""
+    return trusted(
+        PersonEvent,
+        dict(
+            mid=mid,
+            pk=pk,
+            kind=kind,
+            name=name,
+            ts_ms=ts_ms,
+            aid=None,
+            uid=None,
+            traits={},
+            asset=asset,
+            source=None,
+            campaign=None,
+        ),
+    )
+
+
+def _replay(
+    history: Iterable[tuple[int, str, str, str | None]], pk: str, model: LeadModel
+) -> tuple[Engagement, Mapping[str, tuple[int, ...]], Mapping[str, int]]:
+    """Engagement and trigger windows rebuilt from a history, oldest first (no alerts)."""
+    engagement = Engagement({}, {}, {}, {})
+    hits: Mapping[str, tuple[int, ...]] = {}
+    fired: Mapping[str, int] = {}
+    for ts_ms, kind, name, asset in history:
+        past = _synthetic(pk, mid="", kind=kind, name=name, ts_ms=ts_ms, asset=asset)
+        engagement = add_engagement(engagement, past, model)
+        hits, fired, _ = update_triggers(hits, fired, past, model)
+    return engagement, hits, fired
 
 
 def _in_territory(rep: Rep, traits: Mapping[str, TraitValue]) -> bool:
