@@ -17,6 +17,7 @@ from streams.producer import BatchProducer, Record
 __all__ = [
     "bootstrap_servers",
     "create_topics",
+    "open_partition",
     "produce",
     "read_to_end",
     "read_topic",
@@ -201,3 +202,31 @@ def read_topic(
     if progress:
         sys.stderr.write("\n")
     return [r for r in records if r.value and (until_ms is None or r.timestamp < until_ms)]
+
+
+async def open_partition(
+    bootstrap: str, topic: str, *, partition: int = 0, fetch_wait_ms: int
+) -> tuple[AIOKafkaConsumer, int]:
+    """A consumer with no group, on one partition of `topic` from its beginning, and the
+    partition's end offset now (what a reader must reach to have caught up). Waits for a
+    topic created moments ago to show in the metadata."""
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch_wait_ms,
+    )
+    try:
+        await consumer.start()
+        while consumer.partitions_for_topic(topic) is None:
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer, end

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.model_record import PublishedModel, text_sha256
 from streams.codec import Rejection, decode_published_model, encode
-from streams.kafka_io import create_topics
+from streams.kafka_io import create_topics, open_partition
 from streams.lead_model import LeadModel, ModelError, load_model, parse_model
 from streams.metrics import Metrics
 from streams.producer import BatchProducer, Record
@@ -259,25 +259,12 @@ class ModelFeed(mode.Service):
             await self._poll(consumer, timeout_ms=200)
 
     async def _connect(self) -> AIOKafkaConsumer:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=self._fetch_wait_ms,
+        consumer, end = await open_partition(
+            self._bootstrap,
+            self._topic,
+            partition=self._tp.partition,
+            fetch_wait_ms=self._fetch_wait_ms,
         )
-        try:
-            await consumer.start()
-            while consumer.partitions_for_topic(self._topic) is None:
-                # Created moments ago (ensure_topics): wait for the metadata to show it.
-                await consumer._client.force_metadata_update()
-                await asyncio.sleep(0.1)
-            consumer.assign([self._tp])
-            await consumer.seek_to_beginning(self._tp)
-            end = (await consumer.end_offsets([self._tp]))[self._tp]
-        except BaseException:
-            await consumer.stop()
-            raise
         self._consumer, self._live_from = consumer, end
         return consumer
 
