@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "SUCCESS_BODY",
     "Accepted",
     "Endpoint",
+    "RateLimiter",
     "Refused",
     "WriteKeys",
     "basic_auth_user",
@@ -64,6 +66,8 @@ class Refused:
     status: int
     code: str
     message: str
+    #: Whole seconds for a `Retry-After` header (429 only).
+    retry_after_s: int | None = None
 
     def body(self) -> bytes:
         return orjson.dumps({"success": False, "code": self.code, "message": self.message})
@@ -102,6 +106,33 @@ class WriteKeys:
         for known in self._digests:
             matched |= hmac.compare_digest(known, digest)
         return matched
+
+
+class RateLimiter:
+    """A token bucket per write key: `burst` requests at once, refilled at `rate_per_s`.
+
+    Only keys that authenticated are kept (so at most one bucket per configured key), under
+    their digest rather than the key itself. The time comes in (`now_s`, seconds); a clock
+    that steps back refills nothing.
+    """
+
+    def __init__(self, *, rate_per_s: float, burst: int) -> None:
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError("the rate must be positive and the burst at least 1")
+        self._rate_per_s = rate_per_s
+        self._burst = float(burst)
+        self._buckets: dict[bytes, tuple[float, float]] = {}  # digest -> (tokens, at_s)
+
+    def take(self, key: str, now_s: float) -> float:
+        """Spend one request of `key`: 0.0 if allowed, else the seconds until one is."""
+        digest = _digest(key)
+        tokens, at_s = self._buckets.get(digest, (self._burst, now_s))
+        tokens = min(self._burst, tokens + max(0.0, now_s - at_s) * self._rate_per_s)
+        if tokens >= 1.0:
+            self._buckets[digest] = (tokens - 1.0, now_s)
+            return 0.0
+        self._buckets[digest] = (tokens, now_s)
+        return (1.0 - tokens) / self._rate_per_s
 
 
 def _digest(key: str) -> bytes:
@@ -169,11 +200,13 @@ def ingest_request(
     keys: WriteKeys,
     max_body_bytes: int,
     now: datetime,
+    limiter: RateLimiter | None = None,
 ) -> Accepted | Refused:
     """One Tracking API request to the records to produce, or why it is refused.
 
     Auth: an `Authorization` header, when present, decides (HTTP Basic, the write key as the
     user name). Without one, the body's `writeKey` does, as Segment's browser SDK sends it.
+    A key over its rate (`limiter`) is refused 429 as soon as it is known, before any work.
     """
     header_ok = False
     if authorization is not None:
@@ -185,6 +218,8 @@ def ingest_request(
         if not keys.accepts(user):
             return _unauthorized("the write key is not valid")
         header_ok = True
+        if limited := _over_rate(limiter, user, now):
+            return limited
 
     raw = decode_body(body, content_encoding=content_encoding, max_bytes=max_body_bytes)
     if isinstance(raw, Refused):
@@ -207,6 +242,8 @@ def ingest_request(
             )
         if type(key) is not str or not keys.accepts(key):
             return _unauthorized("the write key is not valid")
+        if limited := _over_rate(limiter, key, now):
+            return limited
 
     received_at = _iso(now)
     messages: list[Any]
@@ -265,6 +302,20 @@ def _stamped(message: Any, context: dict[str, Any] | None, received_at: str) -> 
             out["context"] = {**context, **own}
     out["receivedAt"] = received_at
     return out
+
+
+def _over_rate(limiter: RateLimiter | None, key: str, now: datetime) -> Refused | None:
+    if limiter is None:
+        return None
+    wait_s = limiter.take(key, now.timestamp())
+    if wait_s <= 0:
+        return None
+    return Refused(
+        429,
+        "rate_limited",
+        "too many requests for this write key; retry after the Retry-After seconds",
+        retry_after_s=max(1, math.ceil(wait_s)),
+    )
 
 
 def _iso(at: datetime) -> str:

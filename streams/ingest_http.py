@@ -23,6 +23,7 @@ from streams.ingest import (
     SHORT_PATHS,
     SUCCESS_BODY,
     Endpoint,
+    RateLimiter,
     Refused,
     WriteKeys,
     ingest_request,
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 ROUTE = "/v1/{endpoint:batch|track|page|identify|group|b|t|p|i|g}"
 
 # Browsers post from the site's origin: the write key is the credential, not the origin.
-_CORS: Final = {"Access-Control-Allow-Origin": "*"}
+_CORS: Final = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Retry-After"}
 _PREFLIGHT: Final = {
     **_CORS,
     "Access-Control-Allow-Methods": "POST",
@@ -85,6 +86,7 @@ class IngestHandler:
         clock: Callable[[], datetime],
         max_body_bytes: int,
         produce_timeout_s: float,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._keys = keys
         self._topic = topic
@@ -93,6 +95,7 @@ class IngestHandler:
         self._clock = clock
         self._max_body_bytes = max_body_bytes
         self._produce_timeout_s = produce_timeout_s
+        self._limiter = limiter
         self._sends: set[asyncio.Future[int]] = set()
 
     @classmethod
@@ -113,6 +116,7 @@ class IngestHandler:
             clock=clock,
             max_body_bytes=settings.ingest_max_body_bytes,
             produce_timeout_s=settings.ingest_produce_timeout_s,
+            limiter=RateLimiter(rate_per_s=settings.ingest_rate_per_s, burst=settings.ingest_burst),
         )
 
     async def __call__(self, request: web.Request) -> web.Response:
@@ -120,13 +124,22 @@ class IngestHandler:
             return web.Response(status=204, headers=_PREFLIGHT)
         name = request.match_info["endpoint"]
         endpoint = SHORT_PATHS.get(name) or cast(Endpoint, name)
-        status, body = await self._answer(request, endpoint)
+        headers = dict(_CORS)
+        try:
+            status, body = await self._answer(request, endpoint, headers)
+        except Exception:
+            # The details go to the log only: an answer never carries a trace or an error text.
+            log.exception("ingest: request to /v1/%s failed", endpoint)
+            failed = Refused(500, "internal_error", "the request could not be handled; retry")
+            status, body = failed.status, failed.body()
         self._metrics.requests.labels(endpoint=endpoint, code=str(status)).inc()
         return web.Response(
-            status=status, body=body, content_type="application/json", headers=_CORS
+            status=status, body=body, content_type="application/json", headers=headers
         )
 
-    async def _answer(self, request: web.Request, endpoint: Endpoint) -> tuple[int, bytes]:
+    async def _answer(
+        self, request: web.Request, endpoint: Endpoint, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
         body = await _read_capped(request, self._max_body_bytes)
         if body is None:
             refused = Refused(
@@ -141,8 +154,11 @@ class IngestHandler:
             keys=self._keys,
             max_body_bytes=self._max_body_bytes,
             now=self._clock(),
+            limiter=self._limiter,
         )
         if isinstance(result, Refused):
+            if result.retry_after_s is not None:
+                headers["Retry-After"] = str(result.retry_after_s)
             return result.status, result.body()
         records = [Record(self._topic, key, value) for key, value in result.records]
         if records:

@@ -109,6 +109,17 @@ class Settings(BaseSettings):
         description="Longest an ingest request waits for the broker before answering 503 "
         "(under the 15 s Segment's SDKs wait).",
     )
+    ingest_rate_per_s: float = Field(
+        default=200.0,
+        gt=0,
+        description="Requests per second each write key may send, on average (per process); "
+        "over it, 429 with Retry-After.",
+    )
+    ingest_burst: int = Field(
+        default=1000,
+        ge=1,
+        description="Requests a write key may send at once before `ingest_rate_per_s` applies.",
+    )
 
     # The rep inbox (README: Rep inbox). No secret: the worker does not serve it.
     inbox_secret: SecretStr | None = Field(

@@ -159,6 +159,74 @@ async def test_a_broker_failure_is_503_so_the_sdk_retries(producer: Any, reason:
         await client.close()
 
 
+async def test_a_key_over_its_rate_gets_429_with_retry_after_and_nothing_is_produced() -> None:
+    producer = FakeProducer()
+    registry = CollectorRegistry()
+    app = web.Application()
+    handler = IngestHandler.from_settings(
+        settings(ingest_rate_per_s=0.5, ingest_burst=2),
+        producer=producer,
+        registry=registry,
+        clock=lambda: NOW,  # the clock stands still: no refill
+    )
+    add_routes(app, handler)
+    client: TestClient[Any, Any] = TestClient(TestServer(app, **RUNNER_OPTIONS))
+    await client.start_server()
+    try:
+        for n in range(2):
+            ok = await client.post("/v1/track", json={**TRACK, "messageId": f"m-{n}"}, headers=AUTH)
+            assert ok.status == 200
+        response = await client.post("/v1/track", json=TRACK, headers=AUTH)
+        assert response.status == 429
+        assert response.headers["Retry-After"] == "2"
+        assert response.headers["Access-Control-Expose-Headers"] == "Retry-After"
+        assert (await response.json())["code"] == "rate_limited"
+        assert len(producer.sent) == 2
+        assert (
+            registry.get_sample_value(
+                "leadstream_ingest_requests_total", {"endpoint": "track", "code": "429"}
+            )
+            == 1.0
+        )
+    finally:
+        await client.close()
+
+
+async def test_an_unexpected_error_is_a_json_500_without_details(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken_clock() -> datetime:
+        raise RuntimeError("internal detail /etc/leadstream")
+
+    registry = CollectorRegistry()
+    app = web.Application()
+    handler = IngestHandler.from_settings(
+        settings(), producer=FakeProducer(), registry=registry, clock=broken_clock
+    )
+    add_routes(app, handler)
+    client: TestClient[Any, Any] = TestClient(TestServer(app, **RUNNER_OPTIONS))
+    await client.start_server()
+    try:
+        response = await client.post("/v1/track", json=TRACK, headers=AUTH)
+        assert response.status == 500
+        text = await response.text()
+        assert orjson.loads(text) == {
+            "success": False,
+            "code": "internal_error",
+            "message": "the request could not be handled; retry",
+        }
+        assert "internal detail" not in text and "Traceback" not in text
+        assert "internal detail" in caplog.text  # the details are in the log only
+        assert (
+            registry.get_sample_value(
+                "leadstream_ingest_requests_total", {"endpoint": "track", "code": "500"}
+            )
+            == 1.0
+        )
+    finally:
+        await client.close()
+
+
 async def test_a_declared_length_over_the_limit_is_413_and_nothing_is_produced(
     served: tuple[TestClient[Any, Any], FakeProducer, CollectorRegistry],
 ) -> None:

@@ -17,6 +17,7 @@ from streams.ingest import (
     EXPANSION_LIMIT,
     Accepted,
     Endpoint,
+    RateLimiter,
     Refused,
     WriteKeys,
     basic_auth_user,
@@ -371,3 +372,81 @@ def test_no_write_keys_by_default_and_unusable_keys_are_refused(
     monkeypatch.setenv("LEADSTREAM_WRITE_KEYS", "user:password")
     with pytest.raises(ValidationError, match="may not contain ',', ':' or whitespace"):
         Settings()
+
+
+# --- rate limit per write key -----------------------------------------------------------------
+
+
+def test_a_key_may_send_its_burst_at_once_then_waits_for_the_refill() -> None:
+    limiter = RateLimiter(rate_per_s=2.0, burst=3)
+    assert [limiter.take("wk_live_1", 100.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("wk_live_1", 100.0) == pytest.approx(0.5)
+    assert limiter.take("wk_live_1", 100.25) == pytest.approx(0.25)  # refilled by half a token
+    assert limiter.take("wk_live_1", 100.5) == 0.0
+    assert limiter.take("wk_live_1", 100.5) > 0
+
+
+def test_the_bucket_refills_at_most_to_the_burst() -> None:
+    limiter = RateLimiter(rate_per_s=10.0, burst=2)
+    limiter.take("wk_live_1", 0.0)
+    assert [limiter.take("wk_live_1", 3600.0) for _ in range(3)][:2] == [0.0, 0.0]
+    assert limiter.take("wk_live_1", 3600.0) > 0
+
+
+def test_each_key_has_its_own_bucket_and_a_clock_stepping_back_refills_nothing() -> None:
+    limiter = RateLimiter(rate_per_s=1.0, burst=1)
+    assert limiter.take("wk_live_1", 50.0) == 0.0
+    assert limiter.take("wk_live_2", 50.0) == 0.0
+    assert limiter.take("wk_live_1", 10.0) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0.0, 1), (-1.0, 5), (1.0, 0)])
+def test_a_limiter_that_would_refuse_everything_is_refused(rate: float, burst: int) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        RateLimiter(rate_per_s=rate, burst=burst)
+
+
+def _limited(limiter: RateLimiter, *, at: datetime, **kwargs: Any) -> Accepted | Refused:
+    return ingest_request(
+        endpoint="track",
+        body=orjson.dumps(kwargs.pop("body", message())),
+        content_encoding=None,
+        authorization=kwargs.pop("authorization", basic("wk_live_1")),
+        keys=KEYS,
+        max_body_bytes=LIMIT,
+        now=at,
+        limiter=limiter,
+    )
+
+
+def test_a_key_over_its_rate_is_429_with_retry_after_in_whole_seconds() -> None:
+    limiter = RateLimiter(rate_per_s=0.25, burst=1)
+    assert isinstance(_limited(limiter, at=NOW), Accepted)
+    result = _limited(limiter, at=NOW)
+    assert isinstance(result, Refused)
+    assert (result.status, result.retry_after_s) == (429, 4)
+    assert orjson.loads(result.body()) == {
+        "success": False,
+        "code": "rate_limited",
+        "message": "too many requests for this write key; retry after the Retry-After seconds",
+    }
+    # the other key, and the body's writeKey path, are counted apart and alike
+    assert isinstance(_limited(limiter, at=NOW, authorization=basic("wk_live_2")), Accepted)
+    in_body = {"body": message(writeKey="wk_live_2"), "authorization": None}
+    assert refused(_limited(limiter, at=NOW, **in_body))[0] == 429
+
+
+def test_a_wrong_key_is_401_and_spends_nothing() -> None:
+    limiter = RateLimiter(rate_per_s=1.0, burst=1)
+    for _ in range(3):
+        assert refused(_limited(limiter, at=NOW, authorization=basic("nope")))[0] == 401
+    assert isinstance(_limited(limiter, at=NOW), Accepted)
+
+
+def test_rate_limit_settings_have_defaults_and_refuse_nonsense() -> None:
+    settings = Settings()
+    assert (settings.ingest_rate_per_s, settings.ingest_burst) == (200.0, 1000)
+    with pytest.raises(ValidationError):
+        Settings(ingest_rate_per_s=0)
+    with pytest.raises(ValidationError):
+        Settings(ingest_burst=0)
