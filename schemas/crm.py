@@ -112,4 +112,9 @@ class CrmAccount(BaseModel):
     @field_validator("updated_at")
     @classmethod
     def _aware_utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is a valid input but not a UTC time
+            raise ValueError("updated_at is out of range once converted to UTC") from None

@@ -52,7 +52,12 @@ class _SegmentMessage(BaseModel):
         # Naive timestamps are read as UTC, as Segment does.
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is a valid input but not a UTC time
+            raise PydanticCustomError(
+                "invalid_timestamp", "timestamp is out of range once converted to UTC"
+            ) from None
 
     @model_validator(mode="after")
     def _someone(self) -> _SegmentMessage:

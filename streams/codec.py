@@ -119,6 +119,8 @@ def _fast_path(value: bytes) -> PersonEvent | None:
         at = datetime.fromisoformat(stamp)
     except ValueError:
         return None
+    if at.year in (1, 9999):
+        return None  # near datetime's limits an offset can overflow UTC: the models decide
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     context = doc.get("context", {})

@@ -260,7 +260,7 @@ def ingest_request(
     else:
         kind = doc.get("type", endpoint)
         if kind != endpoint:
-            shown = orjson.dumps(kind).decode()
+            shown = _shown(kind)
             return _bad_request(f"type {shown} does not match the endpoint /v1/{endpoint}")
         messages = [_stamped({**doc, "type": endpoint}, None, received_at)]
 
@@ -269,7 +269,10 @@ def ingest_request(
     total = 0
     limit = max_body_bytes * EXPANSION_LIMIT
     for message in messages:
-        value = orjson.dumps(message)
+        try:
+            value = orjson.dumps(message)
+        except orjson.JSONEncodeError:  # orjson reads 1024 levels of nesting, writes 255
+            return _bad_request(f"a message nests deeper than {_MAX_DEPTH} levels")
         total += len(value)
         if total > limit:
             return _too_large(
@@ -316,6 +319,18 @@ def _over_rate(limiter: RateLimiter | None, key: str, now: datetime) -> Refused 
         "too many requests for this write key; retry after the Retry-After seconds",
         retry_after_s=max(1, math.ceil(wait_s)),
     )
+
+
+#: The deepest nesting orjson writes (it reads deeper): a message past it cannot be forwarded.
+_MAX_DEPTH: Final = 255
+
+
+def _shown(value: Any) -> str:
+    """A JSON value quoted in an error message (nesting too deep to write is not shown)."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return f"(nested deeper than {_MAX_DEPTH} levels)"
 
 
 def _iso(at: datetime) -> str:
