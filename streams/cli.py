@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -468,8 +469,14 @@ def _cmd_inbox_link(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    token = token_for(args.rep, settings.inbox_secret.get_secret_value())
+    expires_at = datetime.now(UTC) + timedelta(days=settings.inbox_link_days)
+    token = token_for(args.rep, settings.inbox_secret.get_secret_value(), expires_at=expires_at)
     print(inbox_url(settings.inbox_base_url(), token))
+    print(
+        f"expires {expires_at.replace(microsecond=0).isoformat().replace('+00:00', 'Z')} "
+        f"(LEADSTREAM_INBOX_LINK_DAYS={settings.inbox_link_days:g})",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -175,7 +175,8 @@ def _inbox_link(settings: Settings) -> tuple[str, str] | None:
     except ModelError:
         return None
     rep = model.rep(DEMO_INBOX_REP) or model.reps[0]
-    token = token_for(rep.id, settings.inbox_secret.get_secret_value())
+    expires_at = datetime.now(UTC) + timedelta(days=settings.inbox_link_days)
+    token = token_for(rep.id, settings.inbox_secret.get_secret_value(), expires_at=expires_at)
     return inbox_url(settings.inbox_base_url(), token), rep.name
 
 

@@ -13,7 +13,7 @@ import hmac
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from schemas.decisions import RepAlert
 from schemas.feedback import REJECT_REASONS, SalesFeedback
 
 __all__ = [
+    "DEFAULT_LINK_DAYS",
     "INBOX_STATUSES",
     "RECENT_PER_REP",
     "Click",
@@ -33,6 +34,7 @@ __all__ = [
     "feedback_id",
     "inbox_url",
     "rep_of",
+    "token_expiry",
     "token_for",
 ]
 
@@ -42,8 +44,12 @@ RECENT_PER_REP: Final = 50
 INBOX_STATUSES: Final = ("accepted", "rejected")
 InboxStatus = Literal["accepted", "rejected"]
 
-# Domain separation: a MAC made for the inbox is worth nothing elsewhere.
-_CONTEXT: Final = b"leadstream-inbox-v1\x00"
+#: How long an inbox link opens by default (LEADSTREAM_INBOX_LINK_DAYS).
+DEFAULT_LINK_DAYS: Final = 30
+
+# Domain separation: a MAC made for the inbox is worth nothing elsewhere. v2 signs the expiry
+# too; v1 links (no expiry) no longer open.
+_CONTEXT: Final = b"leadstream-inbox-v2\x00"
 _MAX_TOKEN_CHARS: Final = 512
 
 
@@ -55,31 +61,52 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _mac(rep_id: str, secret: str) -> bytes:
-    return hmac.new(
-        secret.encode("utf-8"), _CONTEXT + rep_id.encode("utf-8"), hashlib.sha256
-    ).digest()
+def _mac(rep_id: str, expires_s: int, secret: str) -> bytes:
+    signed = _CONTEXT + rep_id.encode("utf-8") + b"\x00" + str(expires_s).encode("ascii")
+    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
 
 
-def token_for(rep_id: str, secret: str) -> str:
-    """The rep's inbox token: `<rep id>.<HMAC-SHA256>`, both base64url, safe in a URL."""
-    return f"{_b64(rep_id.encode('utf-8'))}.{_b64(_mac(rep_id, secret))}"
+def token_for(rep_id: str, secret: str, *, expires_at: datetime) -> str:
+    """The rep's inbox token: `<rep id>.<expiry, Unix s>.<HMAC-SHA256>`, safe in a URL.
+
+    The rep id and the MAC are base64url; the MAC covers the rep id and the expiry both.
+    """
+    expires_s = int(expires_at.timestamp())
+    return f"{_b64(rep_id.encode('utf-8'))}.{expires_s}.{_b64(_mac(rep_id, expires_s, secret))}"
 
 
-def rep_of(token: str | None, secret: str, reps: Collection[str]) -> str | None:
-    """The rep `token` was made for, if its signature holds and the rep is in `reps`.
+def token_expiry(token: str) -> datetime | None:
+    """When `token` stops opening the inbox (unverified: for showing, not for deciding)."""
+    parts = token.split(".")
+    expires_s = _expiry_s(parts[1]) if len(parts) == 3 else None
+    return None if expires_s is None else datetime.fromtimestamp(expires_s, UTC)
+
+
+def _expiry_s(text: str) -> int | None:
+    # At most 11 digits: any date a datetime can hold, and no huge number to parse.
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 11 else None
+
+
+def rep_of(token: str | None, secret: str, reps: Collection[str], *, now: datetime) -> str | None:
+    """The rep `token` was made for, if its signature holds, it has not expired at `now`,
+    and the rep is in `reps`.
 
     The signature is compared in constant time; anything malformed is simply None.
     """
-    if not token or len(token) > _MAX_TOKEN_CHARS or token.count(".") != 1:
+    if not token or len(token) > _MAX_TOKEN_CHARS or token.count(".") != 2:
         return None
-    encoded_rep, encoded_mac = token.split(".")
+    encoded_rep, expires, encoded_mac = token.split(".")
+    expires_s = _expiry_s(expires)
+    if expires_s is None:
+        return None
     try:
         rep_id = _unb64(encoded_rep).decode("utf-8")
         mac = _unb64(encoded_mac)
     except (binascii.Error, ValueError):
         return None
-    if not hmac.compare_digest(mac, _mac(rep_id, secret)):
+    if not hmac.compare_digest(mac, _mac(rep_id, expires_s, secret)):
+        return None
+    if now.timestamp() >= expires_s:
         return None
     return rep_id if rep_id in reps else None
 

@@ -162,7 +162,7 @@ class InboxHandler:
 
     def _rep(self, token: str | None) -> Rep | None:
         model = self._model()
-        rep_id = rep_of(token, self._secret, {r.id for r in model.reps})
+        rep_id = rep_of(token, self._secret, {r.id for r in model.reps}, now=self._clock())
         return None if rep_id is None else model.rep(rep_id)
 
     async def page(self, request: web.Request) -> web.Response:

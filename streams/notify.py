@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from schemas.decisions import RepAlert
 from schemas.notify import ChannelType, DlqCause, UndeliveredAlert
 from streams.codec import encode
-from streams.inbox import token_for
+from streams.inbox import DEFAULT_LINK_DAYS, token_for
 from streams.lead_model import _line_of
 
 __all__ = [
@@ -160,6 +160,12 @@ class ChannelsConfig(_Strict):
         default=None,
         description="The worker's LEADSTREAM_INBOX_SECRET (e.g. `${LEADSTREAM_INBOX_SECRET}`): "
         "with `{token}` in link_base, each rep's link opens their own inbox.",
+    )
+    inbox_link_days: float = Field(
+        default=DEFAULT_LINK_DAYS,
+        gt=0,
+        le=366,
+        description="How long the inbox link of a notification opens (the worker's default).",
     )
     smtp: Smtp | None = None
     reps: dict[Annotated[str, Field(min_length=1)], tuple[Channel, ...]] = {}
@@ -301,16 +307,23 @@ class Email:
 
 
 def lead_link(
-    link_base: str | None, lead_id: str, *, rep_id: str = "", inbox_secret: str | None = None
+    link_base: str | None,
+    lead_id: str,
+    *,
+    rep_id: str = "",
+    inbox_secret: str | None = None,
+    expires_at: datetime | None = None,
 ) -> str | None:
     """`<link_base>?lead=<lead_id>`, or None without a link base. A `{token}` in the base
-    becomes the rep's signed inbox token (streams.inbox), so the link opens their inbox."""
+    becomes the rep's signed inbox token (streams.inbox), open until `expires_at`, so the
+    link opens their inbox."""
     if link_base is None:
         return None
     if "{token}" in link_base:
-        if inbox_secret is None:
+        if inbox_secret is None or expires_at is None:
             return None  # a link that would not open: better none
-        link_base = link_base.replace("{token}", token_for(rep_id, inbox_secret))
+        token = token_for(rep_id, inbox_secret, expires_at=expires_at)
+        link_base = link_base.replace("{token}", token)
     joiner = "&" if "?" in link_base else "?"
     return f"{link_base}{joiner}lead={quote(lead_id, safe='')}"
 
@@ -489,6 +502,7 @@ def render(
         alert.lead_id,
         rep_id=alert.rep_id,
         inbox_secret=config.inbox_secret.get_secret_value() if config.inbox_secret else None,
+        expires_at=now + timedelta(days=config.inbox_link_days),
     )
     if isinstance(channel, SlackChannel):
         body = orjson.dumps(slack_payload(alert, link=link))

@@ -127,6 +127,12 @@ class Settings(BaseSettings):
         description="Signs each rep's inbox link (16 characters or more); changing it revokes "
         "every link.",
     )
+    inbox_link_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=366,
+        description="How long a rep's inbox link opens (`leadstream inbox-link` prints the end).",
+    )
     inbox_public_url: str | None = Field(
         default=None,
         pattern=r"^https?://[^\s?#]+$",

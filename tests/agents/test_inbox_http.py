@@ -32,8 +32,10 @@ from tests.agents.test_agents import MODEL, NOW, FakeProducer
 from tests.agents.test_ingest_http import FailingProducer, StalledProducer
 
 SECRET = "inbox-secret-for-tests"
-UMA = token_for("us-rep", SECRET)  # Uma US in tests/integration/lead_model.yaml
-JUN = token_for("jp-rep", SECRET)
+# Uma US and Jun JP in tests/integration/lead_model.yaml; the handlers' clock is NOW.
+UMA = token_for("us-rep", SECRET, expires_at=NOW + timedelta(days=30))
+JUN = token_for("jp-rep", SECRET, expires_at=NOW + timedelta(days=30))
+UMA_EXPIRED = token_for("us-rep", SECRET, expires_at=NOW)
 FEEDBACK_TOPIC = "x.sfa.feedback"
 
 
@@ -142,7 +144,13 @@ async def test_the_page_is_the_reps_own_and_keeps_the_token_to_itself(served: Se
 
 @pytest.mark.parametrize(
     "query",
-    ["", "?token=", f"?token={UMA[:-2]}", f"?token={token_for('us-rep', 'another-secret-x')}"],
+    [
+        "",
+        "?token=",
+        f"?token={UMA[:-2]}",
+        f"?token={token_for('us-rep', 'another-secret-x', expires_at=NOW + timedelta(days=1))}",
+        f"?token={UMA_EXPIRED}",
+    ],
 )
 async def test_a_bad_or_missing_token_is_401_with_a_sentence_and_no_data(
     served: Served, query: str
@@ -347,6 +355,18 @@ async def test_a_rep_can_never_act_on_another_reps_lead(served: Served) -> None:
         (b"[]", 400, "the request is not a JSON object"),
         (
             b'{"lead_id": "ld_us-rep_1", "alert_id": "al_us-rep_1", "status": "accepted"}',
+            401,
+            "this inbox link is not valid",
+        ),
+        (
+            orjson.dumps(
+                {
+                    "token": UMA_EXPIRED,
+                    "lead_id": "ld_us-rep_1",
+                    "alert_id": "al_us-rep_1",
+                    "status": "accepted",
+                }
+            ),
             401,
             "this inbox link is not valid",
         ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +75,19 @@ def test_a_rep_sees_an_alert_arrive_live_and_answers_it_with_one_click(
 ) -> None:
     worker = make_worker(LEADSTREAM_INBOX_SECRET=SECRET)
     base = f"http://127.0.0.1:{worker.web_port}"
-    uma_url = inbox_url(base, token_for("us-rep", SECRET))
+    open_until = datetime.now(UTC) + timedelta(days=1)
+    uma_url = inbox_url(base, token_for("us-rep", SECRET, expires_at=open_until))
     wait_for(lambda: wait_for_port(worker.web_port, timeout_s=0.1), timeout_s=60, what="web port")
 
     # A bad link: 401, a sentence, nothing of anyone's.
     with pytest.raises(urllib.error.HTTPError) as denied:
-        urllib.request.urlopen(f"{base}/inbox?token={token_for('us-rep', 'a-guessed-secret')}")
+        guessed = token_for("us-rep", "a-guessed-secret", expires_at=open_until)
+        urllib.request.urlopen(f"{base}/inbox?token={guessed}")
     assert denied.value.code == 401
+    with pytest.raises(urllib.error.HTTPError) as expired:
+        gone = token_for("us-rep", SECRET, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        urllib.request.urlopen(f"{base}/inbox?token={gone}")
+    assert expired.value.code == 401
     browser.get(f"{base}/inbox?token=nope")
     assert browser.find_element(By.TAG_NAME, "h1").text == "This inbox link is not valid."
 
@@ -165,7 +172,7 @@ def test_a_rep_sees_an_alert_arrive_live_and_answers_it_with_one_click(
     assert reloaded.find_element(By.CLASS_NAME, "outcome").text == "Accepted"
 
     # Another rep's link: their own (empty) inbox, none of Uma's leads.
-    _open_inbox(browser, inbox_url(base, token_for("jp-rep", SECRET)))
+    _open_inbox(browser, inbox_url(base, token_for("jp-rep", SECRET, expires_at=open_until)))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Inbox of Jun JP"
     assert _alerts(browser) == []
     assert "Pat Lee" not in browser.page_source and "Sam Roe" not in browser.page_source

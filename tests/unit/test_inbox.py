@@ -20,6 +20,7 @@ from streams.inbox import (
     feedback_for,
     inbox_url,
     rep_of,
+    token_expiry,
     token_for,
 )
 
@@ -49,50 +50,109 @@ def alert(n: int = 1, *, rep: str = "uma", lead: str | None = None) -> RepAlert:
 # ---------------------------------------------------------------- tokens
 
 
+EXPIRES = NOW + timedelta(days=30)
+
+
+def tok(rep: str, secret: str = SECRET, *, expires_at: datetime = EXPIRES) -> str:
+    return token_for(rep, secret, expires_at=expires_at)
+
+
+def rep_at(token: str | None, secret: str = SECRET, *, now: datetime = NOW) -> str | None:
+    return rep_of(token, secret, REPS, now=now)
+
+
 @pytest.mark.parametrize("rep", ["uma", "jun", "queue"])
 def test_a_token_names_its_rep(rep: str) -> None:
-    assert rep_of(token_for(rep, SECRET), SECRET, REPS) == rep
+    assert rep_at(tok(rep)) == rep
 
 
-def test_a_token_is_url_safe_and_the_link_carries_it() -> None:
-    token = token_for("uma", SECRET)
+def test_a_token_is_url_safe_carries_its_expiry_and_the_link_carries_it() -> None:
+    token = tok("uma")
     assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+    assert token.split(".")[1] == str(int(EXPIRES.timestamp()))
+    assert token_expiry(token) == EXPIRES
     assert inbox_url("https://inbox.example.com/", token) == (
         f"https://inbox.example.com/inbox?token={token}"
     )
 
 
-def test_tokens_differ_per_rep_and_per_secret() -> None:
-    assert token_for("uma", SECRET) != token_for("jun", SECRET)
-    assert token_for("uma", SECRET) != token_for("uma", SECRET + "-rotated")
+def test_a_token_opens_until_its_expiry_and_not_from_then_on() -> None:
+    token = tok("uma")
+    assert rep_at(token, now=EXPIRES - timedelta(seconds=1)) == "uma"
+    assert rep_at(token, now=EXPIRES) is None
+    assert rep_at(token, now=EXPIRES + timedelta(days=400)) is None
+
+
+def test_a_later_expiry_cannot_be_written_into_a_token() -> None:
+    rep, _, mac = tok("uma").split(".")
+    later = str(int((EXPIRES + timedelta(days=365)).timestamp()))
+    assert rep_at(f"{rep}.{later}.{mac}", now=EXPIRES + timedelta(days=1)) is None
+    assert rep_at(f"{rep}.{later}.{mac}") is None  # not even before the real expiry
+
+
+def test_a_link_of_the_old_format_no_longer_opens() -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    v1_mac = hmac.new(SECRET.encode(), b"leadstream-inbox-v1\x00uma", hashlib.sha256).digest()
+    assert rep_at(f"{b64(b'uma')}.{b64(v1_mac)}") is None
+
+
+def test_tokens_differ_per_rep_per_secret_and_per_expiry() -> None:
+    assert tok("uma") != tok("jun")
+    assert tok("uma") != tok("uma", SECRET + "-rotated")
+    assert tok("uma") != tok("uma", expires_at=EXPIRES + timedelta(days=1))
 
 
 def test_a_token_signed_with_another_secret_is_refused() -> None:
-    assert rep_of(token_for("uma", "an-old-secret-value"), SECRET, REPS) is None
+    assert rep_at(tok("uma", "an-old-secret-value")) is None
 
 
 def test_a_rep_who_left_the_model_has_no_inbox() -> None:
-    assert rep_of(token_for("gone", SECRET), SECRET, REPS) is None
+    assert rep_at(tok("gone")) is None
 
 
 def test_a_token_cannot_be_changed_into_another_reps() -> None:
     # Swapping the rep part keeps uma's signature, which does not hold for jun.
-    uma_sig = token_for("uma", SECRET).split(".")[1]
-    jun_part = token_for("jun", SECRET).split(".")[0]
-    assert rep_of(f"{jun_part}.{uma_sig}", SECRET, REPS) is None
+    _, expires, uma_sig = tok("uma").split(".")
+    jun_part = tok("jun").split(".")[0]
+    assert rep_at(f"{jun_part}.{expires}.{uma_sig}") is None
 
 
 @pytest.mark.parametrize(
     "token",
-    [None, "", ".", "uma", "dW1h", "dW1h.", ".abc", "dW1h.!!!", "a.b.c", "dW1h.x" * 200, "é.é"],
+    [
+        None,
+        "",
+        ".",
+        "..",
+        "uma",
+        "dW1h",
+        "dW1h.",
+        "dW1h.1.",
+        ".abc",
+        "dW1h.!!!",
+        "dW1h.x.abc",
+        "dW1h.-1.abc",
+        "dW1h.١٢٣.abc",
+        "dW1h.99999999999999999999.abc",
+        "a.b.c.d",
+        "dW1h.1.x" * 200,
+        "é.1.é",
+    ],
 )
 def test_malformed_tokens_are_refused_without_an_error(token: str | None) -> None:
-    assert rep_of(token, SECRET, REPS) is None
+    assert rep_at(token) is None
+    if token is not None:
+        token_expiry(token)  # never raises either
 
 
 def test_a_truncated_signature_is_refused() -> None:
-    token = token_for("uma", SECRET)
-    assert rep_of(token[:-1], SECRET, REPS) is None
+    assert rep_at(tok("uma")[:-1]) is None
 
 
 # ---------------------------------------------------------------- feedback
@@ -278,9 +338,36 @@ def test_inbox_link_prints_the_reps_signed_url(
 
     assert main(["inbox-link", "jp-rep", "--model", str(MODEL)]) == 0
 
-    url = capsys.readouterr().out.strip()
-    assert url == f"https://leads.example.com/inbox?token={token_for('jp-rep', SECRET)}"
-    assert rep_of(url.split("token=")[1], SECRET, ("jp-rep",)) == "jp-rep"
+    captured = capsys.readouterr()
+    url = captured.out.strip()
+    assert url.startswith("https://leads.example.com/inbox?token=")
+    token = url.split("token=")[1]
+    now = datetime.now(UTC)
+    assert rep_of(token, SECRET, ("jp-rep",), now=now) == "jp-rep"
+    # Open for the default 30 days, and the expiry is said (on stderr: stdout is the link).
+    expires = token_expiry(token)
+    assert expires is not None
+    assert timedelta(days=29.9) < expires - now <= timedelta(days=30)
+    assert (
+        captured.err
+        == f"expires {expires.isoformat().replace('+00:00', 'Z')} (LEADSTREAM_INBOX_LINK_DAYS=30)\n"
+    )
+    assert rep_of(token, SECRET, ("jp-rep",), now=now + timedelta(days=30)) is None
+
+
+def test_inbox_link_days_sets_the_expiry(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_INBOX_SECRET", SECRET)
+    monkeypatch.setenv("LEADSTREAM_INBOX_LINK_DAYS", "1.5")
+
+    assert main(["inbox-link", "jp-rep", "--model", str(MODEL)]) == 0
+
+    captured = capsys.readouterr()
+    expires = token_expiry(captured.out.strip().split("token=")[1])
+    assert expires is not None
+    assert timedelta(hours=35.9) < expires - datetime.now(UTC) <= timedelta(hours=36)
+    assert "(LEADSTREAM_INBOX_LINK_DAYS=1.5)" in captured.err
 
 
 def test_inbox_link_defaults_to_the_web_port(

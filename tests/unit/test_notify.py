@@ -503,11 +503,14 @@ def test_a_token_placeholder_makes_the_link_open_the_reps_own_inbox() -> None:
         "ld_1",
         rep_id="carla",
         inbox_secret="s" * 20,
+        expires_at=datetime(2026, 12, 26, tzinfo=UTC),
     )
 
     assert link is not None and link.startswith("http://inbox.example:6066/inbox?token=")
     assert link.endswith("&lead=ld_1")
     token = link.split("token=", 1)[1].split("&", 1)[0]
-    assert rep_of(token, "s" * 20, {"carla", "ben"}) == "carla"
+    before, after = datetime(2026, 12, 25, tzinfo=UTC), datetime(2026, 12, 26, tzinfo=UTC)
+    assert rep_of(token, "s" * 20, {"carla", "ben"}, now=before) == "carla"
+    assert rep_of(token, "s" * 20, {"carla", "ben"}, now=after) is None  # the link expired
     # Without the secret there is no link that would open: none at all.
     assert lead_link("http://x.example/inbox?token={token}", "ld_1", rep_id="carla") is None
