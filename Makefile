@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CHROMEDRIVER := /usr/bin/chromedriver
 PROMTOOL     := /usr/bin/promtool
 
-.PHONY: run test lint typecheck unit integration browser promtool schemas loadtest clean
+.PHONY: run test lint typecheck unit integration browser promtool schemas loadtest audit clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (set PYTHON=...)")'
@@ -60,6 +60,13 @@ promtool:
 	  $$sudo apt-get update -qq && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	}
+
+# Known vulnerabilities of the installed packages. Not part of `make test`: it needs PyPI's
+# JSON API (or OSV) on the network, which CI machines may not reach. --strict: a package that
+# could not be looked up fails the audit instead of passing unchecked.
+audit: $(STAMP)
+	@$(BIN)/pip-audit --local --strict --progress-spinner off || { \
+	  echo "make audit: FAILED: a known vulnerability above, or packages pip-audit could not look up (it needs https://pypi.org/pypi/<name>/json or https://api.osv.dev)" >&2; exit 1; }
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.generate

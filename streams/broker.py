@@ -154,7 +154,7 @@ class EmbeddedBroker:
             out = self._log.open("ab")
         elif self._log is not None:
             out = self._log
-        self._proc = subprocess.Popen(
+        self._proc = subprocess.Popen(  # noqa: S603 — our own Tansu binary, arguments from us
             self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         if not wait_for_port(self.port, timeout_s=timeout_s):

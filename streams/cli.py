@@ -233,7 +233,7 @@ def _cmd_broker(args: argparse.Namespace) -> int:
         return 1
     print(f"embedded broker (Tansu, memory storage) on {broker.bootstrap}", flush=True)
     command = broker.command()
-    os.execv(command[0], command)
+    os.execv(command[0], command)  # noqa: S606 — the bundled broker binary, our own arguments
     return 0  # pragma: no cover
 
 

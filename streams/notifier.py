@@ -278,7 +278,7 @@ class Notifier:
         self._metrics = metrics
         self._clock = clock
         self._monotonic = monotonic
-        self._rng = rng or random.Random()
+        self._rng = rng or random.Random()  # noqa: S311 — backoff jitter, not a secret
         self._retry = RetryPolicy(
             max_attempts=settings.notifier_max_attempts,
             base_s=settings.notifier_backoff_base_s,

@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     model_path: Path = DEFAULT_MODEL_PATH
     data_dir: Path = Path(".leadstream-data")
 
-    web_host: str = "0.0.0.0"
+    # All interfaces: a container's port is reached from outside it (compose, k8s probes).
+    web_host: str = "0.0.0.0"  # noqa: S104 — see above; LEADSTREAM_WEB_HOST narrows it
     web_port: int = Field(default=6066, ge=0, le=65535)
 
     # Consumer tuning. On Apache Kafka a fetch returns as soon as data arrives, so the
