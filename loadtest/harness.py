@@ -52,6 +52,8 @@ class Options:
     json_path: Path | None
     repartition_fetch_wait_ms: int | None = None
     cover: bool = False
+    session_timeout_s: float = 6
+    heartbeat_interval_s: float = 1
 
 
 def log(text: str) -> None:
@@ -115,8 +117,8 @@ def start_workers(
                 data_dir=workdir / f"{app_id}-{n}",
                 fetch_wait_ms=opts.repartition_fetch_wait_ms or opts.fetch_wait_ms,
                 intake_fetch_wait_ms=opts.fetch_wait_ms,
-                session_timeout_s=6,
-                heartbeat_interval_s=1,
+                session_timeout_s=opts.session_timeout_s,
+                heartbeat_interval_s=opts.heartbeat_interval_s,
                 log_level="warning",
                 model_path=MODEL,
             ).to_env(),
