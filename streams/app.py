@@ -332,7 +332,10 @@ def create_app(
     @app.timer(settings.sla_tick_ms / 1000)
     async def sla_timer() -> None:
         """Take every SLA step that is due: reminders, escalations, reassignments."""
-        if models.current.sla is None:
+        if models.current.sla is None or not _settled():
+            # Never while the table recovers: a lead read now would be cached as it stood
+            # part-way through recovery, and events re-delivered after a crash would then
+            # be applied to that stale copy (counted twice, found by loadtest.faults).
             return
         mine = {
             tp.partition
@@ -400,6 +403,11 @@ def create_app(
         clock=clock,
     )
 
+    def _settled() -> bool:
+        """Table recovery finished and no rebalance under way: lead state can be read."""
+        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        return bool(recovery.completed.is_set() and not app.in_recovery and not app.rebalancing)
+
     async def rescore(new: LeadModel) -> None:
         """`publish --rescore`: replay each local lead's history through `new`, in chunks.
 
@@ -407,6 +415,8 @@ def create_app(
         another worker); writes go through the same write-behind as the agent's, so the
         outputs are acknowledged before the state is.
         """
+        while not _settled():  # a switch read at start-up: wait for the table to recover
+            await asyncio.sleep(0.5)
         mine = {
             tp.partition
             for tp in app.assignor.assigned_actives()
