@@ -45,6 +45,9 @@ class PersonEvent(BaseModel):
     # UTM fields (`context.campaign.source` / `.name`), trimmed, at most 64 characters.
     source: str | None = None
     campaign: str | None = None
+    # Where the intake read it on engagement.raw: (partition, offset). Lets a lead tell a
+    # re-read after a crash from a new event, however many events came since.
+    src: tuple[int, int] | None = None
 
 
 class LeadState(BaseModel):
@@ -89,6 +92,10 @@ class LeadState(BaseModel):
     # (in arrival order); never overwritten. Labels the live funnel and revenue metrics.
     source: str | None = None
     campaign: str | None = None
+    # The highest engagement.raw offset applied, per "<person key>|<raw partition>": events
+    # of one person on one raw partition arrive in offset order, so one at or below it is a
+    # re-read (after a crash or a rebalance), not a new event.
+    applied: dict[str, int] = {}
     model: str = ""  # version of the model that last scored this lead
     # The CRM account the lead matched (streams/matching.py), how, and how sure.
     account: str | None = None  # account_id

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas.decisions import DeadLetter
+from schemas.decisions import DeadLetter, trusted
 from schemas.feedback import SalesFeedback
 from schemas.internal import FeedbackIn, PersonEvent
 from streams.codec import Rejection, dead_letter, decode_person_event, decode_sales_feedback
@@ -105,7 +105,8 @@ def intake_batch(
                 )
             )
             continue
-        good.append(decoded)
+        # Where it was read: a lead recognises a re-read by it (streams.leads).
+        good.append(trusted(PersonEvent, {**decoded.__dict__, "src": (raw.partition, raw.offset)}))
     out.valid += len(good)
     out.forward = group_by_partition(good, partitions)
     return out

@@ -247,7 +247,11 @@ def apply_event(
         forwarded = trusted(PersonEvent, {**event.__dict__, "pk": lead.alias_of})
         return Applied(lead, (forwarded,), as_state(rotation))
     digest = _digest(event.mid)
-    if lead is not None and digest in lead.seen:
+    read_at = _read_at(event)
+    if lead is not None and (
+        digest in lead.seen
+        or (read_at is not None and lead.applied.get(read_at[0], -1) >= read_at[1])
+    ):
         return Applied(lead, (), as_state(rotation), duplicate=True)
     if lead is None:
         lead = _NEW(lead_id=lead_id_for(event.pk), pk=event.pk, first_ms=event.ts_ms)
@@ -271,6 +275,7 @@ def apply_event(
             "events": lead.events + 1,
             "history": _add_history(lead.history, event, limits.history_kept),
             "seen": (*lead.seen, digest)[-limits.dedupe_window :],
+            "applied": _applied(lead.applied, read_at),
             **_first_touch(lead, event),
         }
         return Applied(_replace(lead, seen_only), (), as_state(rotation))
@@ -299,6 +304,7 @@ def apply_event(
         "model": model.version,
         "history": _add_history(lead.history, event, limits.history_kept),
         "seen": (*lead.seen, digest)[-limits.dedupe_window :],
+        "applied": _applied(lead.applied, read_at),
         **_first_touch(lead, event),
     }
     known = is_known(uid, traits)
@@ -760,6 +766,10 @@ def merge_leads(
         "events": survivor.events + other.events,
         "history": history[-limits.history_kept :],
         "seen": (*survivor.seen, *other.seen)[-limits.dedupe_window * 2 :],
+        "applied": {
+            k: max(survivor.applied.get(k, -1), other.applied.get(k, -1))
+            for k in {*survivor.applied, *other.applied}
+        },
         "links": tuple(dict.fromkeys((*survivor.links, *other.links))),
         "merged": (*survivor.merged, other.lead_id, *other.merged),
         **_account_of(survivor if survivor.account is not None else other),
@@ -965,6 +975,20 @@ def sla_tick(
     return Applied(new, tuple(decisions), as_state(rotation))
 
 
+def _read_at(event: PersonEvent) -> tuple[str, int] | None:
+    """("<person key>|<raw partition>", raw offset) of an event read from engagement.raw."""
+    if event.src is None:
+        return None
+    origin = event.aid or event.uid or event.pk
+    return f"{origin}|{event.src[0]}", event.src[1]
+
+
+def _applied(applied: dict[str, int], read_at: tuple[str, int] | None) -> dict[str, int]:
+    if read_at is None or applied.get(read_at[0], -1) >= read_at[1]:
+        return applied
+    return {**applied, read_at[0]: read_at[1]}
+
+
 def _synthetic(
     pk: str, *, mid: str, kind: str, name: str, ts_ms: int, asset: str | None = None
 ) -> PersonEvent:
@@ -984,6 +1008,7 @@ def _synthetic(
             asset=asset,
             source=None,
             campaign=None,
+            src=None,
         ),
     )
 

@@ -156,6 +156,7 @@ def person_event(
             "asset": asset,
             "source": source,
             "campaign": campaign,
+            "src": None,
         },
     )
 

@@ -13,14 +13,6 @@ from tests.integration.conftest import Broker
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 8 finding: after a SIGKILL, re-delivered events of a lead that has since been "
-        "identified are applied a second time (score 145 instead of 100 for seed 1); "
-        "remove this mark with the fix"
-    ),
-)
 @pytest.mark.timeout(60)
 def test_three_sigkills_lose_no_alert_or_handoff_and_leave_the_same_scores(
     broker: Broker, tmp_path: Path

@@ -288,3 +288,34 @@ def test_gmail_dots_and_tags_are_one_person(model: LeadModel) -> None:
 
     assert [m.why for m in out if isinstance(m, LeadMerged)] == ["email"]
     assert net.lead_of("email:janedoe@gmail.com") == net.lead_of("A")
+
+
+def test_a_re_read_is_recognised_by_its_raw_offset_beyond_the_dedupe_window(
+    model: LeadModel,
+) -> None:
+    # A crash re-reads engagement.raw from the last commit: with a burst of one person's
+    # events, the re-read can reach further back than the messageIds a lead remembers.
+    from streams.leads import Limits as L
+
+    limits = L(dedupe_window=2)
+    lead = None
+    events = [
+        PersonEvent(
+            **{**page(f"m{i}", "/pricing", i, anonymousId="A").model_dump(), "src": (0, 10 + i)}
+        )
+        for i in range(5)
+    ]
+    for event in events:
+        lead = apply_event(lead, event, model=model, rotation={}, limits=limits, now=NOW).lead
+    assert lead is not None and lead.applied == {"A|0": 14}
+    points = lead.score
+
+    again = apply_event(lead, events[0], model=model, rotation={}, limits=limits, now=NOW)
+
+    assert (
+        again.duplicate and again.lead.score == points
+    )  # the window forgot m0; the offset did not
+    later = PersonEvent(
+        **{**page("m9", "/pricing", 9, anonymousId="A").model_dump(), "src": (0, 20)}
+    )
+    assert not apply_event(lead, later, model=model, rotation={}, limits=limits, now=NOW).duplicate
