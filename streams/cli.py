@@ -610,20 +610,30 @@ def _cmd_import(args: argparse.Namespace) -> int:
     )
 
 
-def _cmd_report_quality(args: argparse.Namespace) -> int:
+def _time_range(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """--since/--until of the report commands as datetimes; None (said on stderr) if bad."""
     from datetime import UTC, datetime
 
-    from streams.quality_cli import parse_when, run_quality
-    from streams.topics import Topics
+    from streams.quality_cli import parse_when
 
-    settings = _settings(broker=args.broker)
     now = datetime.now(UTC)
     try:
         since = parse_when(args.since, now=now)
-        until = parse_when(args.until, now=now) if args.until else now
+        return since, parse_when(args.until, now=now) if args.until else now
     except ValueError as exc:
         print(f"leadstream: --since/--until: {exc}", file=sys.stderr)
+        return None
+
+
+def _cmd_report_quality(args: argparse.Namespace) -> int:
+    from streams.quality_cli import run_quality
+    from streams.topics import Topics
+
+    settings = _settings(broker=args.broker)
+    span = _time_range(args)
+    if span is None:
         return 2
+    since, until = span
     return run_quality(
         broker=settings.broker,
         topics=Topics(settings.topic_prefix),
@@ -634,20 +644,14 @@ def _cmd_report_quality(args: argparse.Namespace) -> int:
 
 
 def _cmd_report_kpi(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
     from streams.kpi_cli import run_kpi
-    from streams.quality_cli import parse_when
     from streams.topics import Topics
 
     settings = _settings(broker=args.broker)
-    now = datetime.now(UTC)
-    try:
-        since = parse_when(args.since, now=now)
-        until = parse_when(args.until, now=now) if args.until else now
-    except ValueError as exc:
-        print(f"leadstream: --since/--until: {exc}", file=sys.stderr)
+    span = _time_range(args)
+    if span is None:
         return 2
+    since, until = span
     return run_kpi(
         broker=settings.broker,
         topics=Topics(settings.topic_prefix),
@@ -675,20 +679,14 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_checklist(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
     from streams.checklist_cli import run_checklist, span_words
-    from streams.quality_cli import parse_when
     from streams.topics import Topics
 
     settings = _settings(broker=args.broker, model_path=args.model)
-    now = datetime.now(UTC)
-    try:
-        since = parse_when(args.since, now=now)
-        until = parse_when(args.until, now=now) if args.until else now
-    except ValueError as exc:
-        print(f"leadstream: --since/--until: {exc}", file=sys.stderr)
+    span = _time_range(args)
+    if span is None:
         return 2
+    since, until = span
     return run_checklist(
         broker=settings.broker,
         topics=Topics(settings.topic_prefix),
