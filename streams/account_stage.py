@@ -7,13 +7,16 @@ from datetime import datetime
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from schemas.decisions import AccountScored, RepAlert
 from schemas.internal import ContactUpdate, ContactUpdateBatch
 from streams.accounts import AccountDecision, apply_contacts
 from streams.codec import decode_account, decode_contact_batch, encode
+from streams.faust_transport import in_order
 from streams.lead_model import LeadModel
 from streams.metrics import Metrics
+from streams.offset_guard import OffsetGuard
 from streams.producer import BatchProducer, Record
 from streams.settings import Settings
 from streams.topics import ACCOUNTS_TABLE, Topics, account_partition
@@ -71,10 +74,19 @@ def add_account_stage(
         partitions=settings.partitions,
     )
 
+    order = OffsetGuard()  # no update skipped by the consumer (streams/offset_guard.py)
+    rewinds = metrics.input_rewinds.labels(stage="accounts")
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(app: faust.App, assigned: set[TP], **_: Any) -> None:
+        order.keep_only({tp.partition for tp in assigned if tp.topic == topics.account_updates})
+
     @app.agent(source, name="accounts")
     async def accounts(stream: faust.StreamT) -> None:
-        async for value in stream:
-            batch = decode_contact_batch(value)
+        async for event in stream.noack().events():  # type: ignore[attr-defined]
+            if not await in_order(app, order, event.message, rewinds):
+                continue  # not acknowledged: read again after the seek
+            batch = decode_contact_batch(event.value)
             keys = {u.account for u in batch.updates}
             current = {}
             for key in keys:
@@ -86,6 +98,7 @@ def add_account_stage(
             for key, state in result.accounts.items():
                 table[key.encode()] = encode(state)
             _count(metrics, result.decisions)
+            event.ack()
 
     return table
 

@@ -43,7 +43,7 @@ from streams.account_feed import AccountFeed, AccountsHolder
 from streams.account_stage import add_account_stage, contact_batches
 from streams.broker import faust_broker_settings
 from streams.codec import Rejection, dead_letter, decode_batch, decode_state, encode
-from streams.faust_transport import transport_class
+from streams.faust_transport import in_order, transport_class
 from streams.health import serve_health, worker_probes
 from streams.identity import apply_person_batch, keys_of, to_batch
 from streams.inbox_http import InboxFeed, serve_inbox
@@ -55,6 +55,7 @@ from streams.lead_store import LeadStore
 from streams.leads import Decision, rescore_lead, sla_tick, with_accounts
 from streams.metrics import CONTENT_TYPE_LATEST, KpiMetrics, Metrics, render, state_gauges
 from streams.model_feed import ModelFeed, ModelHolder
+from streams.offset_guard import OffsetGuard
 from streams.producer import BatchProducer, Record
 from streams.settings import Settings
 from streams.sla import SlaClocks
@@ -101,12 +102,15 @@ class _App(faust.App):
     #: CRM accounts for lead-to-account matching (`accounts.current.match(...)`).
     accounts: AccountsHolder
 
-    def __init__(self, *args: Any, fetch_wait_ms: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, fetch_wait_ms: int, guarded: frozenset[str], **kwargs: Any
+    ) -> None:
         self._fetch_wait_ms = fetch_wait_ms
+        self._guarded = guarded
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:
-        transport = transport_class(self._fetch_wait_ms)
+        transport = transport_class(self._fetch_wait_ms, guarded=self._guarded)
         return transport(self.conf.broker_consumer, self)
 
     async def on_start(self) -> None:
@@ -179,6 +183,8 @@ def create_app(
     app = _App(
         settings.app_id,
         fetch_wait_ms=settings.fetch_wait_ms,
+        # The stages that check their own input order (streams/offset_guard.py).
+        guarded=frozenset({topics.person_events, topics.account_updates}),
         broker=settings.broker,
         store="memory://",
         datadir=str(settings.data_dir),
@@ -259,6 +265,8 @@ def create_app(
     # (so committable) only after their leads are written.
     pending: dict[int, list[tuple[EventT, asyncio.Future[Any]]]] = {}
     lock = asyncio.Lock()  # guards store and pending between the agent and the flusher
+    order = OffsetGuard()  # person-events offsets: no record skipped by the consumer
+    rewinds = metrics.input_rewinds.labels(stage="leads")
     flushing: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)  # one flush per partition
     flushed_at: dict[int, float] = {}
     background: set[asyncio.Future[None]] = set()
@@ -289,6 +297,8 @@ def create_app(
         """Score a micro-batch; send its decisions; leave its state to the flusher."""
         async for event in stream.noack().events():  # type: ignore[attr-defined]
             partition = event.message.partition
+            if not await in_order(app, order, event.message, rewinds):
+                continue  # not acknowledged: read again after the seek
             batch = decode_batch(event.value)
             async with lock:
                 result = apply_person_batch(
@@ -508,13 +518,19 @@ def create_app(
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: faust.App, assigned: set[TP], **_: Any) -> None:
-        await _forget({tp.partition for tp in assigned if tp.topic == topics.person_events})
+        mine = {tp.partition for tp in assigned if tp.topic == topics.person_events}
+        await _forget(mine)
+        order.keep_only(mine)
 
     async def _forget(partitions: set[int]) -> None:
         clocks.forget(partitions)
         for partition in partitions:
             async with flushing[partition], lock:
-                pending.pop(partition, None)
+                dropped = pending.pop(partition, [])
+            # Processed, but their state is dropped unwritten: they must be read again.
+            offsets = [event.message.offset for event, _ in dropped if event is not _NO_INPUT]
+            if offsets:
+                order.rewind(partition, min(offsets))
         async with lock:
             store.forget(partitions)
 

@@ -1,4 +1,4 @@
-"""Faust transport that lets the consumer's fetch wait be configured.
+"""Where we reach into Faust: the consumer's fetch wait, and seeking back to skipped records.
 
 Faust hard-codes `fetch_max_wait_ms=1500` for the worker consumer. On Apache Kafka a fetch
 returns as soon as data arrives, so that only bounds idle polling; on brokers that do not
@@ -8,16 +8,44 @@ reaches into Faust for it; faust-streaming is pinned to a minor version for that
 
 from __future__ import annotations
 
+import logging
+from collections import defaultdict
 from typing import Any
 
 import aiokafka
+import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, Message
+from prometheus_client import Counter
 
-__all__ = ["transport_class"]
+from streams.offset_guard import OffsetGuard
+
+__all__ = ["in_order", "transport_class"]
+
+log = logging.getLogger(__name__)
 
 
-def transport_class(fetch_wait_ms: int) -> type[faust_aiokafka.Transport]:
-    """A Faust aiokafka Transport whose worker consumer waits at most `fetch_wait_ms`."""
+class _ReadOffsets(defaultdict[TP, int | None]):
+    """Faust's last-read offset per partition, which it uses to drop a fetched record at or
+    below it as a re-delivery. For `guarded` topics it answers None, so every record fetched
+    reaches the agent, whose OffsetGuard decides: Faust's guess goes wrong around rebalances
+    and seeks and then drops records that were never processed."""
+
+    def __init__(self, guarded: frozenset[str]) -> None:
+        super().__init__(lambda: None)
+        self._guarded = guarded
+
+    def __getitem__(self, tp: TP) -> int | None:
+        if tp.topic in self._guarded:
+            return None
+        return super().__getitem__(tp)
+
+
+def transport_class(
+    fetch_wait_ms: int, *, guarded: frozenset[str] = frozenset()
+) -> type[faust_aiokafka.Transport]:
+    """A Faust aiokafka Transport whose worker consumer waits at most `fetch_wait_ms`, and
+    hands every record of the `guarded` topics to their agents (see `_ReadOffsets`)."""
 
     class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
@@ -27,6 +55,10 @@ def transport_class(fetch_wait_ms: int) -> type[faust_aiokafka.Transport]:
             return consumer
 
     class _Consumer(faust_aiokafka.Consumer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._read_offset = _ReadOffsets(guarded)
+
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -34,3 +66,23 @@ def transport_class(fetch_wait_ms: int) -> type[faust_aiokafka.Transport]:
         Consumer = _Consumer
 
     return _Transport
+
+
+async def in_order(app: faust.App, guard: OffsetGuard, message: Message, rewinds: Counter) -> bool:
+    """Whether to process `message`: False while records before it that the consumer
+    skipped are sought back to and read again (streams/offset_guard.py)."""
+    verdict = guard.check(message.partition, message.offset)
+    if verdict == "process":
+        return True
+    if verdict == "seek":
+        expected = guard.expected(message.partition)
+        log.warning(
+            "%s[%d]: the consumer skipped offsets %d-%d; reading them again",
+            message.topic,
+            message.partition,
+            expected,
+            message.offset - 1,
+        )
+        rewinds.inc()
+        await app.consumer.seek(message.tp, expected)
+    return False

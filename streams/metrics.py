@@ -58,6 +58,7 @@ class Metrics:
     account_records_rejected: Counter
     intake_lag: Gauge  # topic: records behind the end of the intake's assigned partitions
     sla_steps: Counter  # step: SlaEvent.step
+    input_rewinds: Counter  # stage: "leads" | "accounts"
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -77,7 +78,16 @@ class Metrics:
         )
         for step in get_args(SlaEvent.model_fields["step"].annotation):
             sla_steps.labels(step=step)
+        rewinds = Counter(
+            "leadstream_input_rewinds_total",
+            "Times a stage found its consumer had skipped records and sought back to them.",
+            ["stage"],
+            registry=registry,
+        )
+        for stage in ("leads", "accounts"):
+            rewinds.labels(stage=stage)
         return cls(
+            input_rewinds=rewinds,
             events_received=Counter(
                 "leadstream_events_received_total",
                 "Raw records read from engagement.raw.",

@@ -1,0 +1,74 @@
+"""Contiguous input per partition: find the records a consumer skipped, and say where to re-read.
+
+Faust can pass over records without handing them to the agent: a batch fetched just before
+a rebalance is dropped as belonging to the old consumer generation, and when the group has
+no committed offset yet nothing seeks back to it, so the consumer goes on after the dropped
+records. Acknowledging what comes next would then commit past records never processed.
+(Found by `python -m loadtest.faults`: a worker restarted after a SIGKILL read offsets
+0-46 of a partition, then 65 onwards; the 18 records in between were lost.)
+
+Our own topics have no gaps in their offsets (no transactions, no compaction), so the
+next record of a partition must be at the offset after the last one processed. A record
+beyond it means some were skipped: seek back and drop until the missing one arrives. A
+record at or before it is a re-delivery after a seek, which the lead state recognises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["OffsetGuard", "Verdict"]
+
+Verdict = Literal["process", "drop", "seek"]
+
+
+@dataclass
+class OffsetGuard:
+    """The next offset expected per partition this worker holds."""
+
+    _next: dict[int, int] = field(default_factory=dict)
+    _last_dropped: dict[int, int] = field(default_factory=dict)  # while seeking
+
+    def check(self, partition: int, offset: int) -> Verdict:
+        """What to do with the record at `offset`:
+
+        - `process` it: the first since the assignment, the next one, or a re-delivery;
+        - `seek` back to `expected(partition)` and drop it: records were skipped;
+        - `drop` it: fetched before the seek took effect (offsets above the last dropped).
+
+        A record at or below the last one dropped that is still beyond `expected` means
+        the re-read skipped again: seek again. Records that no longer exist (deleted by
+        retention before they were processed) are never passed over silently: the stage
+        stops there, its lag grows and `leadstream_input_rewinds_total` counts.
+        """
+        expected = self._next.get(partition)
+        if expected is None or offset <= expected:
+            self._next[partition] = offset + 1
+            self._last_dropped.pop(partition, None)
+            return "process"
+        last = self._last_dropped.get(partition)
+        self._last_dropped[partition] = offset
+        if last is not None and offset > last:
+            return "drop"
+        return "seek"
+
+    def expected(self, partition: int) -> int:
+        return self._next[partition]
+
+    def rewind(self, partition: int, offset: int) -> None:
+        """Records from `offset` on were processed but their results dropped (a rebalance
+        took the partition before they were written): they must be processed again."""
+        if partition in self._next:
+            self._next[partition] = min(self._next[partition], offset)
+        self._last_dropped.pop(partition, None)
+
+    def keep_only(self, partitions: set[int]) -> None:
+        """The partitions now assigned. Those kept keep their expected offset: a consumer
+        that was not sought back to the committed offset (none committed yet) goes on from
+        its position, past anything dropped around the rebalance, and that must be caught.
+        Those gone are forgotten: another worker may have moved them on meanwhile."""
+        for partition in set(self._next) - partitions:
+            del self._next[partition]
+        for partition in set(self._last_dropped) - partitions:
+            del self._last_dropped[partition]
