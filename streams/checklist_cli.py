@@ -108,7 +108,9 @@ def run_checklist(
         merges = [m for v in values(topics.merged) if (m := decode_output(LeadMerged, v))]
         online, offline = count_sources(values(topics.raw))
     except Exception as exc:  # unreachable broker, missing topic, timeout
-        sys.stderr.write(f"leadstream: cannot read the topics from {broker}: {exc}\n")
+        sys.stderr.write(
+            f"leadstream: cannot read the topics from {broker}: {kafka.failure(exc)}\n"
+        )
         return 1
     if published is not None:
         model, source = published, "published on lead.model"

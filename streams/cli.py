@@ -450,7 +450,9 @@ def _cmd_send(args: argparse.Namespace) -> int:
     try:
         sent = asyncio.run(produce(kafka, topic, prepared.records))
     except Exception as exc:  # connection refused, unknown host, timeouts
-        print(f"leadstream: cannot send to {settings.broker}: {exc!r}", file=sys.stderr)
+        print(
+            f"leadstream: cannot send to {settings.broker}: {kafka.failure(exc)}", file=sys.stderr
+        )
         return 1
     print(f"sent {sent}, rejected {len(prepared.bad)}, blank {prepared.blank} -> {topic}")
     return 1 if prepared.bad else 0
@@ -560,7 +562,10 @@ def _cmd_model_publish(args: argparse.Namespace) -> int:
             )
         )
     except Exception as exc:  # connection refused, unknown host, timeouts
-        print(f"leadstream: cannot publish to {settings.broker}: {exc!r}", file=sys.stderr)
+        print(
+            f"leadstream: cannot publish to {settings.broker}: {kafka.failure(exc)}",
+            file=sys.stderr,
+        )
         return 1
     rescore = "; they rescore stored leads with it" if args.rescore else ""
     print(

@@ -58,7 +58,9 @@ def run_explain(
             feedback=of(SalesFeedback, topics.feedback),
         )
     except Exception as exc:  # unreachable broker, timeouts
-        sys.stderr.write(f"leadstream: cannot read the topics from {broker}: {exc}\n")
+        sys.stderr.write(
+            f"leadstream: cannot read the topics from {broker}: {kafka.failure(exc)}\n"
+        )
         return 1
     out(render_story(lead_id, current, ids, lines))
     return 0 if lines else 1

@@ -137,7 +137,10 @@ def run_import(
         except Exception as exc:  # connection refused, unknown host, timeouts
             if bar:
                 bar.close()
-            print(f"leadstream: cannot import to {target.broker}: {exc!r}", file=err)
+            print(
+                f"leadstream: cannot import to {target.broker}: {target.kafka.failure(exc)}",
+                file=err,
+            )
             return 1
         if bar:
             bar.close()

@@ -230,7 +230,9 @@ async def serve_ingest(
         await producer.start()
     except Exception as exc:
         await producer.stop()
-        raise IngestStartError(f"cannot reach the broker {settings.broker}: {exc!r}") from exc
+        raise IngestStartError(
+            f"cannot reach the broker {settings.broker}: {kafka.failure(exc)}"
+        ) from exc
     app = web.Application()
     handler = IngestHandler.from_settings(
         settings, producer=producer, registry=registry, clock=clock

@@ -100,6 +100,21 @@ class KafkaConnection:
             return SSLCredentials(context)
         return None
 
+    def failure(self, exc: BaseException) -> str:
+        """A failed connection's error, with what to check for this protocol: aiokafka says
+        only "Unable to bootstrap" whether the broker is down or refused the login."""
+        checks = []
+        if self.uses_tls:
+            checks.append("the TLS handshake failed (LEADSTREAM_KAFKA_SSL_*)")
+        if self.sasl_mechanism:
+            checks.append(
+                f"authentication failed (LEADSTREAM_KAFKA_SASL_USERNAME and _PASSWORD, "
+                f"{self.sasl_mechanism} enabled for the user on the broker)"
+            )
+        if not checks:
+            return repr(exc)
+        return f"{exc!r}; as {self.describe()}: unreachable, or " + ", or ".join(checks)
+
     def describe(self) -> str:
         """For messages: where and how, never the password."""
         how: str = self.security_protocol

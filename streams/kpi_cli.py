@@ -105,7 +105,9 @@ def run_kpi(
             attribution=attribution,
         )
     except Exception as exc:  # unreachable broker, missing topic, timeout
-        sys.stderr.write(f"leadstream: cannot read the topics from {broker}: {exc}\n")
+        sys.stderr.write(
+            f"leadstream: cannot read the topics from {broker}: {kafka.failure(exc)}\n"
+        )
         return 1
     out(render_kpi(report))
     if html is not None:

@@ -579,7 +579,9 @@ async def serve_notifier(
             await producer.start()
         except Exception as exc:
             await producer.stop()
-            raise NotifierStartError(f"cannot reach the broker {settings.broker}: {exc!r}") from exc
+            raise NotifierStartError(
+                f"cannot reach the broker {settings.broker}: {kafka.failure(exc)}"
+            ) from exc
 
         app = web.Application()
 

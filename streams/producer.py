@@ -63,7 +63,11 @@ class BatchProducer:
         async with self._lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(**self._kafka.client_kwargs(), **self._kwargs)
-                await producer.start()
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()  # a refused login leaves it half open
+                    raise
                 self._producer = producer
 
     async def stop(self) -> None:

@@ -48,7 +48,9 @@ def run_quality(
         handoffs = [h for v in read(topics.routed) if (h := decode_output(HandOff, v))]
         dead = [d for v in read(topics.dlq) if (d := decode_output(DeadLetter, v))]
     except Exception as exc:  # unreachable broker, missing topic, timeout
-        sys.stderr.write(f"leadstream: cannot read the topics from {broker}: {exc}\n")
+        sys.stderr.write(
+            f"leadstream: cannot read the topics from {broker}: {kafka.failure(exc)}\n"
+        )
         return 1
     report = quality_report(
         since=since,
