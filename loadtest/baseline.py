@@ -16,6 +16,7 @@ from datetime import datetime
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from streams.kafka_connection import as_connection
 from streams.producer import BatchProducer, Record
 
 __all__ = ["run_baseline"]
@@ -26,7 +27,7 @@ async def run_baseline(
 ) -> dict[str, float]:
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **as_connection(bootstrap).client_kwargs(),
         group_id=f"baseline-{topic}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -35,7 +36,7 @@ async def run_baseline(
         session_timeout_ms=6000,
         heartbeat_interval_ms=1000,
     )
-    producer = BatchProducer(bootstrap=bootstrap)
+    producer = BatchProducer(kafka=bootstrap)
     await consumer.start()
     await producer.start()
     state: dict[bytes, list[int]] = {}

@@ -135,7 +135,7 @@ def total(workers: list[Worker], name: str) -> float:
 
 
 async def preload(bootstrap: str, topic: str, messages: list[Message]) -> float:
-    producer = BatchProducer(bootstrap=bootstrap)
+    producer = BatchProducer(kafka=bootstrap)
     started = time.monotonic()
     try:
         for i in range(0, len(messages), 20_000):
@@ -148,7 +148,7 @@ async def preload(bootstrap: str, topic: str, messages: list[Message]) -> float:
 
 async def paced(bootstrap: str, topic: str, gen: Generator, *, rate: int, duration_s: float) -> int:
     """Produce `rate` events/s for `duration_s`, stamped with the time they are sent."""
-    producer = BatchProducer(bootstrap=bootstrap)
+    producer = BatchProducer(kafka=bootstrap)
     sent = 0
     started = time.monotonic()
     try:

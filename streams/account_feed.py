@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from schemas.crm import CrmAccount
 from streams.codec import Rejection, decode_crm_account
+from streams.kafka_connection import KafkaConnection
 from streams.kafka_io import open_partition
 from streams.matching import DEFAULT_MIN_CONFIDENCE, AccountDirectory
 from streams.metrics import Metrics
@@ -86,7 +87,7 @@ class AccountFeed(mode.Service):
         self,
         *,
         topic: str,
-        bootstrap: str,
+        kafka: KafkaConnection,
         holder: AccountsHolder,
         metrics: Metrics,
         fetch_wait_ms: int,
@@ -96,7 +97,7 @@ class AccountFeed(mode.Service):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._topic = topic
         self._tp = TopicPartition(topic, 0)
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._holder = holder
         self._metrics = metrics
         self._fetch_wait_ms = fetch_wait_ms
@@ -131,7 +132,7 @@ class AccountFeed(mode.Service):
 
     async def _connect(self) -> AIOKafkaConsumer:
         consumer, end = await open_partition(
-            self._bootstrap,
+            self._kafka,
             self._topic,
             partition=self._tp.partition,
             fetch_wait_ms=self._fetch_wait_ms,

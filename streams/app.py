@@ -49,7 +49,8 @@ from streams.identity import apply_person_batch, keys_of, to_batch
 from streams.inbox_http import InboxFeed, serve_inbox
 from streams.ingest_http import ROUTE, RUNNER_OPTIONS, IngestHandler
 from streams.intake_service import IntakeService
-from streams.kafka_io import bootstrap_servers, create_topics
+from streams.kafka_connection import KafkaConnection, kafka_connection
+from streams.kafka_io import create_topics
 from streams.lead_model import LeadModel
 from streams.lead_store import LeadStore
 from streams.leads import Decision, rescore_lead, sla_tick, with_accounts
@@ -165,13 +166,17 @@ def create_app(
     producer: BatchProducer | None = None,
     models: ModelHolder | None = None,
     accounts: AccountsHolder | None = None,
+    kafka: KafkaConnection | None = None,
 ) -> _App:
     """Build a fresh Faust app; nothing is created at import time.
 
     `producer` is where every record goes; tests pass a fake. `models` holds the lead model
     in use (`model` when not given); `app.models` is it, switched by `lead.model`.
     `accounts` holds the CRM accounts (`app.accounts`), kept up to date from `crm.accounts`.
+    `kafka` is how every client connects (default: from `settings`, files read now).
     """
+    if kafka is None:
+        kafka = kafka_connection(settings)
     if models is None:
         models = ModelHolder(model)
     if accounts is None:
@@ -186,6 +191,7 @@ def create_app(
         # The stages that check their own input order (streams/offset_guard.py).
         guarded=frozenset({topics.person_events, topics.account_updates}),
         broker=settings.broker,
+        broker_credentials=kafka.faust_credentials(),
         store="memory://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
@@ -221,11 +227,10 @@ def create_app(
         partitions=settings.partitions,
     )
     changelog = table.changelog_topic.get_topic_name()
-    bootstrap = bootstrap_servers(settings.broker)
     if producer is None:
         tansu = settings.broker_flavor == "tansu"
         producer = BatchProducer(
-            bootstrap=bootstrap,
+            kafka=kafka,
             single_record_tail=frozenset({changelog}) if tansu else frozenset(),
         )
     out = producer
@@ -242,17 +247,17 @@ def create_app(
         # must exist with the right partition count before anything is produced (brokers
         # that auto-create would make them with their default count).
         created = await create_topics(
-            bootstrap, topics.all(), settings.partitions, settings.replication_factor
+            kafka, topics.all(), settings.partitions, settings.replication_factor
         )
         created += await create_topics(
-            bootstrap,
+            kafka,
             [topics.model],
             MODEL_TOPIC_PARTITIONS,
             settings.replication_factor,
             configs=MODEL_TOPIC_CONFIG,
         )
         created += await create_topics(
-            bootstrap,
+            kafka,
             [topics.crm_accounts],
             CRM_ACCOUNTS_TOPIC_PARTITIONS,
             settings.replication_factor,
@@ -486,27 +491,32 @@ def create_app(
         ensure_topics=ensure_topics,
         models=ModelFeed(
             topic=topics.model,
-            bootstrap=bootstrap,
+            kafka=kafka,
             holder=models,
             metrics=metrics,
             fetch_wait_ms=settings.model_fetch_wait_ms,
         ),
         accounts=AccountFeed(
             topic=topics.crm_accounts,
-            bootstrap=bootstrap,
+            kafka=kafka,
             holder=accounts,
             metrics=metrics,
             fetch_wait_ms=settings.accounts_fetch_wait_ms,
             catch_up_timeout_s=settings.accounts_catch_up_timeout_s,
         ),
         intake=IntakeService(
-            settings=settings, bootstrap=bootstrap, producer=out, metrics=metrics, clock=clock
+            settings=settings, kafka=kafka, producer=out, metrics=metrics, clock=clock
         ),
         flush=flush_everything,
         producer=out,
         # Without a secret the inbox is not served at all (never open).
         inbox=serve_inbox(
-            app, settings=settings, model=lambda: models.current, producer=out, clock=clock
+            app,
+            settings=settings,
+            kafka=kafka,
+            model=lambda: models.current,
+            producer=out,
+            clock=clock,
         )
         if settings.inbox_secret is not None
         else None,

@@ -114,16 +114,28 @@ class EmbeddedBroker:
     """Tansu with memory storage on 127.0.0.1:`port`, as a child process.
 
     Memory storage: topics vanish when it stops. Stopped by its own PID, never by name.
+    `advertised_port`: the port clients are told to use (a TLS proxy in front of it, in the
+    tests); `authentication`: every client must authenticate with SASL (Tansu's
+    `--authentication`; README, Kafka authentication and TLS, says what Tansu 0.6 can do).
     """
 
-    def __init__(self, port: int, *, log: IO[bytes] | Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        log: IO[bytes] | Path | None = None,
+        advertised_port: int | None = None,
+        authentication: bool = False,
+    ) -> None:
         self.port = port
+        self.advertised_port = advertised_port or port
+        self.authentication = authentication
         self._log = log
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port}"
 
     @property
     def url(self) -> str:
@@ -134,16 +146,16 @@ class EmbeddedBroker:
         return self._proc.pid if self._proc else None
 
     def command(self) -> list[str]:
-        listener = f"tcp://127.0.0.1:{self.port}"
         return [
             broker_binary(),
             "broker",
             "--listener-url",
-            listener,
+            f"tcp://127.0.0.1:{self.port}",
             "--advertised-listener-url",
-            listener,
+            f"tcp://127.0.0.1:{self.advertised_port}",
             "--storage-engine",
             "memory://tansu/",
+            *(["--authentication"] if self.authentication else []),
         ]
 
     def start(self, *, timeout_s: float = 15.0) -> EmbeddedBroker:

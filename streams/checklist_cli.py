@@ -16,7 +16,8 @@ from schemas.feedback import SalesFeedback
 from streams.checklist import Evidence, evaluate, render_checklist
 from streams.codec import decode_output
 from streams.csv_import import SOURCE_EVENTS
-from streams.kafka_io import bootstrap_servers, read_topic
+from streams.kafka_connection import KafkaConnection
+from streams.kafka_io import read_topic
 from streams.lead_model import LeadModel, ModelError, load_model
 from streams.model_feed import consider
 from streams.topics import Topics
@@ -75,6 +76,7 @@ def _published(records: list[ConsumerRecord], fallback: LeadModel) -> LeadModel 
 def run_checklist(
     *,
     broker: str,
+    kafka: KafkaConnection,
     topics: Topics,
     model_path: Path,
     model_given: bool,
@@ -85,7 +87,6 @@ def run_checklist(
     out: Callable[[str], object] = sys.stdout.write,
 ) -> int:
     """`model_given`: --model was passed, so the file wins over what is published."""
-    bootstrap = bootstrap_servers(broker)
     since_ms, until_ms = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
     try:
         file_model = load_model(model_path)
@@ -94,7 +95,7 @@ def run_checklist(
         return 1
 
     def read(topic: str, *, from_ms: int = since_ms) -> list[ConsumerRecord]:
-        return read_topic(bootstrap, topic, since_ms=from_ms, until_ms=until_ms, progress=progress)
+        return read_topic(kafka, topic, since_ms=from_ms, until_ms=until_ms, progress=progress)
 
     def values(topic: str) -> list[bytes]:
         return [r.value for r in read(topic)]
@@ -107,7 +108,9 @@ def run_checklist(
         merges = [m for v in values(topics.merged) if (m := decode_output(LeadMerged, v))]
         online, offline = count_sources(values(topics.raw))
     except Exception as exc:  # unreachable broker, missing topic, timeout
-        sys.stderr.write(f"leadstream: cannot read the topics from {broker}: {exc}\n")
+        sys.stderr.write(
+            f"leadstream: cannot read the topics from {broker}: {kafka.failure(exc)}\n"
+        )
         return 1
     if published is not None:
         model, source = published, "published on lead.model"

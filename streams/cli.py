@@ -220,7 +220,21 @@ def _settings(**overrides: Any) -> Any:
     except ValidationError as exc:
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
-            print(f"leadstream: setting LEADSTREAM_{field.upper()}: {err['msg']}", file=sys.stderr)
+            msg = err["msg"].removeprefix("Value error, ")
+            # A check across settings (Kafka security) names the settings in its message.
+            where = f"setting LEADSTREAM_{field.upper()}: " if field else ""
+            print(f"leadstream: {where}{msg}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _kafka(settings: Settings) -> Any:
+    """The connection every Kafka client of this command uses (SASL, TLS files read now)."""
+    from streams.kafka_connection import kafka_connection
+
+    try:
+        return kafka_connection(settings)
+    except (ValueError, OSError) as exc:
+        print(f"leadstream: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
 
 
@@ -259,10 +273,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         print(f"leadstream: the lead model is invalid:\n{exc}", file=sys.stderr)
         return 2
     models = ModelHolder(model, sha256=text_sha256(text))
-    app = create_app(settings=settings, model=model, registry=CollectorRegistry(), models=models)
+    kafka = _kafka(settings)
+    app = create_app(
+        settings=settings, model=model, registry=CollectorRegistry(), models=models, kafka=kafka
+    )
     print(
         f"leadstream worker: model file {model.name} v{model.version} (a model published "
-        f"on lead.model takes precedence), broker {settings.broker}, "
+        f"on lead.model takes precedence), broker {kafka.describe()}, "
         f"metrics http://127.0.0.1:{settings.web_port}/metrics",
         flush=True,
     )
@@ -327,6 +344,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    kafka = _kafka(settings)
     _setup_logging(settings)
     # aiokafka logs each failed connection attempt; the one line below says it all.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -342,6 +360,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         asyncio.run(
             serve_ingest(
                 settings,
+                kafka=kafka,
                 host=settings.web_host,
                 port=args.port,
                 registry=CollectorRegistry(),
@@ -377,6 +396,7 @@ def _cmd_notifier(args: argparse.Namespace) -> int:
     except ChannelsError as exc:
         print(f"leadstream: the channels file is invalid:\n{exc}", file=sys.stderr)
         return 2
+    kafka = _kafka(settings)
     _setup_logging(settings)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     channels = config.channels()
@@ -393,6 +413,7 @@ def _cmd_notifier(args: argparse.Namespace) -> int:
             serve_notifier(
                 settings,
                 config,
+                kafka=kafka,
                 host=settings.web_host,
                 port=settings.notifier_web_port,
                 registry=CollectorRegistry(),
@@ -411,11 +432,12 @@ def _cmd_notifier(args: argparse.Namespace) -> int:
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
-    from streams.kafka_io import bootstrap_servers, produce
+    from streams.kafka_io import produce
     from streams.send import prepare_lines
     from streams.topics import Topics
 
     settings = _settings(broker=args.broker)
+    kafka = _kafka(settings)
     try:
         with args.file.open("rb") as fh:
             prepared = prepare_lines(fh, validate=not args.raw)
@@ -426,9 +448,11 @@ def _cmd_send(args: argparse.Namespace) -> int:
         print(f"{args.file}:{bad}", file=sys.stderr)
     topic = Topics(settings.topic_prefix).raw
     try:
-        sent = asyncio.run(produce(bootstrap_servers(settings.broker), topic, prepared.records))
+        sent = asyncio.run(produce(kafka, topic, prepared.records))
     except Exception as exc:  # connection refused, unknown host, timeouts
-        print(f"leadstream: cannot send to {settings.broker}: {exc!r}", file=sys.stderr)
+        print(
+            f"leadstream: cannot send to {settings.broker}: {kafka.failure(exc)}", file=sys.stderr
+        )
         return 1
     print(f"sent {sent}, rejected {len(prepared.bad)}, blank {prepared.blank} -> {topic}")
     return 1 if prepared.bad else 0
@@ -513,7 +537,6 @@ def _cmd_model_replay(args: argparse.Namespace) -> int:
 def _cmd_model_publish(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from streams.kafka_io import bootstrap_servers
     from streams.lead_model import ModelError
     from streams.model_feed import publish, published_model, read_model
     from streams.topics import Topics
@@ -528,18 +551,21 @@ def _cmd_model_publish(args: argparse.Namespace) -> int:
         model, text, rescore=args.rescore, now=datetime.now(UTC), by=_user_at_host()
     )
     topic = Topics(settings.topic_prefix).model
-    bootstrap = bootstrap_servers(settings.broker)
+    kafka = _kafka(settings)
     # aiokafka logs each failed connection attempt; the one line below says it all.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         asyncio.run(
             asyncio.wait_for(
-                publish(bootstrap, topic, record, replication=settings.replication_factor),
+                publish(kafka, topic, record, replication=settings.replication_factor),
                 timeout=_PUBLISH_TIMEOUT_S,
             )
         )
     except Exception as exc:  # connection refused, unknown host, timeouts
-        print(f"leadstream: cannot publish to {settings.broker}: {exc!r}", file=sys.stderr)
+        print(
+            f"leadstream: cannot publish to {settings.broker}: {kafka.failure(exc)}",
+            file=sys.stderr,
+        )
         return 1
     rescore = "; they rescore stored leads with it" if args.rescore else ""
     print(
@@ -577,7 +603,6 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from streams.import_cli import ImportTarget, run_import
-    from streams.kafka_io import bootstrap_servers
     from streams.topics import Topics
 
     kind = args.import_command
@@ -596,7 +621,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         mapping=args.mapping,
         target=ImportTarget(
             broker=settings.broker,
-            bootstrap=bootstrap_servers(settings.broker),
+            kafka=_kafka(settings),
             topic=topics.crm_accounts if kind == "accounts" else topics.raw,
             replication=settings.replication_factor,
         ),
@@ -636,6 +661,7 @@ def _cmd_report_quality(args: argparse.Namespace) -> int:
     since, until = span
     return run_quality(
         broker=settings.broker,
+        kafka=_kafka(settings),
         topics=Topics(settings.topic_prefix),
         since=since,
         until=until,
@@ -654,6 +680,7 @@ def _cmd_report_kpi(args: argparse.Namespace) -> int:
     since, until = span
     return run_kpi(
         broker=settings.broker,
+        kafka=_kafka(settings),
         topics=Topics(settings.topic_prefix),
         since=since,
         until=until,
@@ -673,6 +700,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return run_explain(
         args.lead_id,
         broker=settings.broker,
+        kafka=_kafka(settings),
         topics=Topics(settings.topic_prefix),
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
     )
@@ -689,6 +717,7 @@ def _cmd_checklist(args: argparse.Namespace) -> int:
     since, until = span
     return run_checklist(
         broker=settings.broker,
+        kafka=_kafka(settings),
         topics=Topics(settings.topic_prefix),
         model_path=settings.model_path,
         model_given=args.model is not None,

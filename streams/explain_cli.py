@@ -13,7 +13,8 @@ from schemas.feedback import SalesFeedback
 from schemas.internal import PersonEvent
 from streams.codec import Rejection, decode_output, decode_person_event
 from streams.explain import lead_ids, render_story, story
-from streams.kafka_io import bootstrap_servers, read_topic
+from streams.kafka_connection import KafkaConnection
+from streams.kafka_io import read_topic
 from streams.leads import lead_id_for
 from streams.topics import Topics
 
@@ -26,14 +27,14 @@ def run_explain(
     lead_id: str,
     *,
     broker: str,
+    kafka: KafkaConnection,
     topics: Topics,
     progress: bool,
     out: Callable[[str], object] = sys.stdout.write,
 ) -> int:
-    bootstrap = bootstrap_servers(broker)
 
     def read(topic: str) -> list[bytes]:
-        return [r.value for r in read_topic(bootstrap, topic, progress=progress)]
+        return [r.value for r in read_topic(kafka, topic, progress=progress)]
 
     def of(cls: type[_M], topic: str) -> list[_M]:
         return [m for v in read(topic) if (m := decode_output(cls, v)) is not None]
@@ -57,7 +58,9 @@ def run_explain(
             feedback=of(SalesFeedback, topics.feedback),
         )
     except Exception as exc:  # unreachable broker, timeouts
-        sys.stderr.write(f"leadstream: cannot read the topics from {broker}: {exc}\n")
+        sys.stderr.write(
+            f"leadstream: cannot read the topics from {broker}: {kafka.failure(exc)}\n"
+        )
         return 1
     out(render_story(lead_id, current, ids, lines))
     return 0 if lines else 1

@@ -19,6 +19,7 @@ from streams.csv_import import (
     prepare_accounts,
     prepare_events,
 )
+from streams.kafka_connection import KafkaConnection
 from streams.kafka_io import create_topics
 from streams.producer import BatchProducer, Record
 from streams.topics import CRM_ACCOUNTS_TOPIC_CONFIG, CRM_ACCOUNTS_TOPIC_PARTITIONS
@@ -34,7 +35,7 @@ class ImportTarget:
     """Where the records go."""
 
     broker: str  # as the user gave it, for messages
-    bootstrap: str
+    kafka: KafkaConnection
     topic: str
     replication: int = 1
 
@@ -136,7 +137,10 @@ def run_import(
         except Exception as exc:  # connection refused, unknown host, timeouts
             if bar:
                 bar.close()
-            print(f"leadstream: cannot import to {target.broker}: {exc!r}", file=err)
+            print(
+                f"leadstream: cannot import to {target.broker}: {target.kafka.failure(exc)}",
+                file=err,
+            )
             return 1
         if bar:
             bar.close()
@@ -152,13 +156,13 @@ async def _produce(
 ) -> None:
     if kind == "accounts":
         await create_topics(
-            target.bootstrap,
+            target.kafka,
             [target.topic],
             CRM_ACCOUNTS_TOPIC_PARTITIONS,
             target.replication,
             configs=CRM_ACCOUNTS_TOPIC_CONFIG,
         )
-    producer = BatchProducer(bootstrap=target.bootstrap)
+    producer = BatchProducer(kafka=target.kafka)
     try:
         for start in range(0, len(records), _CHUNK):
             chunk = records[start : start + _CHUNK]

@@ -36,7 +36,7 @@ from streams.inbox import (
     feedback_for,
     rep_of,
 )
-from streams.kafka_io import bootstrap_servers
+from streams.kafka_connection import KafkaConnection
 from streams.lead_model import LeadModel, Rep
 from streams.producer import Record
 from streams.settings import Settings
@@ -313,7 +313,7 @@ class InboxFeed(mode.Service):
         self,
         *,
         topic: str,
-        bootstrap: str,
+        kafka: KafkaConnection,
         inbox: Inbox,
         subscribers: Subscribers,
         fetch_wait_ms: int,
@@ -322,7 +322,7 @@ class InboxFeed(mode.Service):
     ) -> None:
         super().__init__(**kwargs)
         self._topic = topic
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._inbox = inbox
         self._subscribers = subscribers
         self._fetch_wait_ms = fetch_wait_ms
@@ -341,7 +341,7 @@ class InboxFeed(mode.Service):
 
     async def _connect(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            **self._kafka.client_kwargs(),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -397,6 +397,7 @@ def serve_inbox(
     app: faust.App,
     *,
     settings: Settings,
+    kafka: KafkaConnection,
     model: Callable[[], LeadModel],
     producer: Sender,
     clock: Callable[[], datetime],
@@ -420,7 +421,7 @@ def serve_inbox(
     )
     return InboxFeed(
         topic=topics.alerts,
-        bootstrap=bootstrap_servers(settings.broker),
+        kafka=kafka,
         inbox=inbox,
         subscribers=subscribers,
         fetch_wait_ms=settings.fetch_wait_ms,

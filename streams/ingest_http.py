@@ -28,7 +28,8 @@ from streams.ingest import (
     WriteKeys,
     ingest_request,
 )
-from streams.kafka_io import bootstrap_servers, create_topics
+from streams.kafka_connection import KafkaConnection
+from streams.kafka_io import create_topics
 from streams.metrics import CONTENT_TYPE_LATEST, IngestMetrics, render
 from streams.producer import BatchProducer, Record
 from streams.settings import Settings
@@ -208,6 +209,7 @@ async def _read_capped(request: web.Request, limit: int) -> bytes | None:
 async def serve_ingest(
     settings: Settings,
     *,
+    kafka: KafkaConnection,
     host: str,
     port: int,
     registry: CollectorRegistry,
@@ -220,18 +222,17 @@ async def serve_ingest(
     acknowledged or answered 503), then stops the producer.
     """
     topics = Topics(settings.topic_prefix)
-    bootstrap = bootstrap_servers(settings.broker)
-    producer = BatchProducer(bootstrap=bootstrap)
+    producer = BatchProducer(kafka=kafka)
     try:
         # The input topic with the worker's partition count, if no worker has made it yet
         # (brokers that auto-create would use their own default count).
-        await create_topics(
-            bootstrap, [topics.raw], settings.partitions, settings.replication_factor
-        )
+        await create_topics(kafka, [topics.raw], settings.partitions, settings.replication_factor)
         await producer.start()
     except Exception as exc:
         await producer.stop()
-        raise IngestStartError(f"cannot reach the broker {settings.broker}: {exc!r}") from exc
+        raise IngestStartError(
+            f"cannot reach the broker {settings.broker}: {kafka.failure(exc)}"
+        ) from exc
     app = web.Application()
     handler = IngestHandler.from_settings(
         settings, producer=producer, registry=registry, clock=clock

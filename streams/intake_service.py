@@ -22,6 +22,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from schemas.internal import PersonEvent, PersonEventBatch
 from streams.codec import encode
 from streams.intake import IntakeResult, RawRecord, intake_batch
+from streams.kafka_connection import KafkaConnection
 from streams.metrics import Metrics
 from streams.producer import BatchProducer, Record
 from streams.settings import Settings
@@ -69,7 +70,7 @@ class IntakeService(mode.Service):
         self,
         *,
         settings: Settings,
-        bootstrap: str,
+        kafka: KafkaConnection,
         producer: BatchProducer,
         metrics: Metrics,
         clock: Callable[[], datetime],
@@ -78,7 +79,7 @@ class IntakeService(mode.Service):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._settings = settings
         self._topics = Topics(settings.topic_prefix)
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._producer = producer
         self._metrics = metrics
         self._clock = clock
@@ -98,7 +99,7 @@ class IntakeService(mode.Service):
         self._consumer = AIOKafkaConsumer(
             self._topics.raw,
             self._topics.feedback,
-            bootstrap_servers=self._bootstrap,
+            **self._kafka.client_kwargs(),
             group_id=f"{s.app_id}-intake",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

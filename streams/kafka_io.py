@@ -1,4 +1,8 @@
-"""Small aiokafka helpers for the CLI and tests: bootstrap parsing, producing, reading topics."""
+"""Small aiokafka helpers for the CLI and tests: producing, creating and reading topics.
+
+Each takes the `KafkaConnection` the entry point built (SASL, TLS); a bare 'host:port' string
+is PLAINTEXT, for tests and the embedded broker.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams.kafka_connection import KafkaConnection, as_connection, bootstrap_servers
 from streams.producer import BatchProducer, Record
 
 __all__ = [
@@ -26,20 +31,8 @@ __all__ = [
 ]
 
 
-def bootstrap_servers(url: str) -> str:
-    """'kafka://a:9092;b:9092' or 'a:9092,b:9092' -> 'a:9092,b:9092' for aiokafka."""
-    hosts = []
-    for part in url.replace(";", ",").split(","):
-        part = part.strip()
-        if "://" in part:
-            part = part.split("://", 1)[1]
-        if part:
-            hosts.append(part)
-    return ",".join(hosts)
-
-
 async def create_topics(
-    bootstrap: str,
+    kafka: KafkaConnection | str,
     names: Iterable[str],
     partitions: int,
     replication: int = 1,
@@ -51,7 +44,7 @@ async def create_topics(
     The configs of topics that already exist are left alone (on Kafka, `kafka-configs.sh`
     changes them; some brokers, Tansu among them, accept configs but do not apply them).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**as_connection(kafka).client_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -70,19 +63,21 @@ async def create_topics(
 
 
 async def produce(
-    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
+    kafka: KafkaConnection | str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
 ) -> int:
     """Send (key, value) records and wait until every one is acknowledged."""
-    producer = BatchProducer(bootstrap=bootstrap)
+    producer = BatchProducer(kafka=kafka)
     try:
         return await producer.send(Record(topic, key, value) for key, value in records)
     finally:
         await producer.stop()
 
 
-async def _consumer(bootstrap: str, topic: str, fetch_wait_ms: int) -> AIOKafkaConsumer:
+async def _consumer(
+    kafka: KafkaConnection | str, topic: str, fetch_wait_ms: int
+) -> AIOKafkaConsumer:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **as_connection(kafka).client_kwargs(),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=fetch_wait_ms,
@@ -105,7 +100,7 @@ async def _consumer(bootstrap: str, topic: str, fetch_wait_ms: int) -> AIOKafkaC
 
 
 async def read_until(
-    bootstrap: str,
+    kafka: KafkaConnection | str,
     topic: str,
     done: Callable[[list[ConsumerRecord]], bool],
     *,
@@ -113,7 +108,7 @@ async def read_until(
     fetch_wait_ms: int = 100,
 ) -> list[ConsumerRecord]:
     """Read a topic from the beginning until `done(records)` or the deadline; return all read."""
-    consumer = await _consumer(bootstrap, topic, fetch_wait_ms)
+    consumer = await _consumer(kafka, topic, fetch_wait_ms)
     records: list[ConsumerRecord] = []
     try:
         deadline = time.monotonic() + timeout_s
@@ -127,14 +122,14 @@ async def read_until(
 
 
 async def tail(
-    bootstrap: str,
+    kafka: KafkaConnection | str,
     topic: str,
     on_record: Callable[[ConsumerRecord], None],
     *,
     fetch_wait_ms: int = 100,
 ) -> None:
     """Call `on_record` for every record of `topic`, from the beginning, until cancelled."""
-    consumer = await _consumer(bootstrap, topic, fetch_wait_ms)
+    consumer = await _consumer(kafka, topic, fetch_wait_ms)
     try:
         while True:
             batch = await consumer.getmany(timeout_ms=500)
@@ -146,7 +141,7 @@ async def tail(
 
 
 async def read_to_end(
-    bootstrap: str,
+    kafka: KafkaConnection | str,
     topic: str,
     *,
     since_ms: int = 0,
@@ -155,7 +150,7 @@ async def read_to_end(
 ) -> list[ConsumerRecord]:
     """Every record of `topic` from the beginning to its end as of now, with a record
     timestamp at or after `since_ms`; `progress(records read)` is called as it goes."""
-    consumer = await _consumer(bootstrap, topic, fetch_wait_ms=100)
+    consumer = await _consumer(kafka, topic, fetch_wait_ms=100)
     try:
         tps = list(consumer.assignment())
         end = await consumer.end_offsets(tps)
@@ -181,7 +176,7 @@ async def read_to_end(
 
 
 def read_topic(
-    bootstrap: str,
+    kafka: KafkaConnection | str,
     topic: str,
     *,
     since_ms: int = 0,
@@ -198,21 +193,21 @@ def read_topic(
             sys.stderr.write(f"\r  reading {topic}: {n:,} records ({rate:,.0f}/s)")
             sys.stderr.flush()
 
-    records = asyncio.run(read_to_end(bootstrap, topic, since_ms=since_ms, progress=tick))
+    records = asyncio.run(read_to_end(kafka, topic, since_ms=since_ms, progress=tick))
     if progress:
         sys.stderr.write("\n")
     return [r for r in records if r.value and (until_ms is None or r.timestamp < until_ms)]
 
 
 async def open_partition(
-    bootstrap: str, topic: str, *, partition: int = 0, fetch_wait_ms: int
+    kafka: KafkaConnection | str, topic: str, *, partition: int = 0, fetch_wait_ms: int
 ) -> tuple[AIOKafkaConsumer, int]:
     """A consumer with no group, on one partition of `topic` from its beginning, and the
     partition's end offset now (what a reader must reach to have caught up). Waits for a
     topic created moments ago to show in the metadata."""
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **as_connection(kafka).client_kwargs(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

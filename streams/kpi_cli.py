@@ -14,7 +14,8 @@ from pydantic import BaseModel
 from schemas.decisions import HandOff, LeadMerged, LeadScored, SlaEvent
 from schemas.feedback import SalesFeedback
 from streams.codec import Rejection, decode_event, decode_output
-from streams.kafka_io import bootstrap_servers, read_topic
+from streams.kafka_connection import KafkaConnection
+from streams.kafka_io import read_topic
 from streams.kpi import (
     Attribution,
     Cost,
@@ -57,6 +58,7 @@ def touch_of(value: bytes) -> Touch | None:
 def run_kpi(
     *,
     broker: str,
+    kafka: KafkaConnection,
     topics: Topics,
     since: datetime,
     until: datetime,
@@ -78,11 +80,10 @@ def run_kpi(
         costs, cost_errors = read_costs(text)
         for err in cost_errors:
             sys.stderr.write(f"{costs_file}:{err.line}: {err.message}\n")
-    bootstrap = bootstrap_servers(broker)
 
     def read(topic: str) -> list[bytes]:
         # From the beginning: where a lead came from may predate the range.
-        return [r.value for r in read_topic(bootstrap, topic, progress=progress)]
+        return [r.value for r in read_topic(kafka, topic, progress=progress)]
 
     def of(cls: type[_M], topic: str) -> list[_M]:
         return [m for v in read(topic) if (m := decode_output(cls, v)) is not None]
@@ -104,7 +105,9 @@ def run_kpi(
             attribution=attribution,
         )
     except Exception as exc:  # unreachable broker, missing topic, timeout
-        sys.stderr.write(f"leadstream: cannot read the topics from {broker}: {exc}\n")
+        sys.stderr.write(
+            f"leadstream: cannot read the topics from {broker}: {kafka.failure(exc)}\n"
+        )
         return 1
     out(render_kpi(report))
     if html is not None:

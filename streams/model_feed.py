@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.model_record import PublishedModel, text_sha256
 from streams.codec import Rejection, decode_published_model, encode
+from streams.kafka_connection import KafkaConnection
 from streams.kafka_io import create_topics, open_partition
 from streams.lead_model import LeadModel, ModelError, load_model, parse_model
 from streams.metrics import Metrics
@@ -162,14 +163,14 @@ def read_model(path: Path) -> tuple[LeadModel, str]:
 
 
 async def publish(
-    bootstrap: str, topic: str, record: PublishedModel, *, replication: int = 1
+    kafka: KafkaConnection | str, topic: str, record: PublishedModel, *, replication: int = 1
 ) -> None:
     """Create `topic` if missing (one partition, compacted), write `record` to partition 0,
     keyed by model name, and return once the broker has acknowledged it."""
     await create_topics(
-        bootstrap, [topic], MODEL_TOPIC_PARTITIONS, replication, configs=MODEL_TOPIC_CONFIG
+        kafka, [topic], MODEL_TOPIC_PARTITIONS, replication, configs=MODEL_TOPIC_CONFIG
     )
-    producer = BatchProducer(bootstrap=bootstrap)
+    producer = BatchProducer(kafka=kafka)
     try:
         await producer.send([Record(topic, record.name.encode(), encode(record), partition=0)])
     finally:
@@ -188,7 +189,7 @@ class ModelFeed(mode.Service):
         self,
         *,
         topic: str,
-        bootstrap: str,
+        kafka: KafkaConnection,
         holder: ModelHolder,
         metrics: Metrics,
         fetch_wait_ms: int,
@@ -198,7 +199,7 @@ class ModelFeed(mode.Service):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._topic = topic
         self._tp = TopicPartition(topic, 0)
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._holder = holder
         self._metrics = metrics
         self._fetch_wait_ms = fetch_wait_ms
@@ -260,7 +261,7 @@ class ModelFeed(mode.Service):
 
     async def _connect(self) -> AIOKafkaConsumer:
         consumer, end = await open_partition(
-            self._bootstrap,
+            self._kafka,
             self._topic,
             partition=self._tp.partition,
             fetch_wait_ms=self._fetch_wait_ms,

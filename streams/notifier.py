@@ -31,7 +31,8 @@ from prometheus_client import CollectorRegistry
 from schemas.decisions import RepAlert
 from schemas.notify import ChannelType, Delivered, DlqCause
 from streams.codec import decode_output, encode
-from streams.kafka_io import bootstrap_servers, create_topics
+from streams.kafka_connection import KafkaConnection
+from streams.kafka_io import create_topics
 from streams.metrics import CONTENT_TYPE_LATEST, NotifierMetrics, render
 from streams.notify import (
     ChannelsConfig,
@@ -171,14 +172,14 @@ class DeliveredLog:
         self,
         *,
         topic: str,
-        bootstrap: str,
+        kafka: KafkaConnection,
         producer: Sender,
         delivered: DeliveredSet,
         clock: Callable[[], datetime],
         fetch_wait_ms: int,
     ) -> None:
         self._tp = TopicPartition(topic, 0)
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._producer = producer
         self.delivered = delivered
         self._clock = clock
@@ -190,7 +191,7 @@ class DeliveredLog:
         consumer = self._consumer
         if consumer is None:
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap,
+                **self._kafka.client_kwargs(),
                 group_id=None,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
@@ -260,7 +261,7 @@ class Notifier:
         *,
         settings: Settings,
         config: ChannelsConfig,
-        bootstrap: str,
+        kafka: KafkaConnection,
         transport: Transport,
         producer: Sender,
         metrics: NotifierMetrics,
@@ -272,7 +273,7 @@ class Notifier:
         self._settings = settings
         self._config = config
         self._topics = Topics(settings.topic_prefix)
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._transport = transport
         self._producer = producer
         self._metrics = metrics
@@ -291,7 +292,7 @@ class Notifier:
         self._window_s = settings.notifier_dedupe_days * _DAY_S
         self.delivered_log = DeliveredLog(
             topic=self._topics.alerts_delivered,
-            bootstrap=bootstrap,
+            kafka=kafka,
             producer=producer,
             delivered=DeliveredSet(self._window_s),
             clock=clock,
@@ -309,10 +310,10 @@ class Notifier:
         delivered log, if nothing has made them yet."""
         s, t = self._settings, self._topics
         await create_topics(
-            self._bootstrap, [t.alerts, t.alerts_dlq], s.partitions, s.replication_factor
+            self._kafka, [t.alerts, t.alerts_dlq], s.partitions, s.replication_factor
         )
         await create_topics(
-            self._bootstrap,
+            self._kafka,
             [t.alerts_delivered],
             DELIVERED_TOPIC_PARTITIONS,
             s.replication_factor,
@@ -329,7 +330,7 @@ class Notifier:
             s.notifier_dedupe_days,
         )
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            **self._kafka.client_kwargs(),
             group_id=f"{s.app_id}-notifier",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -537,6 +538,7 @@ async def serve_notifier(
     settings: Settings,
     config: ChannelsConfig,
     *,
+    kafka: KafkaConnection,
     host: str,
     port: int,
     registry: CollectorRegistry,
@@ -549,11 +551,10 @@ async def serve_notifier(
     notifier_timeout_s), a batch that was cut short is left uncommitted (the next run reads
     it again and skips what was delivered), and the consumer leaves its group.
     """
-    bootstrap = bootstrap_servers(settings.broker)
     topics = Topics(settings.topic_prefix)
     tansu = settings.broker_flavor == "tansu"
     producer = BatchProducer(
-        bootstrap=bootstrap,
+        kafka=kafka,
         # A Tansu gap: ListOffsets is wrong after a multi-record batch, and the delivered log
         # is read up to its end offset.
         single_record_tail=frozenset({topics.alerts_delivered}) if tansu else frozenset(),
@@ -564,7 +565,7 @@ async def serve_notifier(
         notifier = Notifier(
             settings=settings,
             config=config,
-            bootstrap=bootstrap,
+            kafka=kafka,
             transport=NetworkTransport(
                 session=session, smtp=config.smtp, timeout_s=settings.notifier_timeout_s
             ),
@@ -578,7 +579,9 @@ async def serve_notifier(
             await producer.start()
         except Exception as exc:
             await producer.stop()
-            raise NotifierStartError(f"cannot reach the broker {settings.broker}: {exc!r}") from exc
+            raise NotifierStartError(
+                f"cannot reach the broker {settings.broker}: {kafka.failure(exc)}"
+            ) from exc
 
         app = web.Application()
 

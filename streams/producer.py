@@ -15,6 +15,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
+from streams.kafka_connection import KafkaConnection, as_connection
+
 __all__ = ["BatchProducer", "Record", "partition_for_key"]
 
 
@@ -43,12 +45,12 @@ class BatchProducer:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        kafka: KafkaConnection | str,
         single_record_tail: frozenset[str] = frozenset(),
         client: Any = None,
         **producer_kwargs: Any,
     ) -> None:
-        self._bootstrap = bootstrap
+        self._kafka = as_connection(kafka)
         self._tail = single_record_tail
         self._kwargs = {"acks": "all", "linger_ms": 0, **producer_kwargs}
         # `client`: an already started aiokafka producer (or a fake in tests).
@@ -60,8 +62,12 @@ class BatchProducer:
     async def start(self) -> None:
         async with self._lock:
             if self._producer is None:
-                producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, **self._kwargs)
-                await producer.start()
+                producer = AIOKafkaProducer(**self._kafka.client_kwargs(), **self._kwargs)
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()  # a refused login leaves it half open
+                    raise
                 self._producer = producer
 
     async def stop(self) -> None:

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from schemas.decisions import DeadLetter, HandOff, LeadMerged
 from streams.codec import decode_output
-from streams.kafka_io import bootstrap_servers, read_topic
+from streams.kafka_connection import KafkaConnection
+from streams.kafka_io import read_topic
 from streams.matching import free_mail_domains
 from streams.quality import quality_report, render_quality
 from streams.topics import Topics
@@ -29,19 +30,17 @@ def parse_when(text: str, *, now: datetime) -> datetime:
 def run_quality(
     *,
     broker: str,
+    kafka: KafkaConnection,
     topics: Topics,
     since: datetime,
     until: datetime,
     progress: bool,
     out: Callable[[str], object] = sys.stdout.write,
 ) -> int:
-    bootstrap = bootstrap_servers(broker)
     since_ms, until_ms = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
 
     def read(topic: str) -> list[bytes]:
-        records = read_topic(
-            bootstrap, topic, since_ms=since_ms, until_ms=until_ms, progress=progress
-        )
+        records = read_topic(kafka, topic, since_ms=since_ms, until_ms=until_ms, progress=progress)
         return [r.value for r in records]
 
     try:
@@ -49,7 +48,9 @@ def run_quality(
         handoffs = [h for v in read(topics.routed) if (h := decode_output(HandOff, v))]
         dead = [d for v in read(topics.dlq) if (d := decode_output(DeadLetter, v))]
     except Exception as exc:  # unreachable broker, missing topic, timeout
-        sys.stderr.write(f"leadstream: cannot read the topics from {broker}: {exc}\n")
+        sys.stderr.write(
+            f"leadstream: cannot read the topics from {broker}: {kafka.failure(exc)}\n"
+        )
         return 1
     report = quality_report(
         since=since,

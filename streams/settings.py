@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.lead_model import DEFAULT_MODEL_PATH
@@ -13,7 +13,17 @@ from streams.lead_model import DEFAULT_MODEL_PATH
 if TYPE_CHECKING:
     from streams.leads import Limits
 
-__all__ = ["Settings"]
+__all__ = ["SaslMechanism", "SecurityProtocol", "Settings"]
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+#: Secrets that may be read from a file instead (`LEADSTREAM_<NAME>_FILE`): a Kubernetes or
+#: Docker secret mounted as a file never passes through the environment.
+_SECRET_FILES = {
+    "kafka_sasl_password": "kafka_sasl_password_file",
+    "kafka_ssl_key_password": "kafka_ssl_key_password_file",
+}
 
 
 class Settings(BaseSettings):
@@ -36,6 +46,38 @@ class Settings(BaseSettings):
     # All interfaces: a container's port is reached from outside it (compose, k8s probes).
     web_host: str = "0.0.0.0"  # noqa: S104 — see above; LEADSTREAM_WEB_HOST narrows it
     web_port: int = Field(default=6066, ge=0, le=65535)
+
+    # Kafka security (README: Kafka authentication and TLS): every client and Faust get it.
+    kafka_security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        default="PLAIN", description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_* only)."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    kafka_sasl_password_file: FilePath | None = Field(
+        default=None, description="File holding the SASL password (instead of the variable)."
+    )
+    kafka_ssl_cafile: FilePath | None = Field(
+        default=None,
+        description="PEM of the CAs that sign the brokers' certificates (default: the system's).",
+    )
+    kafka_ssl_certfile: FilePath | None = Field(
+        default=None, description="PEM of this client's certificate (mutual TLS)."
+    )
+    kafka_ssl_keyfile: FilePath | None = Field(
+        default=None, description="PEM of this client's private key (mutual TLS)."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        default=None, description="Password of the client's private key, if encrypted."
+    )
+    kafka_ssl_key_password_file: FilePath | None = Field(
+        default=None, description="File holding the client key's password."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        default=True, description="Check that the broker's certificate names the host dialled."
+    )
 
     # Consumer tuning. On Apache Kafka a fetch returns as soon as data arrives, so the
     # wait only bounds idle polling; on Tansu every hop waits it out (README: Tansu gaps).
@@ -250,14 +292,73 @@ class Settings(BaseSettings):
             raise ValueError("the inbox secret needs at least 16 characters")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for secret, file_field in _SECRET_FILES.items():
+            path = data.get(file_field)
+            if path in (None, ""):
+                continue
+            if data.get(secret) not in (None, ""):
+                raise ValueError(
+                    f"set LEADSTREAM_{secret.upper()} or LEADSTREAM_{file_field.upper()}, not both"
+                )
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise ValueError(
+                    f"LEADSTREAM_{file_field.upper()}: cannot read {path}: {reason}"
+                ) from exc
+            # `echo secret > file` leaves a newline that is no part of the secret.
+            data = {**data, secret: text.rstrip("\r\n")}
+        return data
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        sasl, tls = protocol.startswith("SASL_"), protocol.endswith("SSL")
+        given = f"LEADSTREAM_KAFKA_SECURITY_PROTOCOL is {protocol}"
+        if sasl and not self.kafka_sasl_username:
+            raise ValueError(f"{given}: set LEADSTREAM_KAFKA_SASL_USERNAME")
+        if sasl and not (self.kafka_sasl_password and self.kafka_sasl_password.get_secret_value()):
+            raise ValueError(
+                f"{given}: set LEADSTREAM_KAFKA_SASL_PASSWORD "
+                "(or LEADSTREAM_KAFKA_SASL_PASSWORD_FILE)"
+            )
+        if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password):
+            raise ValueError(
+                f"{given}, so the SASL user and password would not be used: "
+                "choose SASL_SSL or SASL_PLAINTEXT"
+            )
+        ssl_files = {
+            "LEADSTREAM_KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "LEADSTREAM_KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "LEADSTREAM_KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+            "LEADSTREAM_KAFKA_SSL_KEY_PASSWORD": self.kafka_ssl_key_password,
+        }
+        unused = [name for name, value in ssl_files.items() if value is not None]
+        if not tls and unused:
+            raise ValueError(f"{given}, so {unused[0]} would not be used: choose SSL or SASL_SSL")
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise ValueError(
+                "LEADSTREAM_KAFKA_SSL_KEYFILE needs LEADSTREAM_KAFKA_SSL_CERTFILE (the "
+                "client certificate it belongs to)"
+            )
+        return self
+
     def to_env(self) -> dict[str, str]:
         """These settings as the environment of a child `leadstream` process."""
         prefix = self.model_config.get("env_prefix", "")
         # A setting left unset (None) is left out: the child takes the same default.
+        # A secret read from a file stays in the file: the child reads the same file.
+        from_files = {s for s, f in _SECRET_FILES.items() if getattr(self, f) is not None}
         return {
             f"{prefix}{name.upper()}": _env_value(value)
             for name, value in self
-            if value is not None
+            if value is not None and name not in from_files
         }
 
 

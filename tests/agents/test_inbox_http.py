@@ -26,6 +26,7 @@ from streams.app import create_app
 from streams.codec import decode_sales_feedback, encode
 from streams.inbox import Inbox, token_for
 from streams.inbox_http import InboxFeed, InboxHandler, Subscribers, add_routes
+from streams.kafka_connection import KafkaConnection
 from streams.lead_model import load_model
 from streams.settings import Settings
 from tests.agents.test_agents import MODEL, NOW, FakeProducer
@@ -90,7 +91,7 @@ async def serve(producer: Any, *, heartbeat_s: float = 15.0) -> Served:
     await client.start_server()
     feed = InboxFeed(
         topic="x.rep.alerts",
-        bootstrap="127.0.0.1:1",
+        kafka=KafkaConnection(bootstrap="127.0.0.1:1"),
         inbox=inbox,
         subscribers=subscribers,
         fetch_wait_ms=100,

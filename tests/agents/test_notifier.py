@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from schemas.decisions import RepAlert
 from schemas.notify import Delivered, UndeliveredAlert
 from streams.codec import encode
+from streams.kafka_connection import KafkaConnection
 from streams.metrics import NotifierMetrics
 from streams.notifier import Notifier, smtp_failure
 from streams.notify import ChannelsConfig, Email, Failure, HttpPost, http_failure
@@ -113,7 +114,7 @@ def notifier(
     n = Notifier(
         settings=Settings(**{**defaults, **settings}),
         config=CONFIG,
-        bootstrap="unused:9092",
+        kafka=KafkaConnection(bootstrap="unused:9092"),
         transport=transport,
         producer=producer,
         metrics=NotifierMetrics.create(registry),

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from schemas.crm import CrmAccount
 from streams.account_feed import AccountFeed, AccountsHolder, account_change
 from streams.codec import Rejection, decode_crm_account, encode
+from streams.kafka_connection import KafkaConnection
 from streams.matching import free_mail_domains
 from streams.metrics import Metrics
 
@@ -97,7 +98,7 @@ class FakeRecord:
 def feed(holder: AccountsHolder, registry: CollectorRegistry) -> AccountFeed:
     return AccountFeed(
         topic="crm.accounts",
-        bootstrap="unused:9092",
+        kafka=KafkaConnection(bootstrap="unused:9092"),
         holder=holder,
         metrics=Metrics.create(registry),
         fetch_wait_ms=100,

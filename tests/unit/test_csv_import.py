@@ -19,6 +19,7 @@ from streams.csv_import import (
     prepare_events,
 )
 from streams.import_cli import ImportTarget, ProgressBar, run_import
+from streams.kafka_connection import KafkaConnection
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 EVENTS = load_mapping(None, kind="events")
@@ -254,7 +255,11 @@ def run(tmp_path: Path, csv: str, *, dry_run: bool, progress: bool = False) -> t
         file=path,
         mapping=None,
         # Nothing listens there: a dry run must not even try it.
-        target=ImportTarget(broker="kafka://127.0.0.1:9", bootstrap="127.0.0.1:9", topic="raw"),
+        target=ImportTarget(
+            broker="kafka://127.0.0.1:9",
+            kafka=KafkaConnection(bootstrap="127.0.0.1:9"),
+            topic="raw",
+        ),
         source="seminar",
         dry_run=dry_run,
         progress=progress,

@@ -150,3 +150,42 @@ def test_selectors_match_their_pods() -> None:
     )
     (container,) = notifier["spec"]["template"]["spec"]["containers"]
     assert _parser().parse_args(container["args"]).handler.__name__ == "_cmd_notifier"
+
+
+def test_kafka_secrets_are_mounted_where_the_example_settings_read_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (K8S / "configmap.yaml").read_text()
+    example = dict(re.findall(r"^  # (LEADSTREAM_KAFKA_[A-Z_]+): (\S+)$", text, re.MULTILINE))
+    files = {k: v for k, v in example.items() if v.startswith("/")}
+    assert set(files) == {"LEADSTREAM_KAFKA_SASL_PASSWORD_FILE", "LEADSTREAM_KAFKA_SSL_CAFILE"}
+    (mount_dir,) = {str(Path(v).parent) for v in files.values()}
+    for kind, name in (("StatefulSet", "leadstream-worker"), ("Deployment", "leadstream-notifier")):
+        pod = _one(kind, name)["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert mounts["kafka-secrets"]["mountPath"] == mount_dir, name
+        assert mounts["kafka-secrets"]["readOnly"] is True
+        secret = volumes["kafka-secrets"]["secret"]
+        assert secret["secretName"] == "leadstream-kafka"
+        assert secret["optional"] is True  # PLAINTEXT clusters need no Secret
+
+    # The example, uncommented, gives valid settings once the Secret's files are there.
+    import trustme
+
+    for key, value in example.items():
+        if key in files:
+            local = tmp_path / Path(value).name
+            value = str(local)
+            if key.endswith("CAFILE"):
+                trustme.CA().cert_pem.write_to_path(value)
+            else:
+                local.write_text("a-password\n")
+        monkeypatch.setenv(key, value)
+    for key, value in _one("ConfigMap", "leadstream-settings")["data"].items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.kafka_security_protocol == "SASL_SSL"
+    assert settings.kafka_sasl_password is not None
+    assert settings.kafka_sasl_password.get_secret_value() == "a-password"

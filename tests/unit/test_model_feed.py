@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas.model_record import PublishedModel, text_sha256
 from streams.codec import Rejection, decode_published_model, encode
+from streams.kafka_connection import KafkaConnection
 from streams.lead_model import DEFAULT_MODEL_PATH, LeadModel, ModelError, parse_model
 from streams.metrics import Metrics
 from streams.model_feed import (
@@ -262,7 +263,9 @@ def _sample(registry: CollectorRegistry, metric: str, **labels: str) -> float | 
 def _feed(registry: CollectorRegistry, holder: ModelHolder) -> ModelFeed:
     return ModelFeed(
         topic="t.lead.model",
-        bootstrap="127.0.0.1:1",  # never contacted: `apply` is called directly
+        kafka=KafkaConnection(
+            bootstrap="127.0.0.1:1"
+        ),  # never contacted: `apply` is called directly
         holder=holder,
         metrics=Metrics.create(registry),
         fetch_wait_ms=100,

@@ -44,7 +44,7 @@ class FakeAiokafka:
 
 async def test_keyed_records_go_to_the_kafka_default_partition_and_explicit_ones_stay() -> None:
     fake = FakeAiokafka(partitions=4)
-    producer = BatchProducer(bootstrap="unused", client=fake)
+    producer = BatchProducer(kafka="unused", client=fake)
     sent = await producer.send(
         [Record("out", b"lead-1", b"a"), Record("out", b"lead-2", b"b"), Record("x", b"k", b"c", 3)]
     )
@@ -57,7 +57,7 @@ async def test_keyed_records_go_to_the_kafka_default_partition_and_explicit_ones
 
 async def test_records_of_one_partition_share_batches_in_order_and_split_when_full() -> None:
     fake = FakeAiokafka(max_records=2)
-    producer = BatchProducer(bootstrap="unused", client=fake)
+    producer = BatchProducer(kafka="unused", client=fake)
     await producer.send(Record("t", None, bytes([i]), partition=0) for i in range(5))
     assert [[v for _, v in recs] for _, _, recs in fake.sent] == [
         [b"\x00", b"\x01"],
@@ -69,7 +69,7 @@ async def test_records_of_one_partition_share_batches_in_order_and_split_when_fu
 async def test_tail_topics_never_end_a_partition_in_a_multi_record_batch() -> None:
     """The Tansu ListOffsets gap: recovery reads a partition's end wrong after such a batch."""
     fake = FakeAiokafka()
-    producer = BatchProducer(bootstrap="unused", client=fake, single_record_tail=frozenset({"cl"}))
+    producer = BatchProducer(kafka="unused", client=fake, single_record_tail=frozenset({"cl"}))
     await producer.send(Record("cl", b"k%d" % i, b"v", partition=1) for i in range(4))
     await producer.send(Record("out", b"k%d" % i, b"v", partition=1) for i in range(4))
     sizes = [(topic, len(recs)) for topic, _, recs in fake.sent]
@@ -78,6 +78,6 @@ async def test_tail_topics_never_end_a_partition_in_a_multi_record_batch() -> No
 
 async def test_unkeyed_records_are_spread_over_partitions_not_piled_on_one() -> None:
     fake = FakeAiokafka(partitions=4)
-    producer = BatchProducer(bootstrap="unused", client=fake)
+    producer = BatchProducer(kafka="unused", client=fake)
     await producer.send(Record("t", None, b"v") for _ in range(8))
     assert sorted(p for _, p, _ in fake.sent) == [0, 1, 2, 3]
