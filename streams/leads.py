@@ -18,6 +18,7 @@ from schemas.decisions import (
     Activity,
     BreakdownLine,
     HandOff,
+    LeadForgotten,
     LeadMerged,
     LeadScored,
     RepAlert,
@@ -29,12 +30,14 @@ from schemas.feedback import SalesFeedback
 from schemas.internal import (
     ContactUpdate,
     FeedbackIn,
+    Forget,
     LeadState,
     Link,
     MergeIn,
     MergeRequest,
     PersonEvent,
     TraitValue,
+    Unlink,
 )
 from streams.lead_model import Grade, LeadModel, Rep, grade_at_least
 from streams.matching import AccountDirectory, email_domain, free_mail_domains
@@ -73,6 +76,7 @@ __all__ = [
     "apply_outcome",
     "identity_keys",
     "lead_id_for",
+    "leave_account",
     "merge_leads",
     "rescore_lead",
     "sla_tick",
@@ -85,6 +89,7 @@ Decision = (
     | RepAlert
     | ContactUpdate
     | LeadMerged
+    | LeadForgotten
     | SlaEvent
     # identity graph messages to other entries (streams/identity.py)
     | PersonEvent
@@ -92,6 +97,8 @@ Decision = (
     | MergeRequest
     | MergeIn
     | FeedbackIn
+    | Forget
+    | Unlink
 )
 
 _MAX_ANONYMOUS_IDS = 5
@@ -138,6 +145,9 @@ class BatchResult:
     # Feedback applied, with the lead after it: the won amounts and rejection reasons the
     # KPI metrics count (the decisions alone carry neither).
     feedback: list[tuple[SalesFeedback, LeadState]] = field(default_factory=list)
+    # Entries erased (a forgotten lead, its identifiers' aliases): deleted from the table,
+    # a tombstone on its changelog. A key erased and then written again is in `leads` only.
+    deleted: set[str] = field(default_factory=set)
 
 
 def as_state(rotation: RoutingState | Mapping[str, int]) -> RoutingState:
@@ -779,7 +789,8 @@ def merge_leads(
             k: max(survivor.applied.get(k, -1), other.applied.get(k, -1))
             for k in {*survivor.applied, *other.applied}
         },
-        "links": tuple(dict.fromkeys((*survivor.links, *other.links))),
+        # The other lead's own key now points here too: an erasure deletes it with the rest.
+        "links": tuple(dict.fromkeys((*survivor.links, other.pk, *other.links))),
         "merged": (*survivor.merged, other.lead_id, *other.merged),
         **_account_of(survivor if survivor.account is not None else other),
         **_touch_of(survivor if survivor.source or survivor.campaign else other),
@@ -824,6 +835,21 @@ def merge_leads(
         [_contact(gone, other, 0, applied.lead.last_ms, marker, model, rep=None)] if gone else []
     )
     return Applied(applied.lead, (*applied.decisions, *leave), applied.rotation)
+
+
+def leave_account(lead: LeadState, *, model: LeadModel) -> tuple[ContactUpdate, ...]:
+    """What takes an erased lead out of its account's roll-up (its contact score to 0)."""
+    gone = (
+        (lead.account_domain or account_domain(lead.traits, model))
+        if model.accounts.enabled
+        else None
+    )
+    if not gone:
+        return ()
+    marker = _synthetic(
+        lead.pk, mid=f"forget:{lead.lead_id}", kind="identify", name="", ts_ms=lead.last_ms
+    )
+    return (_contact(gone, lead, 0, lead.last_ms, marker, model, rep=None),)
 
 
 def _account_of(lead: LeadState) -> dict[str, object]:

@@ -51,6 +51,7 @@ class Metrics:
     accounts_scored: Counter
     account_alerts: Counter
     rescored: Counter
+    forgotten: Counter
     model_switches: Counter
     model_rejected: Counter
     model_info: Gauge
@@ -61,6 +62,14 @@ class Metrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
+        forgotten = Counter(
+            "leadstream_erasures_total",
+            "Erasure requests answered on leads.forgotten, by whether a lead was found.",
+            ["found"],
+            registry=registry,
+        )
+        for found in ("true", "false"):
+            forgotten.labels(found=found)
         dead = Counter(
             "leadstream_events_dead_lettered_total",
             "Raw events sent to the DLQ, by reason.",
@@ -132,6 +141,7 @@ class Metrics:
                 "Leads whose history was replayed through a model published with --rescore.",
                 registry=registry,
             ),
+            forgotten=forgotten,
             model_switches=Counter(
                 "leadstream_model_switches_total",
                 "Switches to a lead model published on lead.model.",
