@@ -641,7 +641,9 @@ def _failures(
 ) -> list[Record]:
     """Dead letters for events the core failed on, so they are seen, not lost or retried
     forever (the error names the bug; the value is the normalized event)."""
-    log.error("leads: %d event(s) failed and went to the DLQ: %s", len(failed), failed[0][1])
+    # The error's type only: its text may quote a trait value (a name); the DLQ has it.
+    kinds = sorted({error.split(":", 1)[0] for _, error in failed})
+    log.error("leads: %d event(s) failed and went to the DLQ (%s)", len(failed), ", ".join(kinds))
     return [
         Record(
             topics.dlq,

@@ -182,7 +182,8 @@ class Metrics:
 @dataclass
 class LabelValues:
     """Bounds a label's values: `allowed` only, or else the first `limit` distinct values
-    seen; everything else is `other`, and a missing value is `missing`."""
+    seen; everything else is `other` (an email address always), and a missing value is
+    `missing`."""
 
     allowed: frozenset[str] = frozenset()
     limit: int = 20
@@ -194,6 +195,8 @@ class LabelValues:
             return self.missing
         if self.allowed:
             return value if value in self.allowed else OTHER
+        if "@" in value:  # a UTM source set to someone's email: never a label value
+            return OTHER
         if value in self.seen:
             return value
         if len(self.seen) < self.limit:

@@ -16,10 +16,12 @@ import pytest
 from streams.kafka_io import read_until
 from tests.integration.conftest import PARTITIONS, wait_for
 from tests.integration.segment import identify, page, track
+from tests.pii import assert_no_pii
 
 pytestmark = pytest.mark.integration
 
 EMAIL = "Fay.Lee@Forget.example"
+NAMES = ("Fayette", "Leeuwenhoek")
 
 
 def forget(worker: Any, *args: str) -> subprocess.CompletedProcess[str]:
@@ -56,9 +58,14 @@ def live_entries(worker: Any) -> dict[bytes, bytes | None]:
 def test_forget_erases_a_merged_person_everywhere_and_they_come_back_fresh(
     make_worker: Any,
 ) -> None:
-    worker = make_worker()
+    # Every log level: the check below covers debug lines too.
+    worker = make_worker(LEADSTREAM_LOG_LEVEL="debug")
     worker.send(
-        page("f-1", "/pricing", anon="anon-f", days_ago=3),
+        # A UTM source that is the person's email (it happens): never a metric label.
+        {
+            **page("f-1", "/pricing", anon="anon-f", days_ago=3),
+            "context": {"campaign": {"source": EMAIL}},
+        },
         track("f-2", "Demo Requested", user="crm-f", days_ago=2),
         identify("f-3", anon="anon-f", user="crm-f", email=EMAIL, firstName="Fay", lastName="Lee"),
         page("g-1", "/pricing/plans", anon="anon-g", days_ago=1),
@@ -80,7 +87,7 @@ def test_forget_erases_a_merged_person_everywhere_and_they_come_back_fresh(
     assert done.returncode == 0, done.stderr
     assert f"forgot lead {lead_id}" in done.stdout
     assert all(m in done.stdout for m in merged_ids)
-    assert "fay" not in (done.stdout + done.stderr).lower()
+    assert_no_pii(done.stdout + done.stderr, email=EMAIL, names=NAMES, where="the command")
     (answer,) = worker.read(worker.topics.forgotten, lambda r: len(r) >= 1)
     assert answer["found"] is True and answer["lead_id"] == lead_id
     assert set(answer["merged_lead_ids"]) == merged_ids
@@ -95,7 +102,8 @@ def test_forget_erases_a_merged_person_everywhere_and_they_come_back_fresh(
         what="tombstones for every key of the person",
     )
     live = [v for v in live_entries(worker).values() if v is not None]
-    assert not [v for v in live if b"fay" in v.lower() or b"Lee" in v]
+    for value in live:
+        assert_no_pii(value.decode(), email=EMAIL, names=NAMES, where="the leads table")
 
     # They come back: a new browser with the same email and the old userId start fresh
     # leads, scored by the new events only, and nothing merges into the erased lead.
@@ -123,3 +131,7 @@ def test_forget_erases_a_merged_person_everywhere_and_they_come_back_fresh(
     answers = worker.read(worker.topics.forgotten, lambda r: len(r) >= 2)
     assert [a["found"] for a in answers] == [True, False]
     assert not [a for a in answers if "forget.example" in orjson.dumps(a).decode()]
+
+    # Whatever the worker logged (every level) and exports on /metrics never names them.
+    assert_no_pii(worker.metrics(), email=EMAIL, names=NAMES, where="/metrics")
+    assert_no_pii(worker.log(), email=EMAIL, names=NAMES, where="the worker's log")
