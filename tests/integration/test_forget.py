@@ -129,7 +129,7 @@ def test_forget_erases_a_merged_person_everywhere_and_they_come_back_fresh(
     assert unknown.returncode == 3, unknown.stderr
     assert "no lead is known by this email" in unknown.stdout
     answers = worker.read(worker.topics.forgotten, lambda r: len(r) >= 2)
-    assert [a["found"] for a in answers] == [True, False]
+    assert sorted(a["found"] for a in answers) == [False, True]  # any partition order
     assert not [a for a in answers if "forget.example" in orjson.dumps(a).decode()]
 
     # Whatever the worker logged (every level) and exports on /metrics never names them.
