@@ -18,6 +18,7 @@ __all__ = [
     "DeadLetter",
     "DlqReason",
     "HandOff",
+    "LeadForgotten",
     "LeadMerged",
     "LeadScored",
     "NamedScore",
@@ -231,6 +232,33 @@ class LeadMerged(_Record):
     score: int = Field(description="The surviving lead's primary score after the merge.")
     stage: Stage
     model_version: str
+    created_at: datetime
+
+
+class LeadForgotten(_Record):
+    """`leads.forgotten`, compacted, keyed by lead_id (by `request_id` when nobody was
+    found): a person's lead was erased, or there was nothing to erase.
+
+    Downstream systems delete what they hold for every id in `lead_id` and
+    `merged_lead_ids`: records Leadstream wrote before the erasure stay on its output
+    topics until their retention ends. Never carries the email or userId in clear.
+    """
+
+    request_id: str
+    found: bool = Field(description="false: no lead is known by this identifier.")
+    lead_id: str | None = Field(description="The erased lead; null when not found.")
+    merged_lead_ids: tuple[str, ...] = Field(description="Leads merged into it, erased too.")
+    identifier: Literal["email", "userId"]
+    identifier_sha256: str = Field(
+        description="SHA-256 (hex) of the email trimmed and lowercased, or of the userId."
+    )
+    identifiers_deleted: int = Field(
+        description="Identifier entries (userId, email, CRM id, anonymousIds, merged leads' "
+        "keys) deleted with it, in their own partitions."
+    )
+    sla_stopped: bool = Field(description="A hand-off SLA clock was running and is gone.")
+    reason: str
+    requested_at: datetime
     created_at: datetime
 
 

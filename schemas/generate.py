@@ -14,10 +14,12 @@ from schemas.decisions import (
     AccountScored,
     DeadLetter,
     HandOff,
+    LeadForgotten,
     LeadMerged,
     LeadScored,
     RepAlert,
 )
+from schemas.erasure import ErasureRequest
 from schemas.events import EngagementEvent
 from schemas.feedback import SalesFeedback
 from schemas.model_record import PublishedModel
@@ -37,6 +39,8 @@ _MODELS: dict[str, tuple[str, Any]] = {
     "rep.alerts.dlq.json": ("Undelivered alert on rep.alerts.dlq", UndeliveredAlert),
     "rep.alerts.delivered.json": ("Delivery made, on rep.alerts.delivered", Delivered),
     "leads.merged.json": ("Merged leads on leads.merged", LeadMerged),
+    "leads.forgotten.json": ("Erased lead on leads.forgotten (compacted)", LeadForgotten),
+    "leadstream.erasure.json": ("Erasure request on leadstream.erasure", ErasureRequest),
     "accounts.scored.json": ("Account roll-up on accounts.scored", AccountScored),
     "lead.model.json": ("Published lead model on lead.model", PublishedModel),
     "crm.accounts.json": ("CRM account on crm.accounts (null value: deleted)", CrmAccount),

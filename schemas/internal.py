@@ -13,6 +13,7 @@ __all__ = [
     "ContactUpdate",
     "ContactUpdateBatch",
     "FeedbackIn",
+    "Forget",
     "LeadState",
     "Link",
     "MergeIn",
@@ -20,6 +21,7 @@ __all__ = [
     "PersonEvent",
     "PersonEventBatch",
     "TraitValue",
+    "Unlink",
 ]
 
 TraitValue = str | int | float | bool | None
@@ -167,6 +169,30 @@ class FeedbackIn(BaseModel):
     partition: int = -1
 
 
+class Forget(BaseModel):
+    """An erasure request on its way to the person's lead: first to the entry of the
+    identifier it names (`email:<address>`, a userId), then to the lead it points at."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    to: str
+    request_id: str
+    identifier: Literal["email", "userId"]
+    identifier_sha256: str
+    reason: str = ""
+    requested_ms: int  # when the erasure was requested, Unix ms
+
+
+class Unlink(BaseModel):
+    """Delete the entry `key` if it is an alias of one of `owners` (an erased lead and the
+    person keys merged into it). Sent to the partition of `key`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    owners: tuple[str, ...]
+
+
 class PersonEventBatch(BaseModel):
     """`leadstream.person-events`: a micro-batch for one partition of the person key space:
     events, and the identity graph's messages to the entries of that partition."""
@@ -178,6 +204,8 @@ class PersonEventBatch(BaseModel):
     requests: tuple[MergeRequest, ...] = ()
     merge_ins: tuple[MergeIn, ...] = ()
     feedback: tuple[FeedbackIn, ...] = ()
+    forgets: tuple[Forget, ...] = ()
+    unlinks: tuple[Unlink, ...] = ()
 
 
 class ContactUpdate(BaseModel):

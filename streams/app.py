@@ -29,15 +29,17 @@ from faust.web import Request, Response, View
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from prometheus_client import CollectorRegistry
 
-from schemas.decisions import HandOff, LeadMerged, LeadScored, RepAlert, SlaEvent
+from schemas.decisions import HandOff, LeadForgotten, LeadMerged, LeadScored, RepAlert, SlaEvent
 from schemas.internal import (
     ContactUpdate,
     FeedbackIn,
+    Forget,
     LeadState,
     Link,
     MergeIn,
     MergeRequest,
     PersonEvent,
+    Unlink,
 )
 from streams.account_feed import AccountFeed, AccountsHolder
 from streams.account_stage import add_account_stage, contact_batches
@@ -63,6 +65,8 @@ from streams.sla import SlaClocks
 from streams.topics import (
     CRM_ACCOUNTS_TOPIC_CONFIG,
     CRM_ACCOUNTS_TOPIC_PARTITIONS,
+    ERASURE_TOPIC_CONFIG,
+    FORGOTTEN_TOPIC_CONFIG,
     LEADS_TABLE,
     MODEL_TOPIC_CONFIG,
     MODEL_TOPIC_PARTITIONS,
@@ -263,6 +267,17 @@ def create_app(
             settings.replication_factor,
             configs=CRM_ACCOUNTS_TOPIC_CONFIG,
         )
+        for name, configs in (
+            (topics.erasure, ERASURE_TOPIC_CONFIG),
+            (topics.forgotten, FORGOTTEN_TOPIC_CONFIG),
+        ):
+            created += await create_topics(
+                bootstrap,
+                [name],
+                settings.partitions,
+                settings.replication_factor,
+                configs=configs,
+            )
         if created:
             log.info("created topics: %s", ", ".join(created))
 
@@ -327,8 +342,9 @@ def create_app(
                     for _, reason, _ in result.rejected:
                         metrics.events_dead_lettered.labels(reason=reason).inc()
                 outputs = await out.enqueue(records)
-                store.update(partition, result.leads, result.rotation)
+                store.update(partition, result.leads, result.rotation, deleted=result.deleted)
                 clocks.note(partition, result.leads, models.current)
+                clocks.drop(partition, result.deleted)
                 pending.setdefault(partition, []).append((event, outputs))
             metrics.events_processed.inc(len(batch.events))
             _count(metrics, result.decisions, result.duplicates, clock())
@@ -608,6 +624,9 @@ def _records(topics: Topics, decisions: Iterable[Decision], partitions: int) -> 
             out.append(Record(topics.merged, d.lead_id.encode(), encode(d)))
         elif isinstance(d, SlaEvent):
             out.append(Record(topics.sla, d.lead_id.encode(), encode(d)))
+        elif isinstance(d, LeadForgotten):
+            key = d.lead_id if d.lead_id is not None else d.request_id
+            out.append(Record(topics.forgotten, key.encode(), encode(d)))
         elif isinstance(d, ContactUpdate):
             contacts.append(d)
         else:  # the identity graph's messages to entries in other partitions
@@ -627,11 +646,15 @@ def _records(topics: Topics, decisions: Iterable[Decision], partitions: int) -> 
     return out
 
 
-def _addressee(message: PersonEvent | Link | MergeRequest | MergeIn | FeedbackIn) -> str:
+def _addressee(
+    message: PersonEvent | Link | MergeRequest | MergeIn | FeedbackIn | Forget | Unlink,
+) -> str:
     if isinstance(message, PersonEvent):
         return message.pk
-    if isinstance(message, FeedbackIn):
+    if isinstance(message, FeedbackIn | Forget):
         return message.to
+    if isinstance(message, Unlink):
+        return message.key
     if isinstance(message, Link):
         return message.key
     if isinstance(message, MergeRequest):
@@ -644,7 +667,9 @@ def _failures(
 ) -> list[Record]:
     """Dead letters for events the core failed on, so they are seen, not lost or retried
     forever (the error names the bug; the value is the normalized event)."""
-    log.error("leads: %d event(s) failed and went to the DLQ: %s", len(failed), failed[0][1])
+    # The error's type only: its text may quote a trait value (a name); the DLQ has it.
+    kinds = sorted({error.split(":", 1)[0] for _, error in failed})
+    log.error("leads: %d event(s) failed and went to the DLQ (%s)", len(failed), ", ".join(kinds))
     return [
         Record(
             topics.dlq,
@@ -702,4 +727,6 @@ def _count(metrics: Metrics, decisions: list[Decision], duplicates: int, now: da
             scored += 1
         elif isinstance(decision, SlaEvent):
             metrics.sla_steps.labels(step=decision.step).inc()
+        elif isinstance(decision, LeadForgotten):
+            metrics.forgotten.labels(found="true" if decision.found else "false").inc()
     metrics.scored.inc(scored)

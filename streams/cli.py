@@ -118,6 +118,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     publish.set_defaults(handler=_cmd_model_publish)
 
+    forget = sub.add_parser(
+        "forget", help="erase a person: their lead, identifiers and merged leads (GDPR/APPI)"
+    )
+    who = forget.add_mutually_exclusive_group(required=True)
+    who.add_argument("email", nargs="?", metavar="EMAIL", help="the person's email address")
+    who.add_argument("--user-id", help="the person's userId instead of an email")
+    forget.add_argument("--reason", default="", help="why, e.g. a ticket number (on the answer)")
+    forget.add_argument("--broker", help="broker URL (env LEADSTREAM_BROKER)")
+    forget.add_argument(
+        "--no-wait", action="store_true", help="publish the request; do not wait for the answer"
+    )
+    forget.add_argument(
+        "--timeout", type=float, default=60.0, metavar="S", help="longest wait for the answer"
+    )
+    forget.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="progress line on stderr (default: when stderr is a terminal)",
+    )
+    forget.set_defaults(handler=_cmd_forget)
+
     imports = sub.add_parser("import", help="import CSV files: CRM accounts, offline events")
     import_sub = imports.add_subparsers(dest="import_command", required=True)
     accounts = import_sub.add_parser("accounts", help="CRM accounts to crm.accounts")
@@ -688,6 +709,28 @@ def _cmd_report_kpi(args: argparse.Namespace) -> int:
         attribution=args.attribution,
         costs_file=args.costs,
         html=args.html,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+    )
+
+
+def _cmd_forget(args: argparse.Namespace) -> int:
+    from streams.forget_cli import ForgetTarget, run_forget
+    from streams.topics import Topics
+
+    settings = _settings(broker=args.broker)
+    return run_forget(
+        email=args.email,
+        user_id=args.user_id,
+        reason=args.reason,
+        target=ForgetTarget(
+            broker=settings.broker,
+            topics=Topics(settings.topic_prefix),
+            partitions=settings.partitions,
+            replication=settings.replication_factor,
+        ),
+        wait=not args.no_wait,
+        timeout_s=args.timeout,
+        now=datetime.now(UTC),
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
     )
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas.crm import CrmAccount
 from schemas.decisions import DeadLetter, DlqReason
+from schemas.erasure import ErasureRequest
 from schemas.events import MAX_ID_LENGTH, EngagementEvent
 from schemas.feedback import SalesFeedback
 from schemas.internal import ContactUpdateBatch, PersonEvent, PersonEventBatch
@@ -29,6 +30,7 @@ __all__ = [
     "decode_batch",
     "decode_contact_batch",
     "decode_crm_account",
+    "decode_erasure_request",
     "decode_event",
     "decode_output",
     "decode_person_event",
@@ -51,6 +53,7 @@ _PUBLISHED = TypeAdapter(PublishedModel)
 _CONTACTS = TypeAdapter(ContactUpdateBatch)
 _ACCOUNT = TypeAdapter(AccountState)
 _FEEDBACK = TypeAdapter(SalesFeedback)
+_ERASURE = TypeAdapter(ErasureRequest)
 _CRM_ACCOUNT = TypeAdapter(CrmAccount)
 
 
@@ -291,6 +294,23 @@ def decode_sales_feedback(value: bytes | None) -> SalesFeedback | Rejection:
         if err["type"] == "missing":
             return Rejection("missing_field", f"{where}: field required")
         return Rejection("invalid_value", f"{where}: {err['msg']}" if where else err["msg"])
+
+
+def decode_erasure_request(value: bytes | None) -> ErasureRequest | Rejection:
+    """One `leadstream.erasure` record; never raises on bad input. The rejection never
+    quotes the value: it names a person."""
+    if not value:
+        return Rejection("empty_value", "the record has no value")
+    try:
+        return _ERASURE.validate_json(value)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "json_invalid":
+            return Rejection("invalid_json", "the value is not JSON")
+        if err["type"] == "missing":
+            return Rejection("missing_field", f"{where}: field required")
+        return Rejection("invalid_value", f"{where}: {err['type']}" if where else err["type"])
 
 
 def decode_crm_account(value: bytes | None) -> CrmAccount | Rejection:

@@ -15,6 +15,11 @@ lead that claimed it (`alias_of`). Everything happens by messages between partit
   re-delivered merge is recognised by lead id) and announces it on `leads.merged`;
 - an event or message reaching an alias is forwarded to the alias's lead.
 
+Erasure (`leadstream forget`) travels the same way: a `Forget` reaches the entry of the
+identifier it names, is forwarded to the lead, and the lead deletes itself and sends an
+`Unlink` to every key that points at it (its identifiers, and the keys of the leads merged
+into it), each deleted in its own partition; `leads.forgotten` says what went.
+
 The survivor is the lead of the person whose key sorts first: an order every partition
 agrees on without coordination and that no message can change, so any interleaving of the
 same messages ends in the same lead. (Not "the oldest lead": which lead saw the earliest
@@ -25,17 +30,19 @@ from __future__ import annotations
 
 from collections import ChainMap
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
-from schemas.decisions import SCHEMA_VERSION, LeadMerged, trusted
+from schemas.decisions import SCHEMA_VERSION, LeadForgotten, LeadMerged, trusted
 from schemas.internal import (
     FeedbackIn,
+    Forget,
     LeadState,
     Link,
     MergeIn,
     MergeRequest,
     PersonEvent,
     PersonEventBatch,
+    Unlink,
 )
 from streams.lead_model import LeadModel
 from streams.leads import (
@@ -47,11 +54,12 @@ from streams.leads import (
     apply_feedback,
     as_state,
     lead_id_for,
+    leave_account,
     merge_leads,
 )
 from streams.routing import RoutingState
 
-__all__ = ["LocalNetwork", "apply_person_batch", "keys_of"]
+__all__ = ["LocalNetwork", "apply_person_batch", "keys_of", "on_forget", "on_unlink"]
 
 
 def keys_of(batch: PersonEventBatch) -> set[str]:
@@ -62,6 +70,8 @@ def keys_of(batch: PersonEventBatch) -> set[str]:
         | {r.at for r in batch.requests}
         | {m.into for m in batch.merge_ins}
         | {f.to for f in batch.feedback}
+        | {f.to for f in batch.forgets}
+        | {u.key for u in batch.unlinks}
     )
 
 
@@ -78,6 +88,8 @@ def apply_person_batch(
     result = BatchResult(rotation=as_state(rotation))
 
     def current(key: str) -> LeadState | None:
+        if key in result.deleted:
+            return None
         return result.leads.get(key) or entries.get(key)
 
     for link in batch.links:
@@ -101,9 +113,15 @@ def apply_person_batch(
         _keep(result, merge_in.into, applied.lead, list(applied.decisions))
     for item in batch.feedback:
         _keep(result, item.to, *on_feedback(current(item.to), item, result, model=model, now=now))
+    # Erasures before events: an event after a `forget` starts a fresh lead.
+    for forget in batch.forgets:
+        _drop(result, forget.to, *on_forget(current(forget.to), forget, model=model, now=now))
+    for unlink in batch.unlinks:
+        _drop(result, unlink.key, *on_unlink(current(unlink.key), unlink))
+    gone: dict[str, None] = dict.fromkeys(result.deleted)
     # A view, not a copy: `entries` may be every lead there is (model replay).
     events = apply_batch(
-        ChainMap(result.leads, entries),  # type: ignore[arg-type]
+        ChainMap(result.leads, gone, entries),  # type: ignore[arg-type]
         batch.events,
         model=model,
         rotation=result.rotation,
@@ -111,6 +129,7 @@ def apply_person_batch(
         now=now,
     )
     result.leads.update(events.leads)
+    result.deleted -= events.leads.keys()  # erased, then a new lead under the same key
     result.decisions.extend(events.decisions)
     result.rotation = events.rotation
     result.duplicates += events.duplicates
@@ -170,6 +189,62 @@ def _keep(
     result.decisions.extend(decisions)
 
 
+def _drop(result: BatchResult, key: str, erase: bool, decisions: list[Decision]) -> None:
+    if erase:
+        result.leads.pop(key, None)
+        result.deleted.add(key)
+    result.decisions.extend(decisions)
+
+
+def on_forget(
+    entry: LeadState | None, forget: Forget, *, model: LeadModel, now: datetime
+) -> tuple[bool, list[Decision]]:
+    """An erasure request reaching an entry: (delete this entry?, what it sends).
+
+    An alias forwards it to its lead. The lead deletes itself, asks every key that points
+    at it to delete itself (`Unlink`), leaves its account's roll-up and says so on
+    `leads.forgotten`. Nothing here: `found: false`, never a silent drop.
+    """
+    if entry is not None and entry.alias_of is not None:
+        # The alias goes at once (its lead would ask anyway, unless the lead is gone).
+        return True, [trusted(Forget, {**forget.__dict__, "to": entry.alias_of})]
+    if entry is None:
+        return False, [_forgotten(forget, None, keys=0, sla=False, now=now)]
+    owners = tuple(sorted({entry.pk, *entry.links, *entry.aids}))
+    keys = [k for k in owners if k != entry.pk]
+    unlinks = [trusted(Unlink, dict(key=k, owners=owners)) for k in keys]
+    told = _forgotten(forget, entry, keys=len(keys), sla=entry.sla is not None, now=now)
+    return True, [*unlinks, *leave_account(entry, model=model), told]
+
+
+def on_unlink(entry: LeadState | None, unlink: Unlink) -> tuple[bool, list[Decision]]:
+    """Delete this entry if it points at an erased lead (one of `owners`); an entry that
+    is a lead of its own, or points elsewhere by now, stays."""
+    return entry is not None and entry.alias_of in unlink.owners, []
+
+
+def _forgotten(
+    forget: Forget, lead: LeadState | None, *, keys: int, sla: bool, now: datetime
+) -> LeadForgotten:
+    return trusted(
+        LeadForgotten,
+        dict(
+            schema_version=SCHEMA_VERSION,
+            request_id=forget.request_id,
+            found=lead is not None,
+            lead_id=lead.lead_id if lead is not None else None,
+            merged_lead_ids=lead.merged if lead is not None else (),
+            identifier=forget.identifier,
+            identifier_sha256=forget.identifier_sha256,
+            identifiers_deleted=keys,
+            sla_stopped=sla,
+            reason=forget.reason,
+            requested_at=datetime.fromtimestamp(forget.requested_ms / 1000, tz=UTC),
+            created_at=now,
+        ),
+    )
+
+
 def on_link(entry: LeadState | None, link: Link) -> tuple[LeadState | None, list[Decision]]:
     """A lead claims the identifier this entry is keyed by."""
     if entry is None:
@@ -221,7 +296,8 @@ def on_merge_in(
         forward = MergeIn(into=entry.alias_of, lead=other, why=merge_in.why)
         return Applied(entry, (forward,), as_state(rotation))
     if entry is None:  # the survivor is not here: keep the lead under this key instead
-        entry = trusted(LeadState, {**other.__dict__, "pk": merge_in.into})
+        links = other.links if other.pk in other.links else (*other.links, other.pk)
+        entry = trusted(LeadState, {**other.__dict__, "pk": merge_in.into, "links": links})
         return Applied(entry, (), as_state(rotation))
     if other.lead_id == entry.lead_id or other.lead_id in entry.merged:
         return Applied(entry, (), as_state(rotation))  # a re-delivery: already merged
@@ -269,8 +345,15 @@ class LocalNetwork:
 
     def send(self, events: Iterable[PersonEvent]) -> list[Decision]:
         """Apply events and every message they cause; return the records that go out."""
+        return self._run(PersonEventBatch(events=tuple(events)))
+
+    def send_forget(self, forget: Forget) -> list[Decision]:
+        """Deliver an erasure request and every message it causes."""
+        return self._run(to_batch([forget]))
+
+    def _run(self, first: PersonEventBatch) -> list[Decision]:
         out: list[Decision] = []
-        queue: list[PersonEventBatch] = [PersonEventBatch(events=tuple(events))]
+        queue: list[PersonEventBatch] = [first]
         while queue:
             batch = queue.pop(0)
             result = apply_person_batch(
@@ -282,6 +365,8 @@ class LocalNetwork:
                 now=self.now,
             )
             self.entries.update(result.leads)
+            for key in result.deleted:
+                self.entries.pop(key, None)
             self.rotation = result.rotation
             self.duplicates += result.duplicates
             if result.failed:
@@ -302,11 +387,13 @@ class LocalNetwork:
         raise RuntimeError(f"alias chain from {key} does not end")
 
 
-_INTERNAL = (PersonEvent, Link, MergeRequest, MergeIn, FeedbackIn)
+_INTERNAL = (PersonEvent, Link, MergeRequest, MergeIn, FeedbackIn, Forget, Unlink)
 
 
 def to_batch(messages: Iterable[Decision]) -> PersonEventBatch:
     events, links, requests, merge_ins, feedback = [], [], [], [], []
+    forgets: list[Forget] = []
+    unlinks: list[Unlink] = []
     for m in messages:
         if isinstance(m, PersonEvent):
             events.append(m)
@@ -318,6 +405,10 @@ def to_batch(messages: Iterable[Decision]) -> PersonEventBatch:
             merge_ins.append(m)
         elif isinstance(m, FeedbackIn):
             feedback.append(m)
+        elif isinstance(m, Forget):
+            forgets.append(m)
+        elif isinstance(m, Unlink):
+            unlinks.append(m)
     # Built from records the core made itself: no need to validate them again.
     return trusted(
         PersonEventBatch,
@@ -327,5 +418,7 @@ def to_batch(messages: Iterable[Decision]) -> PersonEventBatch:
             requests=tuple(requests),
             merge_ins=tuple(merge_ins),
             feedback=tuple(feedback),
+            forgets=tuple(forgets),
+            unlinks=tuple(unlinks),
         ),
     )

@@ -8,10 +8,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.decisions import DeadLetter, trusted
+from schemas.erasure import ErasureRequest
 from schemas.feedback import SalesFeedback
-from schemas.internal import FeedbackIn, PersonEvent
-from streams.codec import Rejection, dead_letter, decode_person_event, decode_sales_feedback
-from streams.normalize import normalize, normalize_email, person_event, person_key
+from schemas.internal import FeedbackIn, Forget, PersonEvent
+from streams.codec import (
+    Rejection,
+    dead_letter,
+    decode_erasure_request,
+    decode_person_event,
+    decode_sales_feedback,
+)
+from streams.erasure import forget_of
+from streams.normalize import (
+    DEFAULT_EMAIL_RULES,
+    EmailRules,
+    normalize,
+    normalize_email,
+    person_event,
+    person_key,
+)
 from streams.topics import person_partition
 
 
@@ -54,6 +69,7 @@ class IntakeResult:
 
     forward: dict[int, list[PersonEvent]] = field(default_factory=dict)  # by person partition
     feedback: dict[int, list[FeedbackIn]] = field(default_factory=dict)  # by partition too
+    forgets: dict[int, list[Forget]] = field(default_factory=dict)  # erasure requests, too
     dead: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)  # (key, record)
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> count
     received: int = 0
@@ -66,19 +82,26 @@ def intake_batch(
     partitions: int,
     now: datetime,
     feedback_topic: str | None = None,
+    erasure_topic: str | None = None,
+    email_rules: EmailRules = DEFAULT_EMAIL_RULES,
 ) -> IntakeResult:
     """Validate and normalize raw records; route good ones by person, bad ones to the DLQ.
 
     Records from `feedback_topic` are sales feedback: each goes to the partition of the
     entry `lead:<lead_id>` (streams/identity.py), which knows the lead it belongs to.
+    Records from `erasure_topic` are erasure requests: each goes to the partition of the
+    entry of the email (in its identity form, by `email_rules`) or userId it names. A bad
+    one is dead-lettered without its value, which names a person.
     """
     out = IntakeResult()
     good: list[PersonEvent] = []
     for raw in records:
         out.received += 1
-        decoded: PersonEvent | SalesFeedback | Rejection
+        decoded: PersonEvent | SalesFeedback | ErasureRequest | Rejection
         if raw.topic == feedback_topic:
             decoded = decode_sales_feedback(raw.value)
+        elif raw.topic == erasure_topic:
+            decoded = decode_erasure_request(raw.value)
         else:
             decoded = decode_person_event(raw.value)
         if isinstance(decoded, SalesFeedback):
@@ -88,6 +111,11 @@ def intake_batch(
             )
             out.valid += 1
             continue
+        if isinstance(decoded, ErasureRequest):
+            forget = forget_of(decoded, rules=email_rules)
+            out.forgets.setdefault(person_partition(forget.to, partitions), []).append(forget)
+            out.valid += 1
+            continue
         if isinstance(decoded, Rejection):
             out.rejected[decoded.reason] += 1
             out.dead.append(
@@ -95,7 +123,7 @@ def intake_batch(
                     raw.key,
                     dead_letter(
                         decoded,
-                        value=raw.value,
+                        value=None if raw.topic == erasure_topic else raw.value,
                         key=raw.key,
                         topic=raw.topic,
                         partition=raw.partition,

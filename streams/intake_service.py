@@ -49,6 +49,15 @@ def forward_records(result: IntakeResult, topics: Topics) -> list[Record]:
                 partition=partition,
             )
         )
+    for partition, forgets in result.forgets.items():
+        out.append(
+            Record(
+                topics.person_events,
+                f"p{partition}".encode(),
+                encode(PersonEventBatch(events=(), forgets=tuple(forgets))),
+                partition=partition,
+            )
+        )
     for partition, events in result.forward.items():
         for start in range(0, len(events), _EVENTS_PER_RECORD):
             chunk: tuple[PersonEvent, ...] = tuple(events[start : start + _EVENTS_PER_RECORD])
@@ -64,7 +73,8 @@ def forward_records(result: IntakeResult, topics: Topics) -> list[Record]:
 
 
 class IntakeService(mode.Service):
-    """Reads `engagement.raw` and `sfa.feedback` in its own consumer group, `<app id>-intake`."""
+    """Reads `engagement.raw`, `sfa.feedback` and `leadstream.erasure` in its own consumer
+    group, `<app id>-intake`."""
 
     def __init__(
         self,
@@ -83,6 +93,7 @@ class IntakeService(mode.Service):
         self._producer = producer
         self._metrics = metrics
         self._clock = clock
+        self._email_rules = settings.core_limits().email_rules
         self._consumer: AIOKafkaConsumer | None = None
         self._loop_exited = asyncio.Event()
 
@@ -99,6 +110,7 @@ class IntakeService(mode.Service):
         self._consumer = AIOKafkaConsumer(
             self._topics.raw,
             self._topics.feedback,
+            self._topics.erasure,
             **self._kafka.client_kwargs(),
             group_id=f"{s.app_id}-intake",
             enable_auto_commit=False,
@@ -156,6 +168,8 @@ class IntakeService(mode.Service):
                 partitions=self._settings.partitions,
                 now=self._clock(),
                 feedback_topic=self._topics.feedback,
+                erasure_topic=self._topics.erasure,
+                email_rules=self._email_rules,
             )
             # Wait for the acknowledgement before the offsets may be committed.
             await self._producer.send(forward_records(result, self._topics))

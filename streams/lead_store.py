@@ -29,7 +29,8 @@ class LeadStore:
         self._table = table
         self._cache: OrderedDict[str, LeadState] = OrderedDict()
         self._cache_size = cache_size
-        self._dirty: dict[int, dict[str, LeadState]] = {}
+        # None: the entry is deleted (an erasure); written as a changelog tombstone.
+        self._dirty: dict[int, dict[str, LeadState | None]] = {}
         self._rotation: dict[int, RoutingState] = {}
         self._dirty_rotation: set[int] = set()
 
@@ -37,7 +38,7 @@ class LeadStore:
         dirty = self._dirty.get(partition, {})
         out: dict[str, LeadState] = {}
         for key in keys:
-            lead = dirty.get(key) or self._cached(key)
+            lead = dirty[key] if key in dirty else self._cached(key)
             if lead is not None:
                 out[key] = lead
         return out
@@ -67,19 +68,35 @@ class LeadStore:
         return self._rotation[partition]
 
     def update(
-        self, partition: int, leads: Mapping[str, LeadState], rotation: RoutingState
+        self,
+        partition: int,
+        leads: Mapping[str, LeadState],
+        rotation: RoutingState,
+        *,
+        deleted: Iterable[str] = (),
     ) -> None:
-        self._dirty.setdefault(partition, {}).update(leads)
+        """Changed leads, and `deleted` entries: gone from reads at once, from the table
+        and its changelog (a tombstone) at the next `take_dirty`."""
+        dirty = self._dirty.setdefault(partition, {})
+        dirty.update(leads)
         for key in leads:
+            self._cache.pop(key, None)
+        for key in deleted:
+            dirty[key] = None
             self._cache.pop(key, None)
         if rotation != self.rotation(partition):
             self._rotation[partition] = rotation
             self._dirty_rotation.add(partition)
 
-    def take_dirty(self, partition: int) -> list[tuple[bytes, bytes]]:
-        """Changed entries of a partition as (key, value) bytes, now written to the table."""
-        entries = []
+    def take_dirty(self, partition: int) -> list[tuple[bytes, bytes | None]]:
+        """Changed entries of a partition as (key, value) bytes, now written to the table;
+        a deleted entry is gone from it and comes as (key, None): a changelog tombstone."""
+        entries: list[tuple[bytes, bytes | None]] = []
         for key, lead in self._dirty.pop(partition, {}).items():
+            if lead is None:
+                self._table.pop(key.encode(), None)
+                entries.append((key.encode(), None))
+                continue
             raw_key, value = key.encode(), encode(lead)
             self._table[raw_key] = value
             self._remember(key, lead)

@@ -18,6 +18,7 @@ from schemas.decisions import (
     Activity,
     BreakdownLine,
     HandOff,
+    LeadForgotten,
     LeadMerged,
     LeadScored,
     RepAlert,
@@ -29,12 +30,14 @@ from schemas.feedback import SalesFeedback
 from schemas.internal import (
     ContactUpdate,
     FeedbackIn,
+    Forget,
     LeadState,
     Link,
     MergeIn,
     MergeRequest,
     PersonEvent,
     TraitValue,
+    Unlink,
 )
 from streams.lead_model import Grade, LeadModel, Rep, grade_at_least
 from streams.matching import AccountDirectory, email_domain, free_mail_domains
@@ -73,6 +76,7 @@ __all__ = [
     "apply_outcome",
     "identity_keys",
     "lead_id_for",
+    "leave_account",
     "merge_leads",
     "rescore_lead",
     "sla_tick",
@@ -85,6 +89,7 @@ Decision = (
     | RepAlert
     | ContactUpdate
     | LeadMerged
+    | LeadForgotten
     | SlaEvent
     # identity graph messages to other entries (streams/identity.py)
     | PersonEvent
@@ -92,6 +97,8 @@ Decision = (
     | MergeRequest
     | MergeIn
     | FeedbackIn
+    | Forget
+    | Unlink
 )
 
 _MAX_ANONYMOUS_IDS = 5
@@ -106,6 +113,8 @@ class Limits:
 
     dedupe_window: int = 32
     history_kept: int = 20
+    # Activity older than this by the lead's clock leaves its history (0: no time limit).
+    activity_retention_ms: int = 0
     email_rules: EmailRules = DEFAULT_EMAIL_RULES  # which providers ignore dots, +tags
     phone_region: str | None = None  # for national-format phones of leads with no country
     fiscal_year_start_month: int = 1  # "this quarter", 今期: fiscal periods
@@ -136,6 +145,9 @@ class BatchResult:
     # Feedback applied, with the lead after it: the won amounts and rejection reasons the
     # KPI metrics count (the decisions alone carry neither).
     feedback: list[tuple[SalesFeedback, LeadState]] = field(default_factory=list)
+    # Entries erased (a forgotten lead, its identifiers' aliases): deleted from the table,
+    # a tombstone on its changelog. A key erased and then written again is in `leads` only.
+    deleted: set[str] = field(default_factory=set)
 
 
 def as_state(rotation: RoutingState | Mapping[str, int]) -> RoutingState:
@@ -273,7 +285,7 @@ def apply_event(
         seen_only = {
             "last_ms": clock,
             "events": lead.events + 1,
-            "history": _add_history(lead.history, event, limits.history_kept),
+            "history": _add_history(lead.history, event, limits, clock=clock),
             "seen": (*lead.seen, digest)[-limits.dedupe_window :],
             "applied": _applied(lead.applied, read_at),
             **_first_touch(lead, event),
@@ -302,7 +314,7 @@ def apply_event(
         "last_ms": clock,
         "events": lead.events + 1,
         "model": model.version,
-        "history": _add_history(lead.history, event, limits.history_kept),
+        "history": _add_history(lead.history, event, limits, clock=clock),
         "seen": (*lead.seen, digest)[-limits.dedupe_window :],
         "applied": _applied(lead.applied, read_at),
         **_first_touch(lead, event),
@@ -739,7 +751,12 @@ def merge_leads(
     """
     older, newer = (survivor, other) if survivor.last_ms <= other.last_ms else (other, survivor)
     history = tuple(sorted((*survivor.history, *other.history), key=lambda h: h[0]))
-    complete = survivor.events + other.events <= limits.history_kept
+    # Replay only a complete history: trimmed by count (`history_kept`) or by age
+    # (`activity_retention_ms`), it no longer holds every event the scores count.
+    complete = (
+        survivor.events + other.events <= limits.history_kept
+        and len(history) >= survivor.events + other.events
+    )
     if complete:
         engagement, hits, fired = _replay(history, survivor.pk, model)
     else:
@@ -764,13 +781,16 @@ def merge_leads(
         "pending": tuple(dict.fromkeys((*survivor.pending, *other.pending))),
         "last_ms": max(survivor.last_ms, other.last_ms),
         "events": survivor.events + other.events,
-        "history": history[-limits.history_kept :],
+        "history": _retained(
+            history[-limits.history_kept :], limits, max(survivor.last_ms, other.last_ms)
+        ),
         "seen": (*survivor.seen, *other.seen)[-limits.dedupe_window * 2 :],
         "applied": {
             k: max(survivor.applied.get(k, -1), other.applied.get(k, -1))
             for k in {*survivor.applied, *other.applied}
         },
-        "links": tuple(dict.fromkeys((*survivor.links, *other.links))),
+        # The other lead's own key now points here too: an erasure deletes it with the rest.
+        "links": tuple(dict.fromkeys((*survivor.links, other.pk, *other.links))),
         "merged": (*survivor.merged, other.lead_id, *other.merged),
         **_account_of(survivor if survivor.account is not None else other),
         **_touch_of(survivor if survivor.source or survivor.campaign else other),
@@ -815,6 +835,21 @@ def merge_leads(
         [_contact(gone, other, 0, applied.lead.last_ms, marker, model, rep=None)] if gone else []
     )
     return Applied(applied.lead, (*applied.decisions, *leave), applied.rotation)
+
+
+def leave_account(lead: LeadState, *, model: LeadModel) -> tuple[ContactUpdate, ...]:
+    """What takes an erased lead out of its account's roll-up (its contact score to 0)."""
+    gone = (
+        (lead.account_domain or account_domain(lead.traits, model))
+        if model.accounts.enabled
+        else None
+    )
+    if not gone:
+        return ()
+    marker = _synthetic(
+        lead.pk, mid=f"forget:{lead.lead_id}", kind="identify", name="", ts_ms=lead.last_ms
+    )
+    return (_contact(gone, lead, 0, lead.last_ms, marker, model, rep=None),)
 
 
 def _account_of(lead: LeadState) -> dict[str, object]:
@@ -1205,13 +1240,31 @@ def _hand_off(
     return out
 
 
-def _add_history(
-    history: tuple[tuple[int, str, str, str | None], ...], event: PersonEvent, kept: int
-) -> tuple[tuple[int, str, str, str | None], ...]:
+_History = tuple[tuple[int, str, str, str | None], ...]
+
+
+def _add_history(history: _History, event: PersonEvent, limits: Limits, *, clock: int) -> _History:
+    """The history with `event`, at most `history_kept` entries, none older than the
+    activity retention by the lead's clock `clock` (ms)."""
     item = (event.ts_ms, event.kind, event.name, event.asset)
+    kept = limits.history_kept
     if not history or history[-1][0] <= event.ts_ms:  # the usual case: in order
-        return (*history, item)[-kept:]
-    return tuple(sorted((*history, item), key=lambda a: a[0]))[-kept:]
+        return _retained((*history, item)[-kept:], limits, clock)
+    return _retained(tuple(sorted((*history, item), key=lambda a: a[0]))[-kept:], limits, clock)
+
+
+def _retained(history: _History, limits: Limits, clock: int) -> _History:
+    """Entries within the activity retention (`activity_retention_ms` before `clock`).
+
+    Only the activity log goes: the engagement the scores hold (points per rule, decay)
+    stays, so the scores and their breakdowns still add up; decay is what ages a score.
+    """
+    if not limits.activity_retention_ms or not history:
+        return history
+    oldest = clock - limits.activity_retention_ms
+    if history[0][0] >= oldest:  # the usual case: nothing expired
+        return history
+    return tuple(h for h in history if h[0] >= oldest)
 
 
 def _recent_activity(lead: LeadState, *, model_kept: int) -> tuple[Activity, ...]:

@@ -51,6 +51,7 @@ class Metrics:
     accounts_scored: Counter
     account_alerts: Counter
     rescored: Counter
+    forgotten: Counter
     model_switches: Counter
     model_rejected: Counter
     model_info: Gauge
@@ -62,6 +63,14 @@ class Metrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
+        forgotten = Counter(
+            "leadstream_erasures_total",
+            "Erasure requests answered on leads.forgotten, by whether a lead was found.",
+            ["found"],
+            registry=registry,
+        )
+        for found in ("true", "false"):
+            forgotten.labels(found=found)
         dead = Counter(
             "leadstream_events_dead_lettered_total",
             "Raw events sent to the DLQ, by reason.",
@@ -142,6 +151,7 @@ class Metrics:
                 "Leads whose history was replayed through a model published with --rescore.",
                 registry=registry,
             ),
+            forgotten=forgotten,
             model_switches=Counter(
                 "leadstream_model_switches_total",
                 "Switches to a lead model published on lead.model.",
@@ -182,7 +192,8 @@ class Metrics:
 @dataclass
 class LabelValues:
     """Bounds a label's values: `allowed` only, or else the first `limit` distinct values
-    seen; everything else is `other`, and a missing value is `missing`."""
+    seen; everything else is `other` (an email address always), and a missing value is
+    `missing`."""
 
     allowed: frozenset[str] = frozenset()
     limit: int = 20
@@ -194,6 +205,8 @@ class LabelValues:
             return self.missing
         if self.allowed:
             return value if value in self.allowed else OTHER
+        if "@" in value:  # a UTM source set to someone's email: never a label value
+            return OTHER
         if value in self.seen:
             return value
         if len(self.seen) < self.limit:

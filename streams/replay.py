@@ -338,7 +338,7 @@ def _run_model(
             if kind is LeadScored:
                 if decision.stage == "mql" and decision.previous_stage != "mql":  # type: ignore[union-attr]
                     mql_weeks[_week_of(ts_ms)] += 1
-                    mql_leads.add(decision.lead_id)  # type: ignore[union-attr]
+                    mql_leads.add(decision.lead_id)  # type: ignore[union-attr, arg-type]
             elif kind is HandOff:
                 handoffs[decision.rep_id] += 1  # type: ignore[union-attr]
             elif kind is RepAlert:

@@ -126,6 +126,14 @@ class Settings(BaseSettings):
         le=1000,
         description="Recent events kept per lead: what `--rescore` replays and a hand-off shows.",
     )
+    activity_retention_days: float = Field(
+        default=0,
+        ge=0,
+        le=3650,
+        description="Activity (each lead's event history) older than this many days by the "
+        "lead's clock leaves the lead when it is next touched; 0: no time limit, only "
+        "`history_kept`. Scores keep the engagement they counted.",
+    )
 
     # Segment HTTP ingest (README: HTTP ingest). No keys: the worker does not serve it and
     # `leadstream ingest` refuses to start, rather than accept anyone's events.
@@ -252,6 +260,7 @@ class Settings(BaseSettings):
         return Limits(
             dedupe_window=self.dedupe_window,
             history_kept=self.history_kept,
+            activity_retention_ms=int(self.activity_retention_days * 86_400_000),
             email_rules=rules,
             phone_region=self.phone_default_region,
             fiscal_year_start_month=self.fiscal_year_start_month,

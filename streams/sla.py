@@ -287,6 +287,13 @@ class SlaClocks:
             else:
                 due[pk] = when
 
+    def drop(self, partition: int, keys: Iterable[str]) -> None:
+        """Leads that are gone (erased): their clocks with them."""
+        due = self._due.get(partition)
+        if due is not None:
+            for pk in keys:
+                due.pop(pk, None)
+
     def due(self, partition: int, now_ms: int) -> list[str]:
         return [pk for pk, when in self._due.get(partition, {}).items() if when <= now_ms]
 

@@ -13,6 +13,8 @@ __all__ = [
     "CRM_ACCOUNTS_TOPIC_PARTITIONS",
     "DELIVERED_TOPIC_CONFIG",
     "DELIVERED_TOPIC_PARTITIONS",
+    "ERASURE_TOPIC_CONFIG",
+    "FORGOTTEN_TOPIC_CONFIG",
     "LEADS_TABLE",
     "MODEL_TOPIC_CONFIG",
     "MODEL_TOPIC_PARTITIONS",
@@ -43,6 +45,16 @@ DELIVERED_TOPIC_PARTITIONS = 1
 DELIVERED_TOPIC_CONFIG: Mapping[str, str] = MappingProxyType(
     {"cleanup.policy": "compact,delete", "retention.ms": str(14 * 24 * 3600 * 1000)}
 )
+
+
+#: `leadstream.erasure` requests name a person in clear (the worker must find them): kept
+#: 7 days, long enough for a stopped worker to come back and read them, and no longer.
+ERASURE_TOPIC_CONFIG: Mapping[str, str] = MappingProxyType(
+    {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
+)
+#: `leads.forgotten` is the record downstream systems erase by: compacted, one per lead_id,
+#: kept for good (it holds ids and a hash, no personal data in clear).
+FORGOTTEN_TOPIC_CONFIG: Mapping[str, str] = MappingProxyType({"cleanup.policy": "compact"})
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,18 @@ class Topics:
         """Input: sales feedback from the SFA (`SalesFeedback`), keyed by lead_id; the rep
         inbox writes here too."""
         return f"{self.prefix}sfa.feedback"
+
+    @property
+    def erasure(self) -> str:
+        """Input: erasure requests (`ErasureRequest`) from `leadstream forget`, keyed by
+        request_id. Not in `all()`: ERASURE_TOPIC_CONFIG (kept 7 days); the intake reads it."""
+        return f"{self.prefix}leadstream.erasure"
+
+    @property
+    def forgotten(self) -> str:
+        """Output: erased leads (`LeadForgotten`); keyed by lead_id (by request_id when no
+        lead was found). Not in `all()`: FORGOTTEN_TOPIC_CONFIG (compacted)."""
+        return f"{self.prefix}leads.forgotten"
 
     @property
     def sla(self) -> str:

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 
+from schemas.erasure import ErasureRequest
 from schemas.events import EngagementEvent
 from schemas.internal import PersonEvent
-from streams.codec import Rejection, decode_event
-from streams.intake import group_by_partition, normalize, normalize_email, person_key
+from streams.codec import Rejection, decode_event, encode
+from streams.erasure import email_sha256
+from streams.intake import (
+    RawRecord,
+    group_by_partition,
+    intake_batch,
+    normalize,
+    normalize_email,
+    person_key,
+)
 from streams.topics import person_partition
 
 
@@ -235,3 +245,38 @@ def test_group_by_partition_puts_one_person_in_one_partition() -> None:
 
 def test_group_by_partition_of_nothing_is_empty() -> None:
     assert group_by_partition([], 12) == {}
+
+
+def test_an_erasure_request_goes_to_the_partition_of_the_identifier_it_names() -> None:
+    request = ErasureRequest(
+        request_id="r1",
+        email="Jane.Doe@Acme.example",
+        reason="ticket 7",
+        requested_at=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    bad = b'{"request_id": "r2", "email": "jane@acme.example", "requested_at": "yesterday"}'
+    records = [
+        RawRecord(encode(request), b"r1", "leadstream.erasure", 0, 5),
+        RawRecord(bad, b"r2", "leadstream.erasure", 0, 6),
+    ]
+
+    result = intake_batch(
+        records,
+        partitions=8,
+        now=datetime(2026, 12, 1, tzinfo=UTC),
+        erasure_topic="leadstream.erasure",
+    )
+
+    key = "email:jane.doe@acme.example"
+    ((partition, (forget,)),) = result.forgets.items()
+    assert partition == person_partition(key, 8)
+    assert (forget.to, forget.request_id, forget.reason) == (key, "r1", "ticket 7")
+    assert forget.identifier_sha256 == email_sha256("jane.doe@acme.example")
+    # A bad request is dead-lettered with the reason, but never with the email it names.
+    ((_, dead),) = result.dead
+    assert (dead.reason, dead.source_topic, dead.offset) == (
+        "invalid_value",
+        "leadstream.erasure",
+        6,
+    )
+    assert "jane" not in dead.model_dump_json()

@@ -54,3 +54,26 @@ def test_forget_drops_unwritten_changes_of_a_revoked_partition() -> None:
     store.forget({4})
     assert store.take_dirty(4) == []
     assert store.leads(4, ["a"]) == {}
+
+
+def test_a_deleted_lead_is_gone_from_reads_at_once_and_from_the_table_as_a_tombstone() -> None:
+    table = {b"a": encode(_lead("a", 3)), b"b": encode(_lead("b", 4))}
+    store = LeadStore(table, cache_size=10)
+    assert store.leads(0, ["a"])["a"].score == 3  # cached now
+
+    store.update(0, {}, RoutingState(), deleted=["a"])
+
+    assert store.leads(0, ["a", "b"]) == {"b": _lead("b", 4)}  # not from the cache
+    assert b"a" in table  # write-behind: still there until taken
+    assert store.take_dirty(0) == [(b"a", None)]  # the changelog tombstone
+    assert set(table) == {b"b"}
+    assert store.leads(0, ["a"]) == {}
+
+
+def test_a_key_deleted_then_written_again_in_one_flush_keeps_the_new_lead() -> None:
+    table = {b"a": encode(_lead("a", 3))}
+    store = LeadStore(table, cache_size=10)
+    store.update(0, {}, RoutingState(), deleted=["a"])
+    store.update(0, {"a": _lead("a", 9)}, RoutingState())
+    ((key, value),) = store.take_dirty(0)
+    assert key == b"a" and value is not None and decode_state(value).score == 9
