@@ -272,7 +272,7 @@ def create_app(
             (topics.forgotten, FORGOTTEN_TOPIC_CONFIG),
         ):
             created += await create_topics(
-                bootstrap,
+                kafka,
                 [name],
                 settings.partitions,
                 settings.replication_factor,

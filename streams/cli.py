@@ -724,6 +724,7 @@ def _cmd_forget(args: argparse.Namespace) -> int:
         reason=args.reason,
         target=ForgetTarget(
             broker=settings.broker,
+            kafka=_kafka(settings),
             topics=Topics(settings.topic_prefix),
             partitions=settings.partitions,
             replication=settings.replication_factor,

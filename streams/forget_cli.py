@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from schemas.decisions import LeadForgotten
 from schemas.erasure import ErasureRequest
 from streams.codec import decode_output, encode
-from streams.kafka_io import bootstrap_servers, create_topics, read_until
+from streams.kafka_connection import KafkaConnection
+from streams.kafka_io import create_topics, read_until
 from streams.producer import BatchProducer, Record
 from streams.topics import ERASURE_TOPIC_CONFIG, FORGOTTEN_TOPIC_CONFIG, Topics
 
@@ -30,7 +31,8 @@ ERASED, FAILED, BAD_INPUT, NOT_FOUND = 0, 1, 2, 3
 
 @dataclass(frozen=True)
 class ForgetTarget:
-    broker: str
+    broker: str  # for messages
+    kafka: KafkaConnection
     topics: Topics
     partitions: int
     replication: int = 1
@@ -64,10 +66,9 @@ def run_forget(
         why = "not an email address" if where == "email" else problem["msg"]
         print(f"leadstream forget: {where}: {why}", file=err)
         return BAD_INPUT
-    bootstrap = bootstrap_servers(target.broker)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # one line below says it all
     try:
-        asyncio.run(asyncio.wait_for(_publish(bootstrap, target, request), timeout=30))
+        asyncio.run(asyncio.wait_for(_publish(target, request), timeout=30))
     except Exception as exc:  # connection refused, unknown host, timeouts
         print(f"leadstream forget: cannot publish to {target.broker}: {exc!r}", file=err)
         return FAILED
@@ -89,7 +90,9 @@ def run_forget(
             err.flush()
 
     try:
-        answer = asyncio.run(_answer(bootstrap, target.topics.forgotten, request, timeout_s, tick))
+        answer = asyncio.run(
+            _answer(target.kafka, target.topics.forgotten, request, timeout_s, tick)
+        )
     except Exception as exc:
         print(f"\nleadstream forget: cannot read {target.topics.forgotten}: {exc!r}", file=err)
         return FAILED
@@ -131,7 +134,7 @@ def describe(answer: LeadForgotten) -> str:
     )
 
 
-async def _publish(bootstrap: str, target: ForgetTarget, request: ErasureRequest) -> None:
+async def _publish(target: ForgetTarget, request: ErasureRequest) -> None:
     # Both topics, so the request is kept and the answer can be waited for before any
     # worker ran (a worker creates them the same way).
     for name, configs in (
@@ -139,9 +142,9 @@ async def _publish(bootstrap: str, target: ForgetTarget, request: ErasureRequest
         (target.topics.forgotten, FORGOTTEN_TOPIC_CONFIG),
     ):
         await create_topics(
-            bootstrap, [name], target.partitions, target.replication, configs=configs
+            target.kafka, [name], target.partitions, target.replication, configs=configs
         )
-    producer = BatchProducer(bootstrap=bootstrap)
+    producer = BatchProducer(kafka=target.kafka)
     try:
         await producer.send(
             [Record(target.topics.erasure, request.request_id.encode(), encode(request))]
@@ -151,7 +154,7 @@ async def _publish(bootstrap: str, target: ForgetTarget, request: ErasureRequest
 
 
 async def _answer(
-    bootstrap: str,
+    kafka: KafkaConnection,
     topic: str,
     request: ErasureRequest,
     timeout_s: float,
@@ -171,5 +174,5 @@ async def _answer(
         read = len(records)
         return bool(found)
 
-    await read_until(bootstrap, topic, done, timeout_s=timeout_s)
+    await read_until(kafka, topic, done, timeout_s=timeout_s)
     return found[0] if found else None
