@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
@@ -44,6 +46,7 @@ from schemas.internal import (
 from streams.account_feed import AccountFeed, AccountsHolder
 from streams.account_stage import add_account_stage, contact_batches
 from streams.broker import faust_broker_settings
+from streams.broker_watch import BrokerLost, BrokerWatch, lost_records
 from streams.codec import Rejection, dead_letter, decode_batch, decode_state, encode
 from streams.faust_transport import in_order, transport_class
 from streams.health import serve_health, worker_probes
@@ -52,7 +55,7 @@ from streams.inbox_http import InboxFeed, serve_inbox
 from streams.ingest_http import ROUTE, RUNNER_OPTIONS, IngestHandler
 from streams.intake_service import IntakeService
 from streams.kafka_connection import KafkaConnection, kafka_connection
-from streams.kafka_io import create_topics
+from streams.kafka_io import TopicProbe, create_topics
 from streams.lead_model import LeadModel
 from streams.lead_store import LeadStore
 from streams.leads import Decision, rescore_lead, sla_tick, with_accounts
@@ -96,6 +99,17 @@ class _Lifecycle:
     flush: Callable[[], Awaitable[None]]  # on stop: write state, so the commit covers it
     producer: BatchProducer  # stopped last
     inbox: InboxFeed | None = None  # the rep inbox's reader of rep.alerts, when served
+    probe: TopicProbe | None = None  # the broker check's connection
+
+
+#: How long a crashing worker may take to stop cleanly before it exits regardless.
+CRASH_GRACE_S = 15.0
+
+
+def _exit_now(why: str) -> None:
+    log.critical("the worker did not stop within %g s; exiting now (%s)", CRASH_GRACE_S, why)
+    logging.shutdown()
+    os._exit(1)
 
 
 class _App(faust.App):
@@ -112,6 +126,7 @@ class _App(faust.App):
     ) -> None:
         self._fetch_wait_ms = fetch_wait_ms
         self._guarded = guarded
+        self._crashing = False
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:
@@ -135,8 +150,18 @@ class _App(faust.App):
             if lc.inbox is not None:
                 await self.add_runtime_dependency(lc.inbox)
 
-    def crash_soon(self, exc: BaseException) -> None:
-        log.error("leads: writing lead state failed; stopping the worker: %r", exc)
+    def crash_soon(
+        self, exc: BaseException, *, why: str = "leads: writing lead state failed"
+    ) -> None:
+        if self._crashing:
+            return
+        self._crashing = True
+        log.critical("%s; stopping the worker: %r", why, exc)
+        # A clean stop commits and flushes, which waits on the broker: when that is what
+        # failed it could wait forever. The supervisor needs an exit, so one comes anyway.
+        timer = threading.Timer(CRASH_GRACE_S, _exit_now, args=(why,))
+        timer.daemon = True
+        timer.start()
         self.add_future(self.crash(exc))
 
     async def on_stop(self) -> None:
@@ -158,6 +183,8 @@ class _App(faust.App):
                 log.warning("final commit skipped: %r", exc)
         await super().on_stop()
         if lc is not None:
+            if lc.probe is not None:
+                await lc.probe.close()
             await lc.producer.stop()
 
 
@@ -420,6 +447,31 @@ def create_app(
         """Write-behind for partitions that went quiet: no record arrives to trigger it."""
         await asyncio.gather(*(flush(partition) for partition in list(pending)))
 
+    watch = BrokerWatch(timeout_s=settings.broker_lost_timeout_s)
+    probe = TopicProbe(kafka)
+
+    @app.timer(settings.broker_check_s)
+    async def broker_check() -> None:
+        """Exit rather than run on when the broker is gone for good or lost our records."""
+        read_up_to = order.positions()  # before asking: what is read was on the broker
+        try:
+            names, ends = await asyncio.wait_for(
+                probe.ends(topics.person_events), timeout=max(settings.broker_check_s, 5.0)
+            )
+        except Exception as exc:  # connection refused, timeouts, metadata errors
+            if not watch.down:
+                log.warning("broker check: the broker does not answer: %r", exc)
+            problem = watch.unreachable(time.monotonic(), repr(exc))
+            if problem is not None:
+                app.crash_soon(BrokerLost(problem), why=problem)
+            return
+        if watch.down:
+            log.warning("broker check: the broker answers again")
+        watch.reached()
+        problem = lost_records(topics.person_events, read_up_to=read_up_to, ends=ends, topics=names)
+        if problem is not None:
+            app.crash_soon(BrokerLost(problem), why=problem)
+
     async def flush_everything() -> None:
         await asyncio.gather(*background, return_exceptions=True)
         await flush_all()
@@ -505,6 +557,7 @@ def create_app(
     app.accounts = accounts
     app.lifecycle = _Lifecycle(
         ensure_topics=ensure_topics,
+        probe=probe,
         models=ModelFeed(
             topic=topics.model,
             kafka=kafka,

@@ -20,6 +20,7 @@ from streams.kafka_connection import KafkaConnection, as_connection, bootstrap_s
 from streams.producer import BatchProducer, Record
 
 __all__ = [
+    "TopicProbe",
     "bootstrap_servers",
     "create_topics",
     "open_partition",
@@ -225,3 +226,33 @@ async def open_partition(
         await consumer.stop()
         raise
     return consumer, end
+
+
+class TopicProbe:
+    """A group-less consumer that asks the broker which topics it has and where one ends
+    (the worker's broker check, streams/broker_watch.py)."""
+
+    def __init__(self, kafka: KafkaConnection | str) -> None:
+        self._kafka = kafka
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def ends(self, topic: str) -> tuple[set[str], dict[int, int]]:
+        """(the broker's topic names, partition -> end offset of `topic`)."""
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                **as_connection(self._kafka).client_kwargs(), enable_auto_commit=False
+            )
+            await consumer.start()
+            self._consumer = consumer
+        names = set(await self._consumer.topics())
+        if topic not in names:
+            return names, {}
+        partitions = self._consumer.partitions_for_topic(topic) or set()
+        ends = await self._consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return names, {tp.partition: offset for tp, offset in ends.items()}
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()

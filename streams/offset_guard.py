@@ -56,6 +56,10 @@ class OffsetGuard:
     def expected(self, partition: int) -> int:
         return self._next[partition]
 
+    def positions(self) -> dict[int, int]:
+        """Partition -> the offset after the last record processed (as far as known)."""
+        return dict(self._next)
+
     def rewind(self, partition: int, offset: int) -> None:
         """Records from `offset` on were processed but their results dropped (a rebalance
         took the partition before they were written): they must be processed again."""

@@ -117,6 +117,15 @@ class Settings(BaseSettings):
         default=1000, ge=50, le=60_000, description="How often hand-off SLA clocks are checked."
     )
     lead_cache_size: int = Field(default=20_000, ge=0, description="Decoded leads kept.")
+    # Broker outages (streams/broker_watch.py).
+    broker_check_s: float = Field(
+        default=5.0, gt=0, le=300, description="How often the worker checks the broker."
+    )
+    broker_lost_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Unreachable this long, the worker exits for its supervisor to restart it.",
+    )
 
     # Per-lead state bounds.
     dedupe_window: int = Field(default=32, ge=1, description="Recent messageIds kept per lead.")

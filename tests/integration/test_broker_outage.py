@@ -1,0 +1,159 @@
+"""Broker outages: a worker exits with a clear error, never runs on with missing state.
+
+Each test runs its own embedded broker (Tansu, memory storage) so that it can stop it. With
+Apache Kafka (KAFKA_BOOTSTRAP_SERVERS) the broker cannot be stopped from here: skipped there,
+never on the embedded broker that CI uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.broker import EmbeddedBroker, free_port
+from streams.kafka_io import create_topics
+from streams.settings import Settings
+from streams.topics import Topics
+from tests.integration.conftest import MODEL, PARTITIONS, Broker, Worker, wait_for
+from tests.integration.segment import page
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")),
+        reason="stops the broker: needs the embedded one",
+    ),
+]
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(free_port(), log=tmp_path / "tansu.log") as tansu:
+        yield tansu
+
+
+def _worker(tansu: EmbeddedBroker, tmp_path: Path, *, lost_timeout_s: float) -> Worker:
+    unique = f"o{uuid.uuid4().hex[:8]}"
+    topics = Topics(prefix=f"{unique}.")
+    asyncio.run(create_topics(tansu.bootstrap, topics.all(), PARTITIONS))
+    web_port = free_port()
+    settings = Settings(
+        broker=f"kafka://{tansu.bootstrap}",
+        broker_flavor="tansu",
+        app_id=f"leadstream-{unique}",
+        topic_prefix=topics.prefix,
+        partitions=PARTITIONS,
+        web_host="127.0.0.1",
+        web_port=web_port,
+        model_path=MODEL,
+        data_dir=tmp_path / "data",
+        fetch_wait_ms=100,
+        intake_fetch_wait_ms=100,
+        session_timeout_s=2,
+        heartbeat_interval_s=0.3,
+        broker_check_s=0.5,
+        broker_lost_timeout_s=lost_timeout_s,
+    )
+    return Worker(
+        broker=Broker(tansu.bootstrap, "tansu"),
+        topics=topics,
+        app_id=settings.app_id,
+        web_port=web_port,
+        log_path=tmp_path / "worker.log",
+        env={**os.environ, **settings.to_env()},
+    ).start()
+
+
+def _scoring(worker: Worker) -> None:
+    worker.send(*(page(f"m-{i}", anon=f"anon-{i % 5}", path="/pricing") for i in range(20)))
+    worker.read(worker.topics.scored, lambda docs: len(docs) >= 5, timeout_s=60)
+
+
+def _exit_code(worker: Worker, *, timeout_s: float) -> int:
+    assert worker.proc is not None
+    deadline = time.monotonic() + timeout_s
+    while worker.proc.poll() is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the worker still runs {timeout_s} s on:\n{worker.log()[-3000:]}")
+        time.sleep(0.1)
+    return worker.proc.returncode
+
+
+@pytest.mark.timeout(90)
+def test_a_broker_gone_for_longer_than_the_timeout_makes_the_worker_exit_with_the_reason(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    worker = _worker(own_broker, tmp_path, lost_timeout_s=4)
+    try:
+        _scoring(worker)
+        own_broker.stop()
+        stopped = time.monotonic()
+        code = _exit_code(worker, timeout_s=45)
+        took_s = time.monotonic() - stopped
+    finally:
+        worker.kill()
+    log = worker.log()
+    assert code != 0, log[-3000:]
+    assert "the broker has been unreachable for" in log
+    assert "LEADSTREAM_BROKER_LOST_TIMEOUT_S=4" in log
+    assert took_s >= 4, "exited before its timeout"
+
+
+@pytest.mark.timeout(90)
+def test_a_broker_back_without_the_records_the_worker_read_makes_it_exit_at_once(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    # A memory-only broker restarted: it answers again, but every topic is gone. Running on
+    # would mean state and positions that no longer match the topics.
+    worker = _worker(own_broker, tmp_path, lost_timeout_s=600)
+    try:
+        _scoring(worker)
+        own_broker.stop()
+        own_broker.start()
+        code = _exit_code(worker, timeout_s=45)
+    finally:
+        worker.kill()
+    log = worker.log()
+    assert code != 0, log[-3000:]
+    assert "the broker no longer has topic" in log or "the broker lost records of" in log, log[
+        -3000:
+    ]
+    assert "unreachable for" not in log  # it did not wait out the 600 s
+
+
+@pytest.mark.timeout(90)
+def test_a_short_outage_is_ridden_out_and_the_worker_goes_on_scoring(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    # Shorter than the timeout, and the broker did not lose anything (it was not restarted:
+    # its port was only unreachable): the worker resumes. Simulated by pausing the broker.
+    import signal
+
+    worker = _worker(own_broker, tmp_path, lost_timeout_s=30)
+    try:
+        _scoring(worker)
+        assert own_broker.pid is not None
+        os.kill(own_broker.pid, signal.SIGSTOP)
+        try:
+            wait_for(
+                lambda: "the broker does not answer" in worker.log(),
+                timeout_s=30,
+                what="the broker check to notice the outage",
+            )
+        finally:
+            os.kill(own_broker.pid, signal.SIGCONT)
+        worker.send(page("after-outage", anon="anon-after", path="/pricing"))
+        worker.read(
+            worker.topics.scored,
+            lambda docs: any(d["message_id"] == "after-outage" for d in docs),
+            timeout_s=60,
+        )
+        assert worker.proc is not None and worker.proc.poll() is None
+    finally:
+        worker.kill()
