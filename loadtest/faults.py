@@ -63,6 +63,7 @@ class FaultOptions:
     flavor: str = "tansu"
     fetch_wait_ms: int = 100
     settle_timeout_s: float = 120  # after the last kill, for the outputs to match
+    workers: int = 1  # with 2, each kill takes one of them (seeded); the other runs on
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,10 @@ class Kill:
     after_events: int
     delay_s: float
     early: bool
+    worker: int = 0  # which worker dies
 
 
-def kill_plan(*, events: int, kills: int, seed: int) -> list[Kill]:
+def kill_plan(*, events: int, kills: int, seed: int, workers: int = 1) -> list[Kill]:
     """Seeded kill moments: `kills` distinct cut points across the stream, in order."""
     rng = random.Random(seed * 7919 + kills)
     cuts = sorted(rng.sample(range(1, events), min(kills, max(events - 1, 0))))
@@ -87,7 +89,8 @@ def kill_plan(*, events: int, kills: int, seed: int) -> list[Kill]:
     for cut in cuts:
         early = rng.random() < 0.25
         delay = rng.uniform(0.0, 3.0) if early else rng.uniform(0.0, 1.0)
-        plan.append(Kill(cut, round(delay, 3), early))
+        victim = rng.randrange(workers) if workers > 1 else 0
+        plan.append(Kill(cut, round(delay, 3), early, victim))
     return plan
 
 
@@ -182,7 +185,7 @@ class _Run:
             seed=self.opts.seed,
             bad_rate=0.0,
             baseline=False,
-            workers=1,
+            workers=self.opts.workers,
             partitions=self.opts.partitions,
             fetch_wait_ms=self.opts.fetch_wait_ms,
             json_path=None,
@@ -196,8 +199,10 @@ class _Run:
         await create_topics(self.bootstrap, topics.all(), self.opts.partitions)
         return topics
 
-    def start(self, topics: Topics, app_id: str) -> Worker:
-        return start_workers(self.worker_options(), self.bootstrap, topics, app_id, self.workdir)[0]
+    def start(self, topics: Topics, app_id: str, *, only: int | None = None) -> list[Worker]:
+        return start_workers(
+            self.worker_options(), self.bootstrap, topics, app_id, self.workdir, only=only
+        )
 
     async def read(self, topics: Topics) -> Outcome:
         async def values(topic: str) -> list[bytes]:
@@ -212,9 +217,9 @@ class _Run:
     async def reference(self) -> Outcome:
         topics = await self.topics("c")
         await preload(self.bootstrap, topics.raw, self.messages)
-        worker = self.start(topics, f"ft{self.run_id}c")
+        workers = self.start(topics, f"ft{self.run_id}c")
         try:
-            await wait_processed([worker], len(self.messages), label="reference", timeout_s=300)
+            await wait_processed(workers, len(self.messages), label="reference", timeout_s=300)
             # Internal hops (identity links) may still be in flight: settled when two reads
             # a second apart agree.
             last = await self.read(topics)
@@ -225,32 +230,41 @@ class _Run:
                     return now
                 last = now
         finally:
-            worker.stop()
+            for worker in workers:
+                worker.stop()
 
     async def with_kills(self, expected: Outcome) -> tuple[Verdict, int, float]:
         topics = await self.topics("f")
         app_id = f"ft{self.run_id}f"
-        worker = self.start(topics, app_id)
-        started_at = time.monotonic()
+        workers = self.start(topics, app_id)
+        started_at = [time.monotonic()] * len(workers)
         kills = 0
         sent = 0
         try:
             for kill in kill_plan(
-                events=len(self.messages), kills=self.opts.kills, seed=self.opts.seed
+                events=len(self.messages),
+                kills=self.opts.kills,
+                seed=self.opts.seed,
+                workers=len(workers),
             ):
                 await preload(self.bootstrap, topics.raw, self.messages[sent : kill.after_events])
                 sent = kill.after_events
+                victim = workers[kill.worker]
                 if kill.early:
-                    await asyncio.sleep(max(0.0, kill.delay_s - (time.monotonic() - started_at)))
+                    elapsed = time.monotonic() - started_at[kill.worker]
+                    await asyncio.sleep(max(0.0, kill.delay_s - elapsed))
                 else:
-                    await _until_scoring(worker, timeout_s=60)
+                    # With two workers the victim may hold no partition with work: then it
+                    # dies after a while regardless.
+                    await _until_scoring(victim, timeout_s=60 if len(workers) == 1 else 10)
                     await asyncio.sleep(kill.delay_s)
-                _sigkill(worker)
+                _sigkill(victim)
                 kills += 1
                 when = "early" if kill.early else "while scoring"
-                log(f"  [faults] kill {kills} after {sent:,} events ({when})")
-                worker = self.start(topics, app_id)
-                started_at = time.monotonic()
+                which = f"worker {kill.worker} " if len(workers) > 1 else ""
+                log(f"  [faults] kill {kills}: {which}after {sent:,} events ({when})")
+                workers[kill.worker] = self.start(topics, app_id, only=kill.worker)[0]
+                started_at[kill.worker] = time.monotonic()
             await preload(self.bootstrap, topics.raw, self.messages[sent:])
             settle_started = time.monotonic()
             deadline = settle_started + self.opts.settle_timeout_s
@@ -258,17 +272,21 @@ class _Run:
                 verdict = compare(expected, await self.read(topics))
                 if verdict.ok or time.monotonic() > deadline:
                     return verdict, kills, time.monotonic() - settle_started
-                if worker.proc.poll() is not None:
-                    raise RuntimeError(f"the worker exited; see {worker.log_path}")
+                for worker in workers:
+                    if worker.proc.poll() is not None:
+                        raise RuntimeError(f"a worker exited; see {worker.log_path}")
                 await asyncio.sleep(1)
         finally:
-            worker.stop()
+            for worker in workers:
+                worker.stop()
 
 
 async def _until_scoring(worker: Worker, *, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while worker.metrics().get("leadstream_events_processed_total", 0.0) <= 0:
         if time.monotonic() > deadline:
+            if timeout_s < 60:
+                return  # one of several workers, idle: kill it idle
             raise TimeoutError(f"the worker scored nothing in {timeout_s:g} s: {worker.log_path}")
         if worker.proc.poll() is not None:
             raise RuntimeError(f"the worker exited; see {worker.log_path}")
@@ -293,10 +311,11 @@ async def run_faults(opts: FaultOptions, *, bootstrap: str, workdir: Path) -> di
     log(f"faults: reference run, {opts.events:,} events, {opts.leads:,} people ...")
     expected = await run.reference()
     reference_s = time.monotonic() - started
-    log(f"faults: run with {opts.kills} SIGKILLs ...")
+    log(f"faults: run with {opts.kills} SIGKILLs, {opts.workers} worker(s) ...")
     started = time.monotonic()
     verdict, kills, settle_s = await run.with_kills(expected)
     return {
+        "workers": opts.workers,
         "events": opts.events,
         "seed": opts.seed,
         "kills": kills,
@@ -333,6 +352,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--leads", type=int, default=2_000, help="distinct people in the stream")
     p.add_argument("--partitions", type=int, default=4)
+    p.add_argument(
+        "--workers", type=int, default=1, choices=(1, 2), help="2: kills take one of two"
+    )
     p.add_argument("--bootstrap", help="a running broker host:port (default: start Tansu)")
     p.add_argument("--flavor", choices=("tansu", "kafka"), help="default: tansu when embedded")
     p.add_argument(
@@ -346,6 +368,7 @@ def main() -> int:
         seed=a.seed,
         leads=a.leads,
         partitions=a.partitions,
+        workers=a.workers,
         bootstrap=a.bootstrap,
         flavor=a.flavor or ("kafka" if a.bootstrap else "tansu"),
         settle_timeout_s=a.settle_timeout,

@@ -98,10 +98,17 @@ class Worker:
 
 
 def start_workers(
-    opts: Options, bootstrap: str, topics: Topics, app_id: str, workdir: Path
+    opts: Options,
+    bootstrap: str,
+    topics: Topics,
+    app_id: str,
+    workdir: Path,
+    *,
+    only: int | None = None,
 ) -> list[Worker]:
+    """`opts.workers` workers, or only worker number `only` (a restart: same log, same data)."""
     workers = []
-    for n in range(opts.workers):
+    for n in range(opts.workers) if only is None else (only,):
         port = free_port()
         log_path = workdir / f"{app_id}-worker-{n}.log"
         env = {

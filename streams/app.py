@@ -120,6 +120,8 @@ class _App(faust.App):
     models: ModelHolder
     #: CRM accounts for lead-to-account matching (`accounts.current.match(...)`).
     accounts: AccountsHolder
+    #: Called by the consumer before partitions are revoked: write what is pending on them.
+    before_revoke: Callable[[set[TP]], Awaitable[None]] | None = None
 
     def __init__(
         self, *args: Any, fetch_wait_ms: int, guarded: frozenset[str], **kwargs: Any
@@ -442,10 +444,13 @@ def create_app(
                 found[pk] = decode_state(raw)
         return found
 
+    async def flush_pending() -> None:
+        await asyncio.gather(*(flush(partition) for partition in list(pending)))
+
     @app.timer(settings.state_flush_ms / 1000)
     async def flush_all() -> None:
         """Write-behind for partitions that went quiet: no record arrives to trigger it."""
-        await asyncio.gather(*(flush(partition) for partition in list(pending)))
+        await flush_pending()
 
     watch = BrokerWatch(timeout_s=settings.broker_lost_timeout_s)
     probe = TopicProbe(kafka)
@@ -474,7 +479,9 @@ def create_app(
 
     async def flush_everything() -> None:
         await asyncio.gather(*background, return_exceptions=True)
-        await flush_all()
+        # Not `flush_all()`: Faust's decorator made that the timer loop, which ends at once
+        # when the app stops, writing nothing (found by tests/integration/test_two_workers).
+        await flush_pending()
 
     add_account_stage(
         app,
@@ -590,6 +597,15 @@ def create_app(
         if settings.inbox_secret is not None
         else None,
     )
+
+    async def before_revoke(revoked: set[TP]) -> None:
+        """Write the state of what was processed on partitions about to go, so that their
+        input is acknowledged and the consumer commits it before giving them up."""
+        mine = {tp.partition for tp in revoked if tp.topic == topics.person_events}
+        await asyncio.gather(*background, return_exceptions=True)
+        await asyncio.gather(*(flush(partition) for partition in mine if partition in pending))
+
+    app.before_revoke = before_revoke
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:

@@ -59,6 +59,20 @@ def transport_class(
             super().__init__(*args, **kwargs)
             self._read_offset = _ReadOffsets(guarded)
 
+        async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+            # Faust forgets what was acknowledged but not yet committed as soon as a
+            # partition is revoked, and commits only on its timer: the next owner would
+            # replay up to ~3 s of work. Write what is pending and commit it first.
+            hook = getattr(self.app, "before_revoke", None)
+            if hook is not None and revoked:
+                try:
+                    await hook(revoked)
+                    committed = await self.commit(revoked)
+                    log.info("revoked: wrote pending state, committed: %s", committed)
+                except Exception as exc:  # the next owner replays instead: at-least-once
+                    log.warning("partitions revoked before their work was committed: %r", exc)
+            await super().on_partitions_revoked(revoked)
+
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

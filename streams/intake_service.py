@@ -151,6 +151,8 @@ class IntakeService(mode.Service):
     async def _consume(self, committed_at: float) -> None:
         consumer = self._consumer
         assert consumer is not None
+        commit_every_s = self._settings.intake_commit_ms / 1000
+        uncommitted = False
         while not self.should_stop:
             fetched = await consumer.getmany(
                 timeout_ms=200, max_records=self._settings.intake_batch_max
@@ -162,6 +164,11 @@ class IntakeService(mode.Service):
                 for r in records
             ]
             if not raw:
+                # Idle: commit what the last batches forwarded, so that a rebalance or a
+                # stop does not make the next owner read them again.
+                if uncommitted and time.monotonic() - committed_at >= commit_every_s:
+                    committed_at, uncommitted = time.monotonic(), False
+                    await self._commit(consumer)
                 continue
             result = intake_batch(
                 raw,
@@ -174,9 +181,9 @@ class IntakeService(mode.Service):
             # Wait for the acknowledgement before the offsets may be committed.
             await self._producer.send(forward_records(result, self._topics))
             self._count(result)
-            now = time.monotonic()
-            if now - committed_at >= self._settings.intake_commit_ms / 1000:
-                committed_at = now
+            now, uncommitted = time.monotonic(), True
+            if now - committed_at >= commit_every_s:
+                committed_at, uncommitted = now, False
                 await self._commit(consumer)
 
     async def _note_lag(self, consumer: AIOKafkaConsumer) -> None:
