@@ -13,7 +13,7 @@ from schemas.decisions import AccountScored, RepAlert
 from schemas.internal import ContactUpdate, ContactUpdateBatch
 from streams.accounts import AccountDecision, apply_contacts
 from streams.codec import decode_account, decode_contact_batch, encode
-from streams.faust_transport import in_order
+from streams.faust_transport import StartOffset, in_order
 from streams.lead_model import LeadModel
 from streams.metrics import Metrics
 from streams.offset_guard import OffsetGuard
@@ -51,6 +51,7 @@ def add_account_stage(
     producer: BatchProducer,
     metrics: Metrics,
     clock: Callable[[], datetime],
+    start_offset: StartOffset | None = None,
 ) -> Any:
     """Register the accounts agent and its table on `app`.
 
@@ -84,7 +85,7 @@ def add_account_stage(
     @app.agent(source, name="accounts")
     async def accounts(stream: faust.StreamT) -> None:
         async for event in stream.noack().events():  # type: ignore[attr-defined]
-            if not await in_order(app, order, event.message, rewinds):
+            if not await in_order(app, order, event.message, rewinds, start_offset=start_offset):
                 continue  # not acknowledged: read again after the seek
             batch = decode_contact_batch(event.value)
             keys = {u.account for u in batch.updates}

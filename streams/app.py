@@ -315,6 +315,7 @@ def create_app(
     pending: dict[int, list[tuple[EventT, asyncio.Future[Any]]]] = {}
     lock = asyncio.Lock()  # guards store and pending between the agent and the flusher
     order = OffsetGuard()  # person-events offsets: no record skipped by the consumer
+    probe = TopicProbe(kafka)  # start offsets for the guard, and the broker check
     rewinds = metrics.input_rewinds.labels(stage="leads")
     flushing: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)  # one flush per partition
     flushed_at: dict[int, float] = {}
@@ -346,7 +347,9 @@ def create_app(
         """Score a micro-batch; send its decisions; leave its state to the flusher."""
         async for event in stream.noack().events():  # type: ignore[attr-defined]
             partition = event.message.partition
-            if not await in_order(app, order, event.message, rewinds):
+            if not await in_order(
+                app, order, event.message, rewinds, start_offset=probe.start_offset
+            ):
                 continue  # not acknowledged: read again after the seek
             batch = decode_batch(event.value)
             async with lock:
@@ -453,7 +456,6 @@ def create_app(
         await flush_pending()
 
     watch = BrokerWatch(timeout_s=settings.broker_lost_timeout_s)
-    probe = TopicProbe(kafka)
 
     @app.timer(settings.broker_check_s)
     async def broker_check() -> None:
@@ -485,6 +487,7 @@ def create_app(
 
     add_account_stage(
         app,
+        start_offset=probe.start_offset,
         settings=settings,
         topics=topics,
         model=lambda: models.current,

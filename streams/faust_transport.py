@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiokafka
@@ -20,7 +21,7 @@ from prometheus_client import Counter
 
 from streams.offset_guard import OffsetGuard
 
-__all__ = ["in_order", "transport_class"]
+__all__ = ["StartOffset", "in_order", "transport_class"]
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,29 @@ def transport_class(
     return _Transport
 
 
-async def in_order(app: faust.App, guard: OffsetGuard, message: Message, rewinds: Counter) -> bool:
+#: Where a consumer group starts reading a partition: (group, topic, partition) -> offset.
+StartOffset = Callable[[str, str, int], Awaitable[int]]
+
+
+async def in_order(
+    app: faust.App,
+    guard: OffsetGuard,
+    message: Message,
+    rewinds: Counter,
+    *,
+    start_offset: StartOffset | None = None,
+) -> bool:
     """Whether to process `message`: False while records before it that the consumer
     skipped are sought back to and read again (streams/offset_guard.py)."""
+    if start_offset is not None and not guard.knows(message.partition):
+        # The first record of a partition new to this worker: Faust can skip records here
+        # too, so compare with where the group really reads on from.
+        try:
+            begin = await start_offset(app.conf.id, message.topic, message.partition)
+        except Exception as exc:  # the broker is busy: the lead state still dedupes
+            log.warning("%s[%d]: start offset unknown: %r", message.topic, message.partition, exc)
+        else:
+            guard.begin(message.partition, begin)
     verdict = guard.check(message.partition, message.offset)
     if verdict == "process":
         return True

@@ -229,30 +229,55 @@ async def open_partition(
 
 
 class TopicProbe:
-    """A group-less consumer that asks the broker which topics it has and where one ends
-    (the worker's broker check, streams/broker_watch.py)."""
+    """Asks the broker, outside any consumer group, which topics it has, where one ends
+    (the worker's broker check, streams/broker_watch.py) and where a group starts reading
+    a partition (streams/offset_guard.py)."""
 
     def __init__(self, kafka: KafkaConnection | str) -> None:
         self._kafka = kafka
         self._consumer: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
 
     async def ends(self, topic: str) -> tuple[set[str], dict[int, int]]:
         """(the broker's topic names, partition -> end offset of `topic`)."""
+        consumer = await self._connected()
+        names = set(await consumer.topics())
+        if topic not in names:
+            return names, {}
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return names, {tp.partition: offset for tp, offset in ends.items()}
+
+    async def start_offset(self, group: str, topic: str, partition: int) -> int:
+        """Where `group` goes on reading a partition: its committed offset, or the first
+        offset the partition still has when nothing is committed."""
+        tp = TopicPartition(topic, partition)
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(**as_connection(self._kafka).client_kwargs())
+            await admin.start()
+            self._admin = admin
+        committed = await self._admin.list_consumer_group_offsets(group, partitions=[tp])
+        found = committed.get(tp)
+        if found is not None and found.offset >= 0:
+            return int(found.offset)
+        consumer = await self._connected()
+        return int((await consumer.beginning_offsets([tp]))[tp])
+
+    async def _connected(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             consumer = AIOKafkaConsumer(
                 **as_connection(self._kafka).client_kwargs(), enable_auto_commit=False
             )
             await consumer.start()
             self._consumer = consumer
-        names = set(await self._consumer.topics())
-        if topic not in names:
-            return names, {}
-        partitions = self._consumer.partitions_for_topic(topic) or set()
-        ends = await self._consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return names, {tp.partition: offset for tp, offset in ends.items()}
+        return self._consumer
 
     async def close(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             with contextlib.suppress(Exception):
                 await consumer.stop()
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                await admin.close()

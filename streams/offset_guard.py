@@ -56,6 +56,16 @@ class OffsetGuard:
     def expected(self, partition: int) -> int:
         return self._next[partition]
 
+    def knows(self, partition: int) -> bool:
+        return partition in self._next
+
+    def begin(self, partition: int, offset: int) -> None:
+        """A partition new to this worker: its consumer group reads on from `offset` (the
+        committed offset, or the partition's first), so a first record beyond it means
+        records were skipped there too."""
+        self._next[partition] = offset
+        self._last_dropped.pop(partition, None)
+
     def positions(self) -> dict[int, int]:
         """Partition -> the offset after the last record processed (as far as known)."""
         return dict(self._next)

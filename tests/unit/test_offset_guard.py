@@ -117,3 +117,40 @@ async def test_in_order_seeks_the_faust_consumer_back_and_counts_the_rewind() ->
     assert seen == [True, True, False, False, True]
     assert app.consumer.seeks == [(("leadstream.person-events", 2), 47)]
     assert registry.get_sample_value("leadstream_input_rewinds_total", {"stage": "leads"}) == 1
+
+
+def test_a_partition_new_to_the_worker_is_compared_with_where_its_group_reads_on() -> None:
+    # Faust skipped the first records after the assignment: the group committed 40, the
+    # first record handed over is 47.
+    guard = OffsetGuard()
+    assert not guard.knows(1)
+    guard.begin(1, 40)
+    assert guard.check(1, 47) == "seek"
+    assert guard.expected(1) == 40
+
+
+async def test_in_order_asks_where_a_new_partition_starts_and_seeks_there() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.faust_transport import in_order
+    from streams.metrics import Metrics
+
+    class _Conf:
+        id = "leadstream"
+
+    app = _App()
+    app.conf = _Conf()  # type: ignore[attr-defined]
+    asked: list[tuple[str, str, int]] = []
+
+    async def start_offset(group: str, topic: str, partition: int) -> int:
+        asked.append((group, topic, partition))
+        return 40
+
+    rewinds = Metrics.create(CollectorRegistry()).input_rewinds.labels(stage="leads")
+    guard = OffsetGuard()
+    first = await in_order(app, guard, _Message(47), rewinds, start_offset=start_offset)  # type: ignore[arg-type]
+    assert first is False
+    assert app.consumer.seeks == [(("leadstream.person-events", 2), 40)]
+    assert asked == [("leadstream", "leadstream.person-events", 2)]
+    assert await in_order(app, guard, _Message(40), rewinds, start_offset=start_offset)  # type: ignore[arg-type]
+    assert len(asked) == 1  # asked once per partition
