@@ -54,6 +54,7 @@ class Options:
     cover: bool = False
     session_timeout_s: float = 6
     heartbeat_interval_s: float = 1
+    store: str = "memory"  # LEADSTREAM_STORE of the workers
 
 
 def log(text: str) -> None:
@@ -98,11 +99,19 @@ class Worker:
 
 
 def start_workers(
-    opts: Options, bootstrap: str, topics: Topics, app_id: str, workdir: Path
+    opts: Options,
+    bootstrap: str,
+    topics: Topics,
+    app_id: str,
+    workdir: Path,
+    *,
+    ports: list[int] | None = None,
 ) -> list[Worker]:
+    """`ports`: the web ports to use (a restarted worker keeps its port, and with it its
+    RocksDB directory); default: free ones."""
     workers = []
     for n in range(opts.workers):
-        port = free_port()
+        port = ports[n] if ports is not None else free_port()
         log_path = workdir / f"{app_id}-worker-{n}.log"
         env = {
             **os.environ,
@@ -115,6 +124,7 @@ def start_workers(
                 web_host="127.0.0.1",
                 web_port=port,
                 data_dir=workdir / f"{app_id}-{n}",
+                store=opts.store,
                 fetch_wait_ms=opts.repartition_fetch_wait_ms or opts.fetch_wait_ms,
                 intake_fetch_wait_ms=opts.fetch_wait_ms,
                 session_timeout_s=opts.session_timeout_s,
