@@ -13,7 +13,7 @@ names the partition explicitly.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -35,9 +35,13 @@ class StoreUnavailable(RuntimeError):
     """The configured store cannot be used on this machine."""
 
 
-def check_store(kind: StoreKind) -> None:
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def check_store(kind: StoreKind, *, installed: Callable[[str], bool] = _installed) -> None:
     """Raise `StoreUnavailable` with what to do when `kind` cannot be used here."""
-    if kind == "rocksdb" and importlib.util.find_spec("rocksdict") is None:
+    if kind == "rocksdb" and not installed("rocksdict"):
         raise StoreUnavailable(
             "LEADSTREAM_STORE=rocksdb needs the rocksdict package, which is not installed "
             "(pip install rocksdict, or reinstall leadstream; it ships manylinux wheels for "

@@ -10,7 +10,12 @@ from faust.types import TP
 from pydantic import ValidationError
 
 from streams.settings import Settings
-from streams.table_store import FaustLocalTable, faust_store_options
+from streams.table_store import (
+    FaustLocalTable,
+    StoreUnavailable,
+    check_store,
+    faust_store_options,
+)
 
 
 def test_memory_is_the_default_and_rocksdb_keys_its_directory_by_web_port() -> None:
@@ -25,6 +30,13 @@ def test_memory_is_the_default_and_rocksdb_keys_its_directory_by_web_port() -> N
 def test_an_unknown_store_is_refused_with_the_choices() -> None:
     with pytest.raises(ValidationError, match="'memory' or 'rocksdb'"):
         Settings(store="leveldb")  # type: ignore[arg-type]
+
+
+def test_rocksdb_without_its_binding_is_refused_with_what_to_install() -> None:
+    with pytest.raises(StoreUnavailable, match=r"needs the rocksdict package.*pip install"):
+        check_store("rocksdb", installed=lambda package: False)
+    check_store("memory", installed=lambda package: False)  # memory needs nothing
+    check_store("rocksdb")  # installed here: a main dependency
 
 
 def _table(tmp_path: Path, kind: str) -> faust.Table:
