@@ -50,7 +50,14 @@ RUN groupadd --system --gid 10001 leadstream \
         --no-create-home --shell /usr/sbin/nologin leadstream \
     && install -d -o leadstream -g leadstream -m 0750 /var/lib/leadstream
 
+# rocksdict (LEADSTREAM_STORE=rocksdb) links the C++ runtime, which slim images may lack.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libstdc++6 \
+    && rm -rf /var/lib/apt/lists/*
+
 COPY --from=build /opt/venv /opt/venv
+# Fail the build, not the first start, if the RocksDB binding cannot load.
+RUN python -c 'import rocksdict'
 
 WORKDIR /var/lib/leadstream
 # Numeric, so orchestrators that enforce "run as non-root" can verify it without /etc/passwd.

@@ -1,6 +1,6 @@
 """Crash-safety harness: one seeded stream through a clean worker and a SIGKILLed one, compared.
 
-    python -m loadtest.faults --events 20000 --kills 10 --seed 1 [--json]
+    python -m loadtest.faults --events 20000 --kills 10 --seed 1 [--store rocksdb] [--json]
 
 Run 1 (reference): the stream through a worker that is never killed; the alert ids, hand-off
 ids and the latest `leads.scored` record per lead are what the stream must produce. Run 2:
@@ -8,7 +8,9 @@ the same stream in chunks, the worker's process group SIGKILLed at seeded moment
 start-up and recovery, or while it scores) and restarted each time. Pass: every reference
 alert_id and handoff_id is on the topics at least once, and every lead's final score, grade
 and stage equal the reference's. Re-deliveries (the same id more than once) are counted, not
-failed: the pipeline is at-least-once with idempotent ids.
+failed: the pipeline is at-least-once with idempotent ids. `--store rocksdb`: the killed
+worker keeps its table in RocksDB and is restarted on the same data dir and web port (so it
+resumes from its local state); the reference run always uses memory.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class FaultOptions:
     fetch_wait_ms: int = 100
     settle_timeout_s: float = 120  # after the last kill, for the outputs to match
     workers: int = 1  # with 2, each kill takes one of them (seeded); the other runs on
+    store: str = "memory"  # the killed worker's table store (the reference run uses memory)
 
 
 @dataclass(frozen=True)
@@ -173,8 +176,9 @@ class _Run:
     workdir: Path
     messages: list[Message]
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    ports: dict[str, list[int]] = field(default_factory=dict)  # app id -> web ports, kept
 
-    def worker_options(self) -> Options:
+    def worker_options(self, store: str) -> Options:
         return Options(
             bootstrap=self.bootstrap,
             flavor=self.opts.flavor,
@@ -192,6 +196,7 @@ class _Run:
             # A SIGKILLed member holds its partitions until its session expires.
             session_timeout_s=2,
             heartbeat_interval_s=0.3,
+            store=store,
         )
 
     async def topics(self, kind: str) -> Topics:
@@ -199,9 +204,15 @@ class _Run:
         await create_topics(self.bootstrap, topics.all(), self.opts.partitions)
         return topics
 
-    def start(self, topics: Topics, app_id: str, *, only: int | None = None) -> list[Worker]:
+    def start(
+        self, topics: Topics, app_id: str, *, store: str, only: int | None = None
+    ) -> list[Worker]:
+        """All workers, or only worker `only` (a restart keeps its web port and data dir:
+        with RocksDB, its local state too)."""
+        ports = self.ports.setdefault(app_id, [free_port() for _ in range(self.opts.workers)])
+        opts = self.worker_options(store)
         return start_workers(
-            self.worker_options(), self.bootstrap, topics, app_id, self.workdir, only=only
+            opts, self.bootstrap, topics, app_id, self.workdir, only=only, ports=ports
         )
 
     async def read(self, topics: Topics) -> Outcome:
@@ -217,7 +228,7 @@ class _Run:
     async def reference(self) -> Outcome:
         topics = await self.topics("c")
         await preload(self.bootstrap, topics.raw, self.messages)
-        workers = self.start(topics, f"ft{self.run_id}c")
+        workers = self.start(topics, f"ft{self.run_id}c", store="memory")
         try:
             await wait_processed(workers, len(self.messages), label="reference", timeout_s=300)
             # Internal hops (identity links) may still be in flight: settled when two reads
@@ -236,7 +247,7 @@ class _Run:
     async def with_kills(self, expected: Outcome) -> tuple[Verdict, int, float]:
         topics = await self.topics("f")
         app_id = f"ft{self.run_id}f"
-        workers = self.start(topics, app_id)
+        workers = self.start(topics, app_id, store=self.opts.store)
         started_at = [time.monotonic()] * len(workers)
         kills = 0
         sent = 0
@@ -263,7 +274,9 @@ class _Run:
                 when = "early" if kill.early else "while scoring"
                 which = f"worker {kill.worker} " if len(workers) > 1 else ""
                 log(f"  [faults] kill {kills}: {which}after {sent:,} events ({when})")
-                workers[kill.worker] = self.start(topics, app_id, only=kill.worker)[0]
+                workers[kill.worker] = self.start(
+                    topics, app_id, store=self.opts.store, only=kill.worker
+                )[0]
                 started_at[kill.worker] = time.monotonic()
             await preload(self.bootstrap, topics.raw, self.messages[sent:])
             settle_started = time.monotonic()
@@ -318,6 +331,7 @@ async def run_faults(opts: FaultOptions, *, bootstrap: str, workdir: Path) -> di
         "workers": opts.workers,
         "events": opts.events,
         "seed": opts.seed,
+        "store": opts.store,
         "kills": kills,
         "leads_scored": len(expected.finals),
         "expected_alerts": len(expected.alerts),
@@ -360,6 +374,9 @@ def main() -> int:
     p.add_argument(
         "--settle-timeout", type=float, default=120, help="s after the last kill to match"
     )
+    p.add_argument(
+        "--store", choices=("memory", "rocksdb"), default="memory", help="the killed worker's"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     a = p.parse_args()
     opts = FaultOptions(
@@ -372,6 +389,7 @@ def main() -> int:
         bootstrap=a.bootstrap,
         flavor=a.flavor or ("kafka" if a.bootstrap else "tansu"),
         settle_timeout_s=a.settle_timeout,
+        store=a.store,
     )
     workdir = Path("loadtest/results").resolve()
     workdir.mkdir(parents=True, exist_ok=True)

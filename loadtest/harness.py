@@ -54,6 +54,7 @@ class Options:
     cover: bool = False
     session_timeout_s: float = 6
     heartbeat_interval_s: float = 1
+    store: str = "memory"  # LEADSTREAM_STORE of the workers
 
 
 def log(text: str) -> None:
@@ -105,11 +106,14 @@ def start_workers(
     workdir: Path,
     *,
     only: int | None = None,
+    ports: list[int] | None = None,
 ) -> list[Worker]:
-    """`opts.workers` workers, or only worker number `only` (a restart: same log, same data)."""
+    """`opts.workers` workers, or only worker number `only` (a restart: same log, same data).
+    `ports`: the web ports by worker number (a restarted worker keeps its port, and with it
+    its RocksDB directory); default: free ones."""
     workers = []
     for n in range(opts.workers) if only is None else (only,):
-        port = free_port()
+        port = ports[n] if ports is not None else free_port()
         log_path = workdir / f"{app_id}-worker-{n}.log"
         env = {
             **os.environ,
@@ -122,6 +126,7 @@ def start_workers(
                 web_host="127.0.0.1",
                 web_port=port,
                 data_dir=workdir / f"{app_id}-{n}",
+                store=opts.store,
                 fetch_wait_ms=opts.repartition_fetch_wait_ms or opts.fetch_wait_ms,
                 intake_fetch_wait_ms=opts.fetch_wait_ms,
                 session_timeout_s=opts.session_timeout_s,

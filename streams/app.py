@@ -65,6 +65,7 @@ from streams.offset_guard import OffsetGuard
 from streams.producer import BatchProducer, Record
 from streams.settings import Settings
 from streams.sla import SlaClocks
+from streams.table_store import FaustLocalTable, faust_store_options
 from streams.topics import (
     CRM_ACCOUNTS_TOPIC_CONFIG,
     CRM_ACCOUNTS_TOPIC_PARTITIONS,
@@ -225,8 +226,8 @@ def create_app(
         guarded=frozenset({topics.person_events, topics.account_updates}),
         broker=settings.broker,
         broker_credentials=kafka.faust_credentials(),
-        store="memory://",
         datadir=str(settings.data_dir),
+        **faust_store_options(settings.store, web_port=settings.web_port),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
@@ -267,13 +268,9 @@ def create_app(
             single_record_tail=frozenset({changelog}) if tansu else frozenset(),
         )
     out = producer
-    store = LeadStore(table.data, cache_size=settings.lead_cache_size)
-    state_gauges(
-        registry,
-        leads=lambda: float(len(table.data)),
-        state_bytes=lambda: float(sum(len(v) for v in table.data.values())),
-        clock=time.monotonic,
-    )
+    local = FaustLocalTable(table)
+    store = LeadStore(local, cache_size=settings.lead_cache_size)
+    state_gauges(registry, leads=local.count, state_bytes=local.size_bytes, clock=time.monotonic)
 
     async def ensure_topics() -> None:
         # Faust creates only the topics it consumes; the input, the DLQ and the outputs
@@ -338,7 +335,11 @@ def create_app(
             # same outputs (same deterministic ids). Produces run outside `lock`, so the
             # agent keeps scoring meanwhile.
             await asyncio.gather(*(outputs for _, outputs in done))
-            await out.send(Record(changelog, k, v, partition=partition) for k, v in entries)
+            offsets = await out.send_acked(
+                Record(changelog, k, v, partition=partition) for k, v in entries
+            )
+            # Into the local table only now that the changelog has it (LeadStore: why).
+            store.written(partition, entries, offset=offsets.get((changelog, partition)))
             for event, _ in done:
                 event.ack()
 
@@ -409,7 +410,7 @@ def create_app(
         for partition in mine:
             if not clocks.knows(partition):
                 async with lock:
-                    clocks.rebuild(partition, _sla_leads(table.data, partition), models.current)
+                    clocks.rebuild(partition, _sla_leads(local, partition), models.current)
             due = clocks.due(partition, int(now.timestamp() * 1000))
             if not due:
                 continue
@@ -436,10 +437,10 @@ def create_app(
                 _count(metrics, decisions, 0, now)
                 kpis.count(decisions, leads=changed)
 
-    def _sla_leads(data: Any, partition: int) -> dict[str, LeadState]:
+    def _sla_leads(data: FaustLocalTable, partition: int) -> dict[str, LeadState]:
         """The leads of a partition whose SLA clock runs (a cheap byte test first)."""
         found = {}
-        for key, raw in list(data.items()):
+        for key, raw in data.items():
             if b'"sla":[' not in raw or key.startswith(b"__"):
                 continue
             pk = key.decode()
@@ -517,7 +518,7 @@ def create_app(
         }
         keys = [
             k
-            for k in list(table.data.keys())
+            for k in local.all_keys()
             if not k.startswith(b"__") and person_partition(k.decode(), settings.partitions) in mine
         ]
         log.info("rescoring %d leads with model %s", len(keys), new.version)

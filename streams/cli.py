@@ -281,6 +281,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from streams.lead_model import ModelError
     from streams.logs import logging_config
     from streams.model_feed import ModelHolder, read_model
+    from streams.table_store import StoreUnavailable, check_store
 
     settings = _settings(broker=args.broker, model_path=args.model, web_port=args.web_port)
     try:
@@ -294,6 +295,11 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         print(f"leadstream: the lead model is invalid:\n{exc}", file=sys.stderr)
         return 2
     models = ModelHolder(model, sha256=text_sha256(text))
+    try:
+        check_store(settings.store)
+    except StoreUnavailable as exc:
+        print(f"leadstream: {exc}", file=sys.stderr)
+        return 2
     kafka = _kafka(settings)
     app = create_app(
         settings=settings, model=model, registry=CollectorRegistry(), models=models, kafka=kafka
@@ -304,6 +310,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         f"metrics http://127.0.0.1:{settings.web_port}/metrics",
         flush=True,
     )
+    where = f" under {settings.data_dir.resolve()}" if settings.store == "rocksdb" else ""
+    print(f"store: {settings.store}{where}", flush=True)
     if settings.write_keys:
         url = f"http://127.0.0.1:{settings.web_port}/v1/batch"
         print(f"ingest: Segment HTTP API on {url}", flush=True)

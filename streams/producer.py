@@ -81,6 +81,17 @@ class BatchProducer:
         await (await self.enqueue(batch))
         return len(batch)
 
+    async def send_acked(self, records: Iterable[Record]) -> dict[tuple[str, int], int]:
+        """Send and wait like `send`; per (topic, partition), an offset at or below the last
+        record's (the base offset of the last batch): where a reader may resume without
+        missing any of them."""
+        acked = await (await self.enqueue(list(records)))
+        offsets: dict[tuple[str, int], int] = {}
+        for meta in acked:
+            key = (meta.topic, meta.partition)
+            offsets[key] = max(offsets.get(key, -1), meta.offset)
+        return offsets
+
     async def enqueue(self, records: Iterable[Record]) -> asyncio.Future[list[Any]]:
         """Hand records to the producer; the returned future resolves when all are acked.
 

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     model_path: Path = DEFAULT_MODEL_PATH
     data_dir: Path = Path(".leadstream-data")
+    store: Literal["memory", "rocksdb"] = Field(
+        default="memory",
+        description="Table store: 'memory' (tests, `make run`: a restart reads every changelog "
+        "again) or 'rocksdb' (production: state on disk under data_dir, a restart reads only "
+        "the changelog written since).",
+    )
 
     # All interfaces: a container's port is reached from outside it (compose, k8s probes).
     web_host: str = "0.0.0.0"  # noqa: S104 — see above; LEADSTREAM_WEB_HOST narrows it

@@ -38,6 +38,10 @@ class FakeProducer:
         await (await self.enqueue(batch))
         return len(batch)
 
+    async def send_acked(self, records: Iterable[Record]) -> dict[tuple[str, int], int]:
+        await self.send(records)
+        return {}
+
     async def enqueue(self, records: Iterable[Record]) -> asyncio.Future[list[Any]]:
         self.sent.extend(records)
         acked: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()

@@ -527,3 +527,21 @@ def test_grafana_is_provisioned_with_the_dashboards_and_the_prometheus_service(
     ]
     host, port = source["url"].removeprefix("http://").split(":")
     assert host == PROMETHEUS and int(port) in _published_ports(services[host])
+
+
+def test_each_compose_worker_keeps_rocksdb_state_on_a_volume_of_its_own(
+    services: dict[str, Any],
+) -> None:
+    image_data_dir = re.search(r"LEADSTREAM_DATA_DIR=(\S+)", DOCKERFILE.read_text())
+    assert image_data_dir is not None, "the image sets no LEADSTREAM_DATA_DIR"
+    workers = [n for n, s in services.items() if (s.get("command") or []) == ["worker"]]
+    assert len(workers) == 2, workers
+    volumes = []
+    for name in workers:
+        assert _env(services[name]).get("LEADSTREAM_STORE") == "rocksdb", name
+        mounts = dict(str(v).split(":")[1::-1] for v in services[name].get("volumes", []))
+        volume = mounts.get(image_data_dir.group(1))
+        assert volume is not None, f"{name}: no volume at the data dir"
+        volumes.append(volume.split()[0])
+    # Two processes cannot open one RocksDB store: each worker needs its own volume.
+    assert len(set(volumes)) == len(volumes), volumes

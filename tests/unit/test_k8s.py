@@ -115,6 +115,8 @@ def test_worker_keeps_its_table_store_on_a_claimed_volume(settings: Settings) ->
     (container,) = _worker_pod()["containers"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts[claim["metadata"]["name"]] == str(settings.data_dir)
+    # The claim is what makes RocksDB worth it: state that outlives the pod.
+    assert settings.store == "rocksdb"
     assert mounts["model"] == str(settings.model_path.parent)
     assert sts["spec"]["serviceName"] == _one("Service", "leadstream-worker")["metadata"]["name"]
     assert _one("Service", "leadstream-worker")["spec"]["clusterIP"] == "None"
