@@ -105,6 +105,8 @@ class _Lifecycle:
 
 #: How long a crashing worker may take to stop cleanly before it exits regardless.
 CRASH_GRACE_S = 15.0
+#: How long a stopping worker may spend writing its pending state and committing.
+STOP_WRITE_TIMEOUT_S = 10.0
 
 
 def _exit_now(why: str) -> None:
@@ -167,6 +169,10 @@ class _App(faust.App):
         timer.start()
         self.add_future(self.crash(exc))
 
+    async def _write_and_commit(self, lc: _Lifecycle) -> None:
+        await lc.flush()
+        await self.consumer.commit()
+
     async def on_stop(self) -> None:
         lc = self.lifecycle
         if lc is not None:
@@ -179,16 +185,21 @@ class _App(faust.App):
             await lc.intake.stop()
             await lc.models.stop()
             await lc.accounts.stop()
-            await lc.flush()
             try:
-                await self.consumer.commit()
-            except Exception as exc:  # not started, or the broker is gone: replay covers it
-                log.warning("final commit skipped: %r", exc)
+                # Bounded: with the broker gone (Ctrl-C on `leadstream run` stops it too)
+                # the writes would wait for it forever. What is not written and committed
+                # is read again by the partition's next owner.
+                await asyncio.wait_for(self._write_and_commit(lc), timeout=STOP_WRITE_TIMEOUT_S)
+            except Exception as exc:  # not started, timed out, or the broker is gone
+                log.warning("final write and commit skipped (replayed on restart): %r", exc)
         await super().on_stop()
         if lc is not None:
             if lc.probe is not None:
                 await lc.probe.close()
-            await lc.producer.stop()
+            try:
+                await asyncio.wait_for(lc.producer.stop(), timeout=STOP_WRITE_TIMEOUT_S)
+            except Exception as exc:  # the broker is gone: nothing left to send matters
+                log.warning("producer stop: %r", exc)
 
 
 def create_app(
@@ -346,6 +357,16 @@ def create_app(
     @app.agent(person_events, name="leads")
     async def leads(stream: faust.StreamT) -> None:
         """Score a micro-batch; send its decisions; leave its state to the flusher."""
+        try:
+            await score(stream)
+        except Exception as exc:
+            # Never let Faust restart the agent and go on: the batch in hand would be
+            # passed over, and acknowledging the next ones would commit past it. The worker
+            # stops; its restart reads on from the last commit.
+            app.crash_soon(exc, why="leads: processing a batch failed")
+            raise
+
+    async def score(stream: faust.StreamT) -> None:
         async for event in stream.noack().events():  # type: ignore[attr-defined]
             partition = event.message.partition
             if not await in_order(

@@ -7,17 +7,30 @@ Faust's per-message send costs tens of microseconds of Python per record; aiokaf
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from streams.kafka_connection import KafkaConnection, as_connection
 
 __all__ = ["BatchProducer", "Record", "partition_for_key"]
+
+log = logging.getLogger(__name__)
+
+#: How long a batch is sent again after errors the broker calls retriable (a partition's
+#: leader moving, a metadata or request timeout on a loaded broker) before they are raised.
+RETRY_FOR_S = 30.0
+
+
+def _retriable(exc: BaseException) -> bool:
+    return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +110,36 @@ class BatchProducer:
 
         Returns once they are queued (waiting only if the producer's buffer is full), so a
         caller can go on working while the broker acknowledges. Order is kept per partition.
+        Retriable broker errors send the records again for up to `RETRY_FOR_S` (at least
+        once: a record may then be written twice).
         """
+        batch = list(records)
+        deadline = time.monotonic() + RETRY_FOR_S
+        while True:
+            try:
+                acked = await self._enqueue_all(batch)
+                break
+            except KafkaError as exc:
+                if not _retriable(exc) or time.monotonic() > deadline:
+                    raise
+                log.warning("produce: %r; queueing %d records again", exc, len(batch))
+                await asyncio.sleep(0.5)
+        return asyncio.ensure_future(self._acked(batch, acked, deadline))
+
+    async def _acked(
+        self, batch: list[Record], acked: asyncio.Future[list[Any]], deadline: float
+    ) -> list[Any]:
+        while True:
+            try:
+                return await acked
+            except KafkaError as exc:
+                if not _retriable(exc) or time.monotonic() > deadline:
+                    raise
+                log.warning("produce: %r; sending %d records again", exc, len(batch))
+                await asyncio.sleep(0.5)
+                acked = await self._enqueue_all(batch)
+
+    async def _enqueue_all(self, records: list[Record]) -> asyncio.Future[list[Any]]:
         if self._producer is None:
             await self.start()
         producer = self._producer

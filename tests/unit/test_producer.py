@@ -81,3 +81,41 @@ async def test_unkeyed_records_are_spread_over_partitions_not_piled_on_one() -> 
     producer = BatchProducer(kafka="unused", client=fake)
     await producer.send(Record("t", None, b"v") for _ in range(8))
     assert sorted(p for _, p, _ in fake.sent) == [0, 1, 2, 3]
+
+
+class FlakyAiokafka(FakeAiokafka):
+    """The broker answers the first `failures` batches with an error."""
+
+    def __init__(self, error: Exception, failures: int) -> None:
+        super().__init__()
+        self._error, self._failures = error, failures
+
+    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._failures > 0:
+            self._failures -= 1
+            done.set_exception(self._error)
+        else:
+            self.sent.append((topic, partition, batch.records))
+            done.set_result(None)
+        return done
+
+
+async def test_a_retriable_broker_error_sends_the_records_again() -> None:
+    from aiokafka.errors import NotLeaderForPartitionError
+
+    fake = FlakyAiokafka(NotLeaderForPartitionError(), failures=2)
+    producer = BatchProducer(kafka="unused", client=fake)
+    assert await producer.send([Record("out", None, b"a", 0)]) == 1
+    assert fake.sent == [("out", 0, [(None, b"a")])]
+
+
+async def test_a_non_retriable_error_is_raised_at_once() -> None:
+    import pytest
+    from aiokafka.errors import RecordTooLargeError
+
+    fake = FlakyAiokafka(RecordTooLargeError(), failures=1)
+    producer = BatchProducer(kafka="unused", client=fake)
+    with pytest.raises(RecordTooLargeError):
+        await producer.send([Record("out", None, b"a", 0)])
+    assert fake.sent == []
