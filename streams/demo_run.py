@@ -26,8 +26,9 @@ from streams.broker import (
     stop_process_group,
 )
 from streams.inbox import inbox_url, token_for
-from streams.kafka_io import create_topics, produce, tail
+from streams.kafka_io import create_topics, tail
 from streams.lead_model import ModelError, load_model
+from streams.producer import BatchProducer, Record
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -143,6 +144,7 @@ async def _demo(
         asyncio.create_task(tail(bootstrap, topics.alerts, on_alert)),
         asyncio.create_task(tail(bootstrap, topics.routed, on_handoff)),
     ]
+    producer = BatchProducer(kafka=bootstrap)
     try:
         docs = [orjson.loads(line) for line in lines if line.strip()]
         newest = max(_parse_ts(d["timestamp"]) for d in docs)
@@ -150,7 +152,7 @@ async def _demo(
             at = replay_time(_parse_ts(doc["timestamp"]), newest=newest, now=datetime.now(UTC))
             doc["timestamp"] = at.isoformat().replace("+00:00", "Z")
             key = (doc.get("anonymousId") or doc.get("userId") or "").encode()
-            await produce(bootstrap, topics.raw, [(key, orjson.dumps(doc))])
+            await producer.send([Record(topics.raw, key or None, orjson.dumps(doc))])
             await asyncio.sleep(_PACE_S)
         while True:
             if worker.poll() is not None:
@@ -165,6 +167,10 @@ async def _demo(
         for task in watchers:
             task.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
+        # Bounded: on Ctrl-C the broker may already be gone, and a producer with records
+        # in flight would wait for it.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), timeout=5)
 
 
 def _inbox_link(settings: Settings) -> tuple[str, str] | None:

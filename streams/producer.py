@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, NodeNotReadyError
 from aiokafka.partitioner import murmur2
 
 from streams.kafka_connection import KafkaConnection, as_connection
@@ -30,6 +30,11 @@ RETRY_FOR_S = 30.0
 
 
 def _retriable(exc: BaseException) -> bool:
+    """A broker busy or moving a leader, not one that cannot be reached: a refused or
+    failed connection (down, wrong address, TLS or login refused) is raised at once, so a
+    command says so within seconds and the worker's broker check decides about outages."""
+    if isinstance(exc, KafkaConnectionError | NodeNotReadyError):
+        return False
     return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
 
 
