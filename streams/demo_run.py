@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -145,16 +146,22 @@ async def _demo(
         asyncio.create_task(tail(bootstrap, topics.routed, on_handoff)),
     ]
     producer = BatchProducer(kafka=bootstrap)
+    # Ctrl-C ends the demo from inside the loop, so that everything below stops in order
+    # and within bounds (not by cancelling whatever happens to be awaited at that moment).
+    interrupted = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
     try:
         docs = [orjson.loads(line) for line in lines if line.strip()]
         newest = max(_parse_ts(d["timestamp"]) for d in docs)
         for doc in docs:
+            if interrupted.is_set():
+                break
             at = replay_time(_parse_ts(doc["timestamp"]), newest=newest, now=datetime.now(UTC))
             doc["timestamp"] = at.isoformat().replace("+00:00", "Z")
             key = (doc.get("anonymousId") or doc.get("userId") or "").encode()
             await producer.send([Record(topics.raw, key or None, orjson.dumps(doc))])
             await asyncio.sleep(_PACE_S)
-        while True:
+        while not interrupted.is_set():
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited with code {worker.returncode}; see its log")
             if exit_after_alerts is not None and len(alerts) >= exit_after_alerts:
@@ -162,8 +169,12 @@ async def _demo(
             if timeout_s is not None and time.monotonic() - started > timeout_s:
                 print(f"timed out after {timeout_s:.0f} s with {len(alerts)} alerts")
                 return 0 if exit_after_alerts is None else 1
-            await asyncio.sleep(0.2)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(interrupted.wait(), timeout=0.2)
+        print("\nstopping ...", flush=True)
+        return 0
     finally:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
         for task in watchers:
             task.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
