@@ -256,3 +256,34 @@ def test_deep_nesting_past_the_parsers_limit_is_dead_lettered_as_invalid_json(de
         Request("batch", value, None, f"Basic {base64.b64encode(b'fuzz-key:').decode()}")
     )
     assert isinstance(answer, Refused) and answer.status == 400
+
+
+ERASURE = "leadstream.erasure"
+
+_erasure_docs = st.fixed_dictionaries(
+    {},
+    optional={
+        "request_id": _field_values,
+        "email": st.one_of(st.emails(), _field_values),
+        "user_id": _field_values,
+        "reason": _field_values,
+        "requested_at": st.one_of(st.datetimes().map(lambda d: d.isoformat()), _field_values),
+        "extra": _field_values,
+    },
+).map(lambda doc: orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS, default=str))
+
+
+@FAST
+@given(st.one_of(st.binary(max_size=300), _erasure_docs))
+def test_intake_answers_every_erasure_request_with_a_forget_or_a_dead_letter(value: bytes) -> None:
+    result = intake_batch(
+        [_record(value, 7, ERASURE)], partitions=4, now=NOW, erasure_topic=ERASURE
+    )
+    forgets = sum(len(v) for v in result.forgets.values())
+    assert forgets + len(result.dead) == 1
+    if result.dead:
+        _, letter = result.dead[0]
+        assert letter.reason in REASONS
+        assert letter.message
+        assert letter.offset == 7 and letter.source_topic == ERASURE
+        assert encode(letter)
