@@ -8,6 +8,7 @@ reaches into Faust for it; faust-streaming is pinned to a minor version for that
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -83,6 +84,9 @@ def transport_class(
     return _Transport
 
 
+#: Longest the first record of a new partition waits to learn where its group reads on.
+START_OFFSET_TIMEOUT_S = 5.0
+
 #: Where a consumer group starts reading a partition: (group, topic, partition) -> offset.
 StartOffset = Callable[[str, str, int], Awaitable[int]]
 
@@ -101,7 +105,10 @@ async def in_order(
         # The first record of a partition new to this worker: Faust can skip records here
         # too, so compare with where the group really reads on from.
         try:
-            begin = await start_offset(app.conf.id, message.topic, message.partition)
+            begin = await asyncio.wait_for(
+                start_offset(app.conf.id, message.topic, message.partition),
+                timeout=START_OFFSET_TIMEOUT_S,
+            )
         except Exception as exc:  # the broker is busy: the lead state still dedupes
             log.warning("%s[%d]: start offset unknown: %r", message.topic, message.partition, exc)
         else:

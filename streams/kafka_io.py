@@ -237,6 +237,7 @@ class TopicProbe:
         self._kafka = kafka
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        self._lock = asyncio.Lock()
 
     async def ends(self, topic: str) -> tuple[set[str], dict[int, int]]:
         """(the broker's topic names, partition -> end offset of `topic`)."""
@@ -252,10 +253,15 @@ class TopicProbe:
         """Where `group` goes on reading a partition: its committed offset, or the first
         offset the partition still has when nothing is committed."""
         tp = TopicPartition(topic, partition)
-        if self._admin is None:
-            admin = AIOKafkaAdminClient(**as_connection(self._kafka).client_kwargs())
-            await admin.start()
-            self._admin = admin
+        async with self._lock:  # the agents and the broker check share one of each client
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(**as_connection(self._kafka).client_kwargs())
+                try:
+                    await admin.start()
+                except BaseException:
+                    await admin.close()
+                    raise
+                self._admin = admin
         committed = await self._admin.list_consumer_group_offsets(group, partitions=[tp])
         found = committed.get(tp)
         if found is not None and found.offset >= 0:
@@ -264,13 +270,18 @@ class TopicProbe:
         return int((await consumer.beginning_offsets([tp]))[tp])
 
     async def _connected(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                **as_connection(self._kafka).client_kwargs(), enable_auto_commit=False
-            )
-            await consumer.start()
-            self._consumer = consumer
-        return self._consumer
+        async with self._lock:
+            if self._consumer is None:
+                consumer = AIOKafkaConsumer(
+                    **as_connection(self._kafka).client_kwargs(), enable_auto_commit=False
+                )
+                try:
+                    await consumer.start()
+                except BaseException:
+                    await consumer.stop()
+                    raise
+                self._consumer = consumer
+            return self._consumer
 
     async def close(self) -> None:
         consumer, self._consumer = self._consumer, None
