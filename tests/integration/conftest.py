@@ -140,6 +140,47 @@ class Worker:
         return [orjson.loads(r.value) for r in records]
 
 
+def worker_for(
+    broker: Broker,
+    topics: Topics,
+    *,
+    app_id: str,
+    log_path: Path,
+    data_dir: Path,
+    model: Path = MODEL,
+    env: dict[str, str] | None = None,
+) -> Worker:
+    """A worker (not started) with the test tier's settings; `env` overrides them."""
+    web_port = free_port()
+    return Worker(
+        broker=broker,
+        topics=topics,
+        app_id=app_id,
+        web_port=web_port,
+        log_path=log_path,
+        env={
+            **os.environ,
+            **Settings(
+                broker=broker.url,
+                broker_flavor=broker.flavor,  # type: ignore[arg-type]
+                app_id=app_id,
+                topic_prefix=topics.prefix,
+                partitions=PARTITIONS,
+                web_host="127.0.0.1",
+                web_port=web_port,
+                model_path=model,
+                data_dir=data_dir,
+                fetch_wait_ms=100,
+                intake_fetch_wait_ms=100,
+                session_timeout_s=2,
+                heartbeat_interval_s=0.3,
+                log_level="info",
+            ).to_env(),
+            **(env or {}),
+        },
+    )
+
+
 @pytest.fixture
 def make_worker(
     broker: Broker, tmp_path: Path, request: pytest.FixtureRequest
@@ -150,33 +191,14 @@ def make_worker(
     asyncio.run(create_topics(broker.bootstrap, topics.all(), PARTITIONS))
 
     def make(*, model: Path = MODEL, start: bool = True, **env: str) -> Worker:
-        web_port = free_port()
-        worker = Worker(
-            broker=broker,
-            topics=topics,
+        worker = worker_for(
+            broker,
+            topics,
             app_id=f"leadstream-{unique}",
-            web_port=web_port,
             log_path=tmp_path / f"worker-{len(workers)}.log",
-            env={
-                **os.environ,
-                **Settings(
-                    broker=broker.url,
-                    broker_flavor=broker.flavor,  # type: ignore[arg-type]
-                    app_id=f"leadstream-{unique}",
-                    topic_prefix=topics.prefix,
-                    partitions=PARTITIONS,
-                    web_host="127.0.0.1",
-                    web_port=web_port,
-                    model_path=model,
-                    data_dir=tmp_path / "data",
-                    fetch_wait_ms=100,
-                    intake_fetch_wait_ms=100,
-                    session_timeout_s=2,
-                    heartbeat_interval_s=0.3,
-                    log_level="info",
-                ).to_env(),
-                **env,
-            },
+            data_dir=tmp_path / "data",
+            model=model,
+            env=env,
         )
         workers.append(worker)
         return worker.start() if start else worker

@@ -18,9 +18,8 @@ import pytest
 
 from streams.broker import EmbeddedBroker, free_port
 from streams.kafka_io import create_topics
-from streams.settings import Settings
 from streams.topics import Topics
-from tests.integration.conftest import MODEL, PARTITIONS, Broker, Worker, wait_for
+from tests.integration.conftest import PARTITIONS, Broker, Worker, wait_for, worker_for
 from tests.integration.segment import page
 
 pytestmark = [
@@ -42,31 +41,16 @@ def _worker(tansu: EmbeddedBroker, tmp_path: Path, *, lost_timeout_s: float) -> 
     unique = f"o{uuid.uuid4().hex[:8]}"
     topics = Topics(prefix=f"{unique}.")
     asyncio.run(create_topics(tansu.bootstrap, topics.all(), PARTITIONS))
-    web_port = free_port()
-    settings = Settings(
-        broker=f"kafka://{tansu.bootstrap}",
-        broker_flavor="tansu",
+    return worker_for(
+        Broker(tansu.bootstrap, "tansu"),
+        topics,
         app_id=f"leadstream-{unique}",
-        topic_prefix=topics.prefix,
-        partitions=PARTITIONS,
-        web_host="127.0.0.1",
-        web_port=web_port,
-        model_path=MODEL,
-        data_dir=tmp_path / "data",
-        fetch_wait_ms=100,
-        intake_fetch_wait_ms=100,
-        session_timeout_s=2,
-        heartbeat_interval_s=0.3,
-        broker_check_s=0.5,
-        broker_lost_timeout_s=lost_timeout_s,
-    )
-    return Worker(
-        broker=Broker(tansu.bootstrap, "tansu"),
-        topics=topics,
-        app_id=settings.app_id,
-        web_port=web_port,
         log_path=tmp_path / "worker.log",
-        env={**os.environ, **settings.to_env()},
+        data_dir=tmp_path / "data",
+        env={
+            "LEADSTREAM_BROKER_CHECK_S": "0.5",
+            "LEADSTREAM_BROKER_LOST_TIMEOUT_S": f"{lost_timeout_s:g}",
+        },
     ).start()
 
 
