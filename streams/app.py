@@ -41,6 +41,7 @@ from schemas.internal import (
     MergeIn,
     MergeRequest,
     PersonEvent,
+    PersonEventBatch,
     Unlink,
 )
 from streams.account_feed import AccountFeed, AccountsHolder
@@ -48,7 +49,7 @@ from streams.account_stage import add_account_stage, contact_batches
 from streams.broker import faust_broker_settings
 from streams.broker_watch import BrokerLost, BrokerWatch, lost_records
 from streams.codec import Rejection, dead_letter, decode_batch, decode_state, encode
-from streams.faust_transport import in_order, transport_class
+from streams.faust_transport import in_order, learn_start, transport_class
 from streams.health import serve_health, worker_probes
 from streams.identity import apply_person_batch, keys_of, to_batch
 from streams.inbox_http import InboxFeed, serve_inbox
@@ -58,7 +59,7 @@ from streams.kafka_connection import KafkaConnection, kafka_connection
 from streams.kafka_io import TopicProbe, create_topics
 from streams.lead_model import LeadModel
 from streams.lead_store import LeadStore
-from streams.leads import Decision, rescore_lead, sla_tick, with_accounts
+from streams.leads import BatchResult, Decision, rescore_lead, sla_tick, with_accounts
 from streams.metrics import CONTENT_TYPE_LATEST, KpiMetrics, Metrics, render, state_gauges
 from streams.model_feed import ModelFeed, ModelHolder
 from streams.offset_guard import OffsetGuard
@@ -323,6 +324,9 @@ def create_app(
     pending: dict[int, list[tuple[EventT, asyncio.Future[Any]]]] = {}
     lock = asyncio.Lock()  # guards store and pending between the agent and the flusher
     order = OffsetGuard()  # person-events offsets: no record skipped by the consumer
+    # Records `handover` applied before Faust delivers them: partition -> offset -> the
+    # future of their outputs (offsets ascending).
+    handed: dict[int, dict[int, asyncio.Future[Any]]] = defaultdict(dict)
     probe = TopicProbe(kafka)  # start offsets for the guard, and the broker check
     rewinds = metrics.input_rewinds.labels(stage="leads")
     flushing: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)  # one flush per partition
@@ -368,46 +372,106 @@ def create_app(
 
     async def score(stream: faust.StreamT) -> None:
         async for event in stream.noack().events():  # type: ignore[attr-defined]
-            partition = event.message.partition
-            if not await in_order(
-                app, order, event.message, rewinds, start_offset=probe.start_offset
-            ):
-                continue  # not acknowledged: read again after the seek
-            batch = decode_batch(event.value)
+            message = event.message
+            partition = message.partition
+            # A broker round trip for a partition new here: not under the lock, which would
+            # hold up the flusher (`handover` leaves a partition alone until it is known).
+            await learn_start(app, order, message, probe.start_offset)
+            # Under the lock from the order check to the state update: `handover` applies
+            # the next record of a partition in between otherwise, out of order.
             async with lock:
-                result = apply_person_batch(
-                    store.leads(partition, keys_of(batch)),
-                    batch,
-                    model=models.current,
-                    rotation=store.rotation(partition),
-                    limits=with_accounts(limits, accounts.current),
-                    now=clock(),
-                )
-                # Queued, not awaited: `flush` waits for these acknowledgements before it
-                # writes this batch's state, so the agent need not wait a round trip here.
-                records = _records(topics, result.decisions, settings.partitions)
-                if result.failed:
-                    records += _failures(topics, result.failed, event.message, clock())
-                    metrics.events_dead_lettered.labels(reason="processing_error").inc(
-                        len(result.failed)
-                    )
-                if result.rejected:
-                    records += _feedback_rejected(topics, result.rejected, clock())
-                    for _, reason, _ in result.rejected:
-                        metrics.events_dead_lettered.labels(reason=reason).inc()
-                outputs = await out.enqueue(records)
-                store.update(partition, result.leads, result.rotation, deleted=result.deleted)
-                clocks.note(partition, result.leads, models.current)
-                clocks.drop(partition, result.deleted)
-                pending.setdefault(partition, []).append((event, outputs))
-            metrics.events_processed.inc(len(batch.events))
-            _count(metrics, result.decisions, result.duplicates, clock())
-            kpis.count(result.decisions, leads=result.leads, feedback=result.feedback)
-            now = time.monotonic()
-            if now - flushed_at.get(partition, 0.0) >= settings.state_flush_ms / 1000:
-                flushed_at[partition] = now
-                background.add(task := asyncio.ensure_future(flush(partition)))
-                task.add_done_callback(_done)
+                outputs = _take_handed(partition, message.offset)
+                if outputs is not None:
+                    # Applied when this worker's intake wrote it: acknowledged once the
+                    # state it made is written, like any other.
+                    pending.setdefault(partition, []).append((event, outputs))
+                    continue
+                if not await in_order(app, order, message, rewinds):
+                    continue  # not acknowledged: read again after the seek
+                batch = decode_batch(event.value)
+                result, _ = await apply_locked(partition, batch, event, message)
+            counted(partition, batch, result)
+
+    async def handover(records: list[tuple[int, int, bytes]]) -> None:
+        """Apply person-events records this worker's intake has just written, in-process,
+        instead of after a consumer round trip (on Tansu a fetch wait, on Kafka a fetch).
+
+        Only the record a partition expects next, of a partition this worker scores, with
+        the table settled; any other is left to the consumer. Faust still delivers every
+        record; `score` then only acknowledges the ones applied here, once their state is
+        written, so offsets commit exactly as before and a crash replays the same way.
+        """
+        try:
+            for partition, offset, value in records:
+                async with lock:
+                    if not (
+                        _settled()
+                        and order.knows(partition)
+                        and order.expected(partition) == offset
+                    ):
+                        continue
+                    order.check(partition, offset)
+                    batch = decode_batch(value)
+                    source = _Handed(topics.person_events, partition, offset)
+                    result, outputs = await apply_locked(partition, batch, source, source.message)
+                    handed[partition][offset] = outputs
+                    metrics.handed_over.inc()
+                counted(partition, batch, result)
+        except Exception as exc:
+            app.crash_soon(exc, why="leads: processing a handed-over batch failed")
+
+    def _take_handed(partition: int, offset: int) -> asyncio.Future[Any] | None:
+        """The outputs of the record at `offset` if `handover` applied it, else None."""
+        entries = handed.get(partition)
+        if not entries:
+            return None
+        outputs = entries.pop(offset, None)
+        if outputs is None:
+            return None
+        while entries and next(iter(entries)) < offset:
+            # Passed over by the consumer: applied here, and covered by this ack.
+            del entries[next(iter(entries))]
+        order.passed(partition, offset)
+        return outputs
+
+    async def apply_locked(
+        partition: int, batch: PersonEventBatch, source: Any, message: Any
+    ) -> tuple[BatchResult, asyncio.Future[Any]]:
+        """Score a batch into the store (the caller holds `lock`); queue its outputs."""
+        result = apply_person_batch(
+            store.leads(partition, keys_of(batch)),
+            batch,
+            model=models.current,
+            rotation=store.rotation(partition),
+            limits=with_accounts(limits, accounts.current),
+            now=clock(),
+        )
+        # Queued, not awaited: `flush` waits for these acknowledgements before it writes
+        # this batch's state, so the agent need not wait a round trip here.
+        records = _records(topics, result.decisions, settings.partitions)
+        if result.failed:
+            records += _failures(topics, result.failed, message, clock())
+            metrics.events_dead_lettered.labels(reason="processing_error").inc(len(result.failed))
+        if result.rejected:
+            records += _feedback_rejected(topics, result.rejected, clock())
+            for _, reason, _ in result.rejected:
+                metrics.events_dead_lettered.labels(reason=reason).inc()
+        outputs = await out.enqueue(records)
+        store.update(partition, result.leads, result.rotation, deleted=result.deleted)
+        clocks.note(partition, result.leads, models.current)
+        clocks.drop(partition, result.deleted)
+        pending.setdefault(partition, []).append((source, outputs))
+        return result, outputs
+
+    def counted(partition: int, batch: PersonEventBatch, result: BatchResult) -> None:
+        metrics.events_processed.inc(len(batch.events))
+        _count(metrics, result.decisions, result.duplicates, clock())
+        kpis.count(result.decisions, leads=result.leads, feedback=result.feedback)
+        now = time.monotonic()
+        if now - flushed_at.get(partition, 0.0) >= settings.state_flush_ms / 1000:
+            flushed_at[partition] = now
+            background.add(task := asyncio.ensure_future(flush(partition)))
+            task.add_done_callback(_done)
 
     # Hand-off SLA clocks: the leads whose clock runs, by partition, with the time their next
     # step is due. Kept as leads change; rebuilt from the table for a partition this worker
@@ -606,7 +670,12 @@ def create_app(
             catch_up_timeout_s=settings.accounts_catch_up_timeout_s,
         ),
         intake=IntakeService(
-            settings=settings, kafka=kafka, producer=out, metrics=metrics, clock=clock
+            settings=settings,
+            kafka=kafka,
+            producer=out,
+            metrics=metrics,
+            clock=clock,
+            handover=handover if settings.handover else None,
         ),
         flush=flush_everything,
         producer=out,
@@ -647,6 +716,7 @@ def create_app(
         for partition in partitions:
             async with flushing[partition], lock:
                 dropped = pending.pop(partition, [])
+                handed.pop(partition, None)  # the consumer processes what comes, again
             # Processed, but their state is dropped unwritten: they must be read again.
             offsets = [event.message.offset for event, _ in dropped if event is not _NO_INPUT]
             if offsets:
@@ -691,6 +761,28 @@ def create_app(
 
 
 _RESCORE_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    """Where a handed-over record is (what a dead letter and a rewind need of it)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class _Handed:
+    """Stands for a person-events record `handover` applied: nothing to ack here, the ack
+    comes with the same record when Faust delivers it."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.message = _Message(topic, partition, offset)
+
+    def ack(self) -> None:
+        return None
 
 
 class _NoInput:

@@ -22,7 +22,7 @@ from prometheus_client import Counter
 
 from streams.offset_guard import OffsetGuard
 
-__all__ = ["StartOffset", "in_order", "transport_class"]
+__all__ = ["StartOffset", "in_order", "learn_start", "transport_class"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,25 @@ START_OFFSET_TIMEOUT_S = 5.0
 StartOffset = Callable[[str, str, int], Awaitable[int]]
 
 
+async def learn_start(
+    app: faust.App, guard: OffsetGuard, message: Message, start_offset: StartOffset
+) -> None:
+    """For the first record of a partition new to this worker: Faust can skip records
+    there too, so the guard compares with where the group really reads on from."""
+    if guard.knows(message.partition):
+        return
+    try:
+        begin = await asyncio.wait_for(
+            start_offset(app.conf.id, message.topic, message.partition),
+            timeout=START_OFFSET_TIMEOUT_S,
+        )
+    except Exception as exc:  # the broker is busy: the lead state still dedupes
+        log.warning("%s[%d]: start offset unknown: %r", message.topic, message.partition, exc)
+    else:
+        if not guard.knows(message.partition):
+            guard.begin(message.partition, begin)
+
+
 async def in_order(
     app: faust.App,
     guard: OffsetGuard,
@@ -101,18 +120,8 @@ async def in_order(
 ) -> bool:
     """Whether to process `message`: False while records before it that the consumer
     skipped are sought back to and read again (streams/offset_guard.py)."""
-    if start_offset is not None and not guard.knows(message.partition):
-        # The first record of a partition new to this worker: Faust can skip records here
-        # too, so compare with where the group really reads on from.
-        try:
-            begin = await asyncio.wait_for(
-                start_offset(app.conf.id, message.topic, message.partition),
-                timeout=START_OFFSET_TIMEOUT_S,
-            )
-        except Exception as exc:  # the broker is busy: the lead state still dedupes
-            log.warning("%s[%d]: start offset unknown: %r", message.topic, message.partition, exc)
-        else:
-            guard.begin(message.partition, begin)
+    if start_offset is not None:
+        await learn_start(app, guard, message, start_offset)
     verdict = guard.check(message.partition, message.offset)
     if verdict == "process":
         return True

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import mode
@@ -28,7 +28,11 @@ from streams.producer import BatchProducer, Record
 from streams.settings import Settings
 from streams.topics import Topics
 
-__all__ = ["IntakeService", "forward_records"]
+__all__ = ["Handover", "IntakeService", "forward_records"]
+
+#: Takes person-events records this worker just wrote, (partition, offset, value) in
+#: offset order per partition, to apply them in-process (streams/app.py, `handover`).
+Handover = Callable[[list[tuple[int, int, bytes]]], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +88,11 @@ class IntakeService(mode.Service):
         producer: BatchProducer,
         metrics: Metrics,
         clock: Callable[[], datetime],
+        handover: Handover | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._handover = handover
         self._settings = settings
         self._topics = Topics(settings.topic_prefix)
         self._kafka = kafka
@@ -179,12 +185,28 @@ class IntakeService(mode.Service):
                 email_rules=self._email_rules,
             )
             # Wait for the acknowledgement before the offsets may be committed.
-            await self._producer.send(forward_records(result, self._topics))
+            await self._forward(forward_records(result, self._topics))
             self._count(result)
             now, uncommitted = time.monotonic(), True
             if now - committed_at >= commit_every_s:
                 committed_at, uncommitted = now, False
                 await self._commit(consumer)
+
+    async def _forward(self, records: list[Record]) -> None:
+        if self._handover is None:
+            await self._producer.send(records)
+            return
+        # Written first, then handed over: the records are on the broker before their
+        # effects exist anywhere, and the leads stage knows their offsets.
+        offsets = await self._producer.send_placed(records)
+        person_events = self._topics.person_events
+        await self._handover(
+            [
+                (r.partition, offset, r.value)
+                for r, offset in zip(records, offsets, strict=True)
+                if r.topic == person_events and r.partition is not None and r.value is not None
+            ]
+        )
 
     async def _note_lag(self, consumer: AIOKafkaConsumer) -> None:
         """`leadstream_intake_lag_records` by topic: what the last fetch saw (positions are

@@ -60,6 +60,7 @@ class Metrics:
     intake_lag: Gauge  # topic: records behind the end of the intake's assigned partitions
     sla_steps: Counter  # step: SlaEvent.step
     input_rewinds: Counter  # stage: "leads" | "accounts"
+    handed_over: Counter  # person-events records applied in-process (streams/app.py)
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -97,6 +98,12 @@ class Metrics:
             rewinds.labels(stage=stage)
         return cls(
             input_rewinds=rewinds,
+            handed_over=Counter(
+                "leadstream_handed_over_records_total",
+                "Person-events records the leads stage applied as the intake wrote them, "
+                "before its consumer fetched them.",
+                registry=registry,
+            ),
             events_received=Counter(
                 "leadstream_events_received_total",
                 "Raw records read from engagement.raw.",

@@ -53,6 +53,13 @@ class OffsetGuard:
             return "drop"
         return "seek"
 
+    def passed(self, partition: int, offset: int) -> None:
+        """The record at `offset` was processed another way (handed over in-process before
+        the consumer delivered it): expect nothing before the one after it."""
+        if partition in self._next:
+            self._next[partition] = max(self._next[partition], offset + 1)
+        self._last_dropped.pop(partition, None)
+
     def expected(self, partition: int) -> int:
         return self._next[partition]
 

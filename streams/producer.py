@@ -105,13 +105,27 @@ class BatchProducer:
         missing any of them."""
         acked = await (await self.enqueue(list(records)))
         offsets: dict[tuple[str, int], int] = {}
-        for meta in acked:
+        for meta, _ in acked:
             key = (meta.topic, meta.partition)
             offsets[key] = max(offsets.get(key, -1), meta.offset)
         return offsets
 
-    async def enqueue(self, records: Iterable[Record]) -> asyncio.Future[list[Any]]:
-        """Hand records to the producer; the returned future resolves when all are acked.
+    async def send_placed(self, records: Sequence[Record]) -> list[int]:
+        """Send and wait like `send`; the offset each record was written at, in order."""
+        acked = await (await self.enqueue(records))
+        offsets = [-1] * len(records)
+        for meta, indices in acked:
+            # A batch holds records at consecutive offsets from its base offset.
+            for n, i in enumerate(indices):
+                offsets[i] = meta.offset + n
+        return offsets
+
+    async def enqueue(
+        self, records: Iterable[Record]
+    ) -> asyncio.Future[list[tuple[Any, list[int]]]]:
+        """Hand records to the producer; the returned future resolves when all are acked,
+        to each batch's metadata (its topic, partition and base offset) with the indices of
+        its records in `records`.
 
         Returns once they are queued (waiting only if the producer's buffer is full), so a
         caller can go on working while the broker acknowledges. Order is kept per partition.
@@ -132,8 +146,11 @@ class BatchProducer:
         return asyncio.ensure_future(self._acked(batch, acked, deadline))
 
     async def _acked(
-        self, batch: list[Record], acked: asyncio.Future[list[Any]], deadline: float
-    ) -> list[Any]:
+        self,
+        batch: list[Record],
+        acked: asyncio.Future[list[tuple[Any, list[int]]]],
+        deadline: float,
+    ) -> list[tuple[Any, list[int]]]:
         while True:
             try:
                 return await acked
@@ -144,13 +161,15 @@ class BatchProducer:
                 await asyncio.sleep(0.5)
                 acked = await self._enqueue_all(batch)
 
-    async def _enqueue_all(self, records: list[Record]) -> asyncio.Future[list[Any]]:
+    async def _enqueue_all(
+        self, records: list[Record]
+    ) -> asyncio.Future[list[tuple[Any, list[int]]]]:
         if self._producer is None:
             await self.start()
         producer = self._producer
         assert producer is not None
-        groups: dict[tuple[str, int], list[Record]] = {}
-        for record in records:
+        groups: dict[tuple[str, int], list[tuple[int, Record]]] = {}
+        for i, record in enumerate(records):
             partition = record.partition
             if partition is None:
                 count = self._partitions.get(record.topic) or await self._count(record.topic)
@@ -158,14 +177,15 @@ class BatchProducer:
                     self._spread = partition = (self._spread + 1) % count
                 else:
                     partition = partition_for_key(record.key, count)
-            groups.setdefault((record.topic, partition), []).append(record)
+            groups.setdefault((record.topic, partition), []).append((i, record))
         futures: list[asyncio.Future[Any]] = []
+        placed: list[list[int]] = []
         for (topic, partition), recs in groups.items():
             if topic in self._tail and len(recs) > 1:
-                futures += await self._enqueue(producer, topic, partition, recs[:-1])
+                await self._enqueue(producer, topic, partition, recs[:-1], futures, placed)
                 recs = recs[-1:]
-            futures += await self._enqueue(producer, topic, partition, recs)
-        return asyncio.gather(*futures)
+            await self._enqueue(producer, topic, partition, recs, futures, placed)
+        return asyncio.ensure_future(_with_indices(futures, placed))
 
     async def _count(self, topic: str) -> int:
         assert self._producer is not None
@@ -175,16 +195,31 @@ class BatchProducer:
 
     @staticmethod
     async def _enqueue(
-        producer: AIOKafkaProducer, topic: str, partition: int, records: Sequence[Record]
-    ) -> list[asyncio.Future[Any]]:
-        futures = []
+        producer: AIOKafkaProducer,
+        topic: str,
+        partition: int,
+        records: Sequence[tuple[int, Record]],
+        futures: list[asyncio.Future[Any]],
+        placed: list[list[int]],
+    ) -> None:
+        """Queue `records` (index, record) in batches: one future, and the indices of the
+        records it holds, per batch."""
         batch = producer.create_batch()
-        for record in records:
+        indices: list[int] = []
+        for i, record in records:
             if batch.append(key=record.key, value=record.value, timestamp=None) is None:
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
+                placed.append(indices)
+                batch, indices = producer.create_batch(), []
                 if batch.append(key=record.key, value=record.value, timestamp=None) is None:
                     raise ValueError(f"a record for {topic} is larger than a whole batch")
-        if batch.record_count():
+            indices.append(i)
+        if indices:
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return futures
+            placed.append(indices)
+
+
+async def _with_indices(
+    futures: list[asyncio.Future[Any]], placed: list[list[int]]
+) -> list[tuple[Any, list[int]]]:
+    return list(zip(await asyncio.gather(*futures), placed, strict=True))

@@ -85,6 +85,22 @@ def test_rewind_reads_again_what_was_processed_but_not_written() -> None:
     assert run(guard, 0, [6, 7, 8, 9]) == ["process"] * 4
 
 
+def test_a_record_handed_over_moves_the_expectation_on_never_back() -> None:
+    guard = OffsetGuard()
+    run(guard, 0, [5, 6])
+    # 7 and 8 were applied in-process; the consumer then delivers 7: nothing moves back.
+    guard.check(0, 7), guard.check(0, 8)
+    guard.passed(0, 7)
+    assert guard.expected(0) == 9
+    # A re-delivery after a seek processed 4 again; a handed-over 5 the consumer then
+    # delivers moves the expectation to 6, so 6 is not taken for a skip.
+    guard.check(0, 4)
+    guard.passed(0, 5)
+    assert guard.check(0, 6) == "process"
+    guard.passed(1, 3)  # a partition it does not hold: nothing to expect
+    assert not guard.knows(1)
+
+
 class _Consumer:
     def __init__(self) -> None:
         self.seeks: list[tuple[object, int]] = []

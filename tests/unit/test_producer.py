@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 from streams.producer import BatchProducer, Record, partition_for_key
@@ -119,3 +120,43 @@ async def test_a_non_retriable_error_is_raised_at_once() -> None:
     with pytest.raises(RecordTooLargeError):
         await producer.send([Record("out", None, b"a", 0)])
     assert fake.sent == []
+
+
+class FakeLog(FakeAiokafka):
+    """Keeps each partition's end offset, so a batch's metadata carries its base offset."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ends: dict[tuple[str, int], int] = {}
+
+    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
+        self.sent.append((topic, partition, batch.records))
+        base = self.ends.get((topic, partition), 0)
+        self.ends[(topic, partition)] = base + batch.record_count()
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(SimpleNamespace(topic=topic, partition=partition, offset=base))
+        return done
+
+
+async def test_send_placed_tells_where_each_record_was_written_across_batches() -> None:
+    fake = FakeLog(partitions=2, max_records=2)
+    fake.ends[("pe", 1)] = 40  # another writer was there first
+    producer = BatchProducer(kafka="unused", client=fake)
+    records = [
+        Record("pe", b"p1", b"a", 1),
+        Record("dlq", None, b"x"),  # unkeyed: spread, and still placed
+        Record("pe", b"p0", b"b", 0),
+        Record("pe", b"p1", b"c", 1),
+        Record("pe", b"p1", b"d", 1),  # a third record: a second batch (2 per batch)
+    ]
+    offsets = await producer.send_placed(records)
+    assert offsets[0] == 40 and offsets[3] == 41 and offsets[4] == 42
+    assert offsets[2] == 0
+    assert offsets[1] == 0
+    # What the fake log holds at each offset is the record placed there.
+    log: dict[tuple[str, int], list[bytes]] = {("pe", 1): [b"?"] * 40}
+    for topic, partition, recs in fake.sent:
+        log.setdefault((topic, partition), []).extend(value for _, value in recs)
+    for record, offset in zip(records, offsets, strict=True):
+        partition = next(p for t, p, recs in fake.sent for _, v in recs if v == record.value)
+        assert log[(record.topic, partition)][offset] == record.value

@@ -1,0 +1,65 @@
+"""The intake hands its person-events records to the leads stage in-process: applied once,
+committed as before, and not when switched off."""
+
+from __future__ import annotations
+
+import re
+import signal
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import wait_for
+from tests.integration.segment import identify, page, track
+
+pytestmark = pytest.mark.integration
+
+
+def _handed_over(metrics: str) -> float:
+    match = re.search(r"^leadstream_handed_over_records_total (\S+)$", metrics, re.MULTILINE)
+    assert match, "leadstream_handed_over_records_total not in /metrics"
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("handover", ["true", "false"])
+def test_each_event_is_applied_once_whichever_way_it_reaches_the_leads_stage(
+    make_worker: Any, handover: str
+) -> None:
+    worker = make_worker(LEADSTREAM_HANDOVER=handover)
+    # The first record of a partition comes through the consumer (the stage learns where
+    # the partition reads on); the next ones are handed over as the intake writes them.
+    worker.send(identify("h-1", anon="anon-h", email="ana@hand.example", country="US"))
+    worker.read(worker.topics.scored, lambda r: len(r) >= 1)
+    for n, path in enumerate(["/pricing", "/pricing/teams"], start=2):
+        worker.send(page(f"h-{n}", path, anon="anon-h"))
+        worker.read(worker.topics.scored, lambda r, n=n: len(r) >= n)
+    worker.send(track("h-4", "Whitepaper Downloaded", anon="anon-h"))
+
+    scored = worker.read(worker.topics.scored, lambda r: any(s["score"] >= 50 for s in r))
+    assert [s["score"] for s in scored] == [0, 10, 20, 50]
+    alerts = worker.read(worker.topics.alerts, lambda r: len(r) >= 1, timeout_s=10)
+    assert [a["trigger"] for a in alerts] == ["whitepaper-download"]
+    wait_for(
+        lambda: "leadstream_events_processed_total 4.0" in worker.metrics(),
+        timeout_s=10,
+        what="four events processed",
+    )
+    if handover == "true":
+        assert _handed_over(worker.metrics()) >= 1
+    else:
+        assert _handed_over(worker.metrics()) == 0
+
+    # Handed-over records are acknowledged when the consumer delivers them: a clean stop
+    # commits them, so a new worker replays nothing and scores on from the state.
+    assert worker.kill(signal.SIGTERM, timeout_s=30) == 0, worker.log()[-3000:]
+    restarted = make_worker(LEADSTREAM_HANDOVER=handover)
+    restarted.send(page("h-5", "/pricing", anon="anon-h"))
+    scored = restarted.read(restarted.topics.scored, lambda r: len(r) >= 5)
+    assert [s["score"] for s in scored] == [0, 10, 20, 50, 60]
+    alerts = restarted.read(restarted.topics.alerts, lambda r: len(r) >= 2, timeout_s=10)
+    assert [a["trigger"] for a in alerts] == ["whitepaper-download", "pricing-3x-7d"]
+    wait_for(
+        lambda: "leadstream_events_processed_total 1.0" in restarted.metrics(),
+        timeout_s=10,
+        what="only the new event processed",
+    )
