@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas.decisions import DeadLetter, trusted
+from schemas.decisions import DeadLetter
 from schemas.erasure import ErasureRequest
 from schemas.feedback import SalesFeedback
 from schemas.internal import FeedbackIn, Forget, PersonEvent
@@ -103,7 +103,8 @@ def intake_batch(
         elif raw.topic == erasure_topic:
             decoded = decode_erasure_request(raw.value)
         else:
-            decoded = decode_person_event(raw.value)
+            # Where it was read: a lead recognises a re-read by it (streams.leads).
+            decoded = decode_person_event(raw.value, src=(raw.partition, raw.offset))
         if isinstance(decoded, SalesFeedback):
             key = f"lead:{decoded.lead_id}"
             out.feedback.setdefault(person_partition(key, partitions), []).append(
@@ -133,8 +134,7 @@ def intake_batch(
                 )
             )
             continue
-        # Where it was read: a lead recognises a re-read by it (streams.leads).
-        good.append(trusted(PersonEvent, {**decoded.__dict__, "src": (raw.partition, raw.offset)}))
+        good.append(decoded)
     out.valid += len(good)
     out.forward = group_by_partition(good, partitions)
     return out

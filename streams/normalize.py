@@ -88,8 +88,8 @@ def normalize_email(value: str) -> str | None:
     return email
 
 
-def normalize(event: EngagementEvent) -> PersonEvent:
-    """The compact, normalized form the lead core works on."""
+def normalize(event: EngagementEvent, *, src: tuple[int, int] | None = None) -> PersonEvent:
+    """The compact, normalized form the lead core works on; `src`: where it was read."""
     return person_event(
         kind=event.type,
         message_id=event.message_id,
@@ -101,6 +101,7 @@ def normalize(event: EngagementEvent) -> PersonEvent:
         properties=event.properties if isinstance(event, TrackEvent | PageEvent) else {},
         page_name=event.name if isinstance(event, PageEvent) else None,
         traits=event.traits if isinstance(event, IdentifyEvent | GroupEvent) else {},
+        src=src,
     )
 
 
@@ -116,6 +117,7 @@ def person_event(
     properties: Mapping[str, Any],
     page_name: str | None,
     traits: Mapping[str, Any],
+    src: tuple[int, int] | None = None,
 ) -> PersonEvent:
     """Normalization from validated fields; shared by the model path and the fast path."""
     ours: dict[str, TraitValue] = _traits(traits) if traits else {}
@@ -156,7 +158,7 @@ def person_event(
             "asset": asset,
             "source": source,
             "campaign": campaign,
-            "src": None,
+            "src": src,
         },
     )
 

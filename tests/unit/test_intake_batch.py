@@ -68,3 +68,14 @@ def test_forward_records_put_dead_letters_on_the_dlq_with_the_original_key() -> 
     (record,) = forward_records(result, Topics())
     assert (record.topic, record.key, record.partition) == ("engagement.dlq", b"k", None)
     assert orjson.loads(record.value)["reason"] == "not_object"
+
+
+def test_every_event_carries_where_it_was_read_on_the_raw_topic() -> None:
+    # A lead tells a re-read after a crash by it; both decoders must set it. An event with
+    # a context the fast path is unsure of goes through the pydantic models.
+    odd = orjson.loads(_page(1))
+    odd["message_id"] = "m1"  # a field name the models also read: the fast path steps aside
+    del odd["messageId"]
+    result = intake_batch(_raw([_page(0), orjson.dumps(odd)]), partitions=4, now=NOW)
+    events = sorted((e for es in result.forward.values() for e in es), key=lambda e: e.mid)
+    assert [(e.mid, e.src) for e in events] == [("m0", (3, 100)), ("m1", (3, 101))]
