@@ -55,6 +55,7 @@ class Options:
     session_timeout_s: float = 6
     heartbeat_interval_s: float = 1
     store: str = "memory"  # LEADSTREAM_STORE of the workers
+    handover: bool = True  # LEADSTREAM_HANDOVER of the workers
 
 
 def log(text: str) -> None:
@@ -127,6 +128,7 @@ def start_workers(
                 web_port=port,
                 data_dir=workdir / f"{app_id}-{n}",
                 store=opts.store,
+                handover=opts.handover,
                 fetch_wait_ms=opts.repartition_fetch_wait_ms or opts.fetch_wait_ms,
                 intake_fetch_wait_ms=opts.fetch_wait_ms,
                 session_timeout_s=opts.session_timeout_s,
@@ -333,6 +335,9 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
             "worker_cpu_pct": round(100 * cpu / opts.duration_s, 1),
             "worker_rss_mib": [round(w.rss_mib(), 1) for w in workers],
             "lag": max(0.0, sent - total(workers, "leadstream_events_received_total")),
+            # Person-events records applied as the intake wrote them (the rest took the
+            # consumer hop); each carries the events of one fetch for one partition.
+            "handed_over_records": total(workers, "leadstream_handed_over_records_total"),
             **probe.summary(),
         }
     finally:
