@@ -18,11 +18,12 @@ import logging
 import os
 import threading
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import faust
 from aiohttp import web
@@ -49,7 +50,7 @@ from streams.account_stage import add_account_stage, contact_batches
 from streams.broker import faust_broker_settings
 from streams.broker_watch import BrokerLost, BrokerWatch, lost_records
 from streams.codec import Rejection, dead_letter, decode_batch, decode_state, encode
-from streams.faust_transport import in_order, learn_start, transport_class
+from streams.faust_transport import StartOffset, in_order, learn_start, transport_class
 from streams.health import serve_health, worker_probes
 from streams.identity import apply_person_batch, keys_of, to_batch
 from streams.inbox_http import InboxFeed, serve_inbox
@@ -213,6 +214,7 @@ def create_app(
     models: ModelHolder | None = None,
     accounts: AccountsHolder | None = None,
     kafka: KafkaConnection | None = None,
+    start_offset: StartOffset | Literal[False] | None = None,
 ) -> _App:
     """Build a fresh Faust app; nothing is created at import time.
 
@@ -220,6 +222,9 @@ def create_app(
     in use (`model` when not given); `app.models` is it, switched by `lead.model`.
     `accounts` holds the CRM accounts (`app.accounts`), kept up to date from `crm.accounts`.
     `kafka` is how every client connects (default: from `settings`, files read now).
+    `start_offset` tells where a consumer group reads a partition on from (default: asks
+    the broker); False only in tests without a broker: a partition's first record delivered
+    is taken as its start.
     """
     if kafka is None:
         kafka = kafka_connection(settings)
@@ -325,9 +330,15 @@ def create_app(
     lock = asyncio.Lock()  # guards store and pending between the agent and the flusher
     order = OffsetGuard()  # person-events offsets: no record skipped by the consumer
     # Records `handover` applied before Faust delivers them: partition -> offset -> the
-    # future of their outputs (offsets ascending).
-    handed: dict[int, dict[int, asyncio.Future[Any]]] = defaultdict(dict)
+    # future of their outputs and the CRC-32 of the record (offsets ascending).
+    handed: dict[int, dict[int, tuple[asyncio.Future[Any], int]]] = defaultdict(dict)
+    owned: set[int] = set()  # person-events partitions this worker scores now
+    taken: set[int] = set()  # and those revoked from it since (until assigned again)
+    halted = asyncio.Event()  # a batch failed: apply nothing more (see `halt`)
     probe = TopicProbe(kafka)  # start offsets for the guard, and the broker check
+    if start_offset is None:
+        start_offset = probe.start_offset
+    starts = start_offset or None
     rewinds = metrics.input_rewinds.labels(stage="leads")
     flushing: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)  # one flush per partition
     flushed_at: dict[int, float] = {}
@@ -367,8 +378,15 @@ def create_app(
             # Never let Faust restart the agent and go on: the batch in hand would be
             # passed over, and acknowledging the next ones would commit past it. The worker
             # stops; its restart reads on from the last commit.
-            app.crash_soon(exc, why="leads: processing a batch failed")
+            halt(exc, why="leads: processing a batch failed")
             raise
+
+    def halt(exc: BaseException, *, why: str) -> None:
+        """Apply nothing more, by either path, and stop the worker. A batch failed part-way:
+        applying later records first would move the leads' raw-offset marks past its
+        events, and its replay after the restart would take them for re-reads."""
+        halted.set()
+        app.crash_soon(exc, why=why)
 
     async def score(stream: faust.StreamT) -> None:
         async for event in stream.noack().events():  # type: ignore[attr-defined]
@@ -376,11 +394,16 @@ def create_app(
             partition = message.partition
             # A broker round trip for a partition new here: not under the lock, which would
             # hold up the flusher (`handover` leaves a partition alone until it is known).
-            await learn_start(app, order, message, probe.start_offset)
+            if not await learn_start(
+                app, order, message, starts, still_mine=lambda p: p not in taken
+            ):
+                continue  # not acknowledged: read again after the seek, or by its new owner
             # Under the lock from the order check to the state update: `handover` applies
             # the next record of a partition in between otherwise, out of order.
             async with lock:
-                outputs = _take_handed(partition, message.offset)
+                if halted.is_set() or partition in taken:
+                    continue  # stopping, or revoked meanwhile: not acknowledged
+                outputs = _take_handed(partition, message.offset, event.value)
                 if outputs is not None:
                     # Applied when this worker's intake wrote it: acknowledged once the
                     # state it made is written, like any other.
@@ -396,38 +419,49 @@ def create_app(
         """Apply person-events records this worker's intake has just written, in-process,
         instead of after a consumer round trip (on Tansu a fetch wait, on Kafka a fetch).
 
-        Only the record a partition expects next, of a partition this worker scores, with
-        the table settled; any other is left to the consumer. Faust still delivers every
-        record; `score` then only acknowledges the ones applied here, once their state is
-        written, so offsets commit exactly as before and a crash replays the same way.
+        Only the record a partition expects next, of a partition this worker scores now,
+        with the table settled; any other is left to the consumer. Faust still delivers
+        every record; `score` then only acknowledges the ones applied here, once their
+        state is written, so offsets commit exactly as before and a crash replays the same
+        way.
         """
         try:
             for partition, offset, value in records:
                 async with lock:
                     if not (
-                        _settled()
+                        not halted.is_set()
+                        and partition in owned
+                        and _settled()
                         and order.knows(partition)
                         and order.expected(partition) == offset
                     ):
                         continue
-                    order.check(partition, offset)
                     batch = decode_batch(value)
                     source = _Handed(topics.person_events, partition, offset)
                     result, outputs = await apply_locked(partition, batch, source, source.message)
-                    handed[partition][offset] = outputs
+                    order.check(partition, offset)  # applied: the next one is expected
+                    handed[partition][offset] = (outputs, zlib.crc32(value))
                     metrics.handed_over.inc()
                 counted(partition, batch, result)
         except Exception as exc:
-            app.crash_soon(exc, why="leads: processing a handed-over batch failed")
+            halt(exc, why="leads: processing a handed-over batch failed")
 
-    def _take_handed(partition: int, offset: int) -> asyncio.Future[Any] | None:
+    def _take_handed(partition: int, offset: int, value: bytes) -> asyncio.Future[Any] | None:
         """The outputs of the record at `offset` if `handover` applied it, else None."""
         entries = handed.get(partition)
         if not entries:
             return None
-        outputs = entries.pop(offset, None)
-        if outputs is None:
+        entry = entries.pop(offset, None)
+        if entry is None:
             return None
+        outputs, crc = entry
+        if zlib.crc32(value) != crc:
+            # The offsets `send_placed` computed were wrong: what was applied is not what
+            # the partition holds there. Nothing to do but stop before committing it.
+            raise RuntimeError(
+                f"{topics.person_events}[{partition}] offset {offset} holds another record "
+                "than the one handed over there; set LEADSTREAM_HANDOVER=false"
+            )
         while entries and next(iter(entries)) < offset:
             # Passed over by the consumer: applied here, and covered by this ack.
             del entries[next(iter(entries))]
@@ -573,7 +607,7 @@ def create_app(
 
     add_account_stage(
         app,
-        start_offset=probe.start_offset,
+        start_offset=starts,
         settings=settings,
         topics=topics,
         model=lambda: models.current,
@@ -703,13 +737,22 @@ def create_app(
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:
-        await _forget({tp.partition for tp in revoked if tp.topic == topics.person_events})
+        gone = {tp.partition for tp in revoked if tp.topic == topics.person_events}
+        owned.difference_update(gone)
+        taken.update(gone)
+        await _forget(gone)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: faust.App, assigned: set[TP], **_: Any) -> None:
         mine = {tp.partition for tp in assigned if tp.topic == topics.person_events}
-        await _forget(mine)
+        # Anything still held of a partition not assigned now (belt and braces: revoked
+        # ones were forgotten on revocation) is forgotten too.
+        stale = (set(pending) | set(handed) | set(order.positions())) - mine
+        await _forget(mine | stale)
         order.keep_only(mine)
+        owned.clear()
+        owned.update(mine)
+        taken.difference_update(mine)
 
     async def _forget(partitions: set[int]) -> None:
         clocks.forget(partitions)

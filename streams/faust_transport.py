@@ -92,22 +92,43 @@ StartOffset = Callable[[str, str, int], Awaitable[int]]
 
 
 async def learn_start(
-    app: faust.App, guard: OffsetGuard, message: Message, start_offset: StartOffset
-) -> None:
-    """For the first record of a partition new to this worker: Faust can skip records
-    there too, so the guard compares with where the group really reads on from."""
-    if guard.knows(message.partition):
-        return
+    app: faust.App,
+    guard: OffsetGuard,
+    message: Message,
+    start_offset: StartOffset | None,
+    *,
+    still_mine: Callable[[int], bool] = lambda _: True,
+) -> bool:
+    """Whether the guard knows where `message`'s partition reads on from, asking the broker
+    for the first record of a partition new to this worker: Faust can skip records there
+    too, so the guard compares with where the group really reads on from.
+
+    False when the broker did not answer, or the partition went elsewhere meanwhile
+    (`still_mine`): the record is then sought back to and read again later, never taken as
+    the start (records Faust skipped before it would be committed past unprocessed).
+    """
+    if start_offset is None or guard.knows(message.partition):
+        return True  # None: no broker to ask (agent tests); the first record is the start
     try:
         begin = await asyncio.wait_for(
             start_offset(app.conf.id, message.topic, message.partition),
             timeout=START_OFFSET_TIMEOUT_S,
         )
-    except Exception as exc:  # the broker is busy: the lead state still dedupes
-        log.warning("%s[%d]: start offset unknown: %r", message.topic, message.partition, exc)
-    else:
-        if not guard.knows(message.partition):
-            guard.begin(message.partition, begin)
+    except Exception as exc:  # the broker is busy: read the record again, and ask again
+        log.warning(
+            "%s[%d]: start offset unknown (%r); reading offset %d again",
+            message.topic,
+            message.partition,
+            exc,
+            message.offset,
+        )
+        await app.consumer.seek(message.tp, message.offset)
+        return False
+    if not still_mine(message.partition):
+        return False  # revoked while asking: the new owner reads it
+    if not guard.knows(message.partition):
+        guard.begin(message.partition, begin)
+    return True
 
 
 async def in_order(
@@ -120,8 +141,8 @@ async def in_order(
 ) -> bool:
     """Whether to process `message`: False while records before it that the consumer
     skipped are sought back to and read again (streams/offset_guard.py)."""
-    if start_offset is not None:
-        await learn_start(app, guard, message, start_offset)
+    if not await learn_start(app, guard, message, start_offset):
+        return False
     verdict = guard.check(message.partition, message.offset)
     if verdict == "process":
         return True

@@ -75,6 +75,7 @@ async def app(tmp_path: Path) -> AsyncIterator[tuple[faust.App, FakeProducer, To
     settings = Settings(data_dir=tmp_path, partitions=4, topic_prefix="agent.")
     producer = FakeProducer()
     app = create_app(
+        start_offset=False,  # no broker to ask where a partition reads on
         settings=settings,
         model=load_model(MODEL),
         registry=CollectorRegistry(),
@@ -135,6 +136,7 @@ async def test_the_worker_consumer_waits_at_most_the_configured_fetch_wait(
     """Faust hard-codes 1,500 ms; on brokers that never wake a waiting fetch that is per hop."""
     settings = Settings(data_dir=tmp_path, fetch_wait_ms=123)
     app = create_app(
+        start_offset=False,  # no broker to ask where a partition reads on
         settings=settings,
         model=load_model(MODEL),
         registry=CollectorRegistry(),

@@ -416,6 +416,7 @@ async def test_the_worker_serves_the_inbox_only_with_a_secret(
     )
     producer = FakeProducer()
     app = create_app(
+        start_offset=False,  # no broker to ask where a partition reads on
         settings=settings,
         model=load_model(MODEL),
         registry=CollectorRegistry(),

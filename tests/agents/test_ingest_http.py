@@ -292,6 +292,7 @@ async def test_the_worker_serves_the_ingest_only_with_write_keys(
 ) -> None:
     producer = FakeProducer()
     app = create_app(
+        start_offset=False,  # no broker to ask where a partition reads on
         settings=Settings(data_dir=tmp_path, partitions=4, topic_prefix="w.", write_keys=keys),
         model=load_model(MODEL),
         registry=CollectorRegistry(),

@@ -170,3 +170,58 @@ async def test_in_order_asks_where_a_new_partition_starts_and_seeks_there() -> N
     assert asked == [("leadstream", "leadstream.person-events", 2)]
     assert await in_order(app, guard, _Message(40), rewinds, start_offset=start_offset)  # type: ignore[arg-type]
     assert len(asked) == 1  # asked once per partition
+
+
+async def test_a_start_offset_the_broker_does_not_give_is_never_guessed() -> None:
+    """Taking the first record delivered as the start would commit past any records Faust
+    skipped before it: the record is read again, and the broker asked again."""
+    from prometheus_client import CollectorRegistry
+
+    from streams.faust_transport import in_order
+    from streams.metrics import Metrics
+
+    class _Conf:
+        id = "leadstream"
+
+    app = _App()
+    app.conf = _Conf()  # type: ignore[attr-defined]
+    answers: list[int | Exception] = [TimeoutError("busy"), 40]
+
+    async def start_offset(group: str, topic: str, partition: int) -> int:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    rewinds = Metrics.create(CollectorRegistry()).input_rewinds.labels(stage="leads")
+    guard = OffsetGuard()
+    assert not await in_order(app, guard, _Message(47), rewinds, start_offset=start_offset)  # type: ignore[arg-type]
+    assert not guard.knows(2)
+    assert app.consumer.seeks == [(("leadstream.person-events", 2), 47)]  # read it again
+    # Asked again on the re-read: the group reads on from 40, so 40-46 were skipped.
+    assert not await in_order(app, guard, _Message(47), rewinds, start_offset=start_offset)  # type: ignore[arg-type]
+    assert app.consumer.seeks[-1] == (("leadstream.person-events", 2), 40)
+
+
+async def test_a_partition_revoked_while_asking_is_left_to_its_new_owner() -> None:
+    from streams.faust_transport import learn_start
+
+    class _Conf:
+        id = "leadstream"
+
+    app = _App()
+    app.conf = _Conf()  # type: ignore[attr-defined]
+
+    async def start_offset(group: str, topic: str, partition: int) -> int:
+        return 40
+
+    guard = OffsetGuard()
+    known = await learn_start(
+        app,  # type: ignore[arg-type]
+        guard,
+        _Message(47),  # type: ignore[arg-type]
+        start_offset,
+        still_mine=lambda partition: False,
+    )
+    assert known is False
+    assert not guard.knows(2)  # nothing for a later hand-over to take as this worker's
