@@ -25,8 +25,11 @@ __all__ = ["BatchProducer", "Record", "partition_for_key"]
 log = logging.getLogger(__name__)
 
 #: How long a batch is sent again after errors the broker calls retriable (a partition's
-#: leader moving, a metadata or request timeout on a loaded broker) before they are raised.
-RETRY_FOR_S = 30.0
+#: leader moving, a metadata or request timeout on a loaded broker) before they are raised:
+#: Kafka's own producers give up after `delivery.timeout.ms`, 120 s by default. (30 s was
+#: too short: aiokafka alone retries for its 40 s request timeout before it reports the
+#: error, and a loaded Tansu once answered NotLeaderForPartition for that long.)
+RETRY_FOR_S = 120.0
 
 
 def _retriable(exc: BaseException) -> bool:
