@@ -48,9 +48,9 @@ def main() -> int:
         help="fetch wait of the pipeline's second hop (leadstream.person-events)",
     )
     p.add_argument(
-        "--no-handover",
+        "--handover",
         action="store_true",
-        help="LEADSTREAM_HANDOVER=false: every record takes the consumer hop",
+        help="LEADSTREAM_HANDOVER=true: records skip the consumer hop inside a worker",
     )
     p.add_argument(
         "--json", type=Path, help="where to write the results (default: loadtest/results/)"
@@ -72,7 +72,7 @@ def main() -> int:
         json_path=a.json,
         repartition_fetch_wait_ms=a.repartition_fetch_wait_ms,
         cover=a.cover,
-        handover=not a.no_handover,
+        handover=a.handover,
     )
     report = run(opts)
     print_table(report.results)

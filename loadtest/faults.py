@@ -67,6 +67,7 @@ class FaultOptions:
     settle_timeout_s: float = 120  # after the last kill, for the outputs to match
     workers: int = 1  # with 2, each kill takes one of them (seeded); the other runs on
     store: str = "memory"  # the killed worker's table store (the reference run uses memory)
+    handover: bool = False  # LEADSTREAM_HANDOVER of both runs' workers
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class _Run:
             session_timeout_s=2,
             heartbeat_interval_s=0.3,
             store=store,
+            handover=self.opts.handover,
         )
 
     async def topics(self, kind: str) -> Topics:
@@ -377,6 +379,7 @@ def main() -> int:
     p.add_argument(
         "--store", choices=("memory", "rocksdb"), default="memory", help="the killed worker's"
     )
+    p.add_argument("--handover", action="store_true", help="LEADSTREAM_HANDOVER=true")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     a = p.parse_args()
     opts = FaultOptions(
@@ -390,6 +393,7 @@ def main() -> int:
         flavor=a.flavor or ("kafka" if a.bootstrap else "tansu"),
         settle_timeout_s=a.settle_timeout,
         store=a.store,
+        handover=a.handover,
     )
     workdir = Path("loadtest/results").resolve()
     workdir.mkdir(parents=True, exist_ok=True)
