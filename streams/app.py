@@ -394,9 +394,7 @@ def create_app(
             partition = message.partition
             # A broker round trip for a partition new here: not under the lock, which would
             # hold up the flusher (`handover` leaves a partition alone until it is known).
-            if not await learn_start(
-                app, order, message, starts, still_mine=lambda p: p not in taken
-            ):
+            if not await learn_start(app, order, message, starts, still_mine=_not_taken):
                 continue  # not acknowledged: read again after the seek, or by its new owner
             # Under the lock from the order check to the state update: `handover` applies
             # the next record of a partition in between otherwise, out of order.
@@ -412,7 +410,7 @@ def create_app(
                 if not await in_order(app, order, message, rewinds):
                     continue  # not acknowledged: read again after the seek
                 batch = decode_batch(event.value)
-                result, _ = await apply_locked(partition, batch, event, message)
+                result, _ = await apply_locked(partition, batch, event)
             counted(partition, batch, result)
 
     async def handover(records: list[tuple[int, int, bytes]]) -> None:
@@ -438,7 +436,7 @@ def create_app(
                         continue
                     batch = decode_batch(value)
                     source = _Handed(topics.person_events, partition, offset)
-                    result, outputs = await apply_locked(partition, batch, source, source.message)
+                    result, outputs = await apply_locked(partition, batch, source)
                     order.check(partition, offset)  # applied: the next one is expected
                     handed[partition][offset] = (outputs, zlib.crc32(value))
                     metrics.handed_over.inc()
@@ -468,10 +466,14 @@ def create_app(
         order.passed(partition, offset)
         return outputs
 
+    def _not_taken(partition: int) -> bool:
+        return partition not in taken
+
     async def apply_locked(
-        partition: int, batch: PersonEventBatch, source: Any, message: Any
+        partition: int, batch: PersonEventBatch, source: Any
     ) -> tuple[BatchResult, asyncio.Future[Any]]:
-        """Score a batch into the store (the caller holds `lock`); queue its outputs."""
+        """Score a batch into the store (the caller holds `lock`); queue its outputs.
+        `source`: the Faust event, or `_Handed`; its `message` says where the batch is."""
         result = apply_person_batch(
             store.leads(partition, keys_of(batch)),
             batch,
@@ -484,7 +486,7 @@ def create_app(
         # this batch's state, so the agent need not wait a round trip here.
         records = _records(topics, result.decisions, settings.partitions)
         if result.failed:
-            records += _failures(topics, result.failed, message, clock())
+            records += _failures(topics, result.failed, source.message, clock())
             metrics.events_dead_lettered.labels(reason="processing_error").inc(len(result.failed))
         if result.rejected:
             records += _feedback_rejected(topics, result.rejected, clock())
