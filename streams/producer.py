@@ -77,6 +77,7 @@ class BatchProducer:
         # `client`: an already started aiokafka producer (or a fake in tests).
         self._producer: AIOKafkaProducer | None = client
         self._partitions: dict[str, int] = {}
+        self._tracked: set[str] = set()  # topics the client's metadata refreshes include
         self._spread = 0
         self._lock = asyncio.Lock()
 
@@ -160,7 +161,12 @@ class BatchProducer:
             except KafkaError as exc:
                 if not _retriable(exc) or time.monotonic() > deadline:
                     raise
-                log.warning("produce: %r; sending %d records again", exc, len(batch))
+                log.warning(
+                    "produce to %s: %r; sending %d records again",
+                    _failed_at(exc),
+                    exc,
+                    len(batch),
+                )
                 await asyncio.sleep(0.5)
                 acked = await self._enqueue_all(batch)
 
@@ -183,12 +189,30 @@ class BatchProducer:
             groups.setdefault((record.topic, partition), []).append((i, record))
         futures: list[asyncio.Future[Any]] = []
         placed: list[list[int]] = []
+        where: list[str] = []
         for (topic, partition), recs in groups.items():
+            if topic not in self._tracked:
+                await self._track(producer, topic)
             if topic in self._tail and len(recs) > 1:
                 await self._enqueue(producer, topic, partition, recs[:-1], futures, placed)
                 recs = recs[-1:]
             await self._enqueue(producer, topic, partition, recs, futures, placed)
-        return asyncio.ensure_future(_with_indices(futures, placed))
+            where += [f"{topic}[{partition}]"] * (len(futures) - len(where))
+        return asyncio.ensure_future(_with_indices(futures, placed, where))
+
+    async def _track(self, producer: AIOKafkaProducer, topic: str) -> None:
+        """Have the client's metadata refreshes ask for `topic` from now on.
+
+        aiokafka only does so for topics it had to look up. One it already knew from its
+        first metadata (which lists every topic) drops out of the next refresh made for
+        another topic; a batch for it then waits for a leader that never comes until it
+        expires (40 s) with NotLeaderForPartitionError. Seen when workers start while
+        topics are being created (their own, and Faust's changelogs).
+        """
+        client = getattr(producer, "client", None)
+        if client is not None:
+            await client.add_topic(topic)
+        self._tracked.add(topic)
 
     async def _count(self, topic: str) -> int:
         assert self._producer is not None
@@ -223,6 +247,29 @@ class BatchProducer:
 
 
 async def _with_indices(
-    futures: list[asyncio.Future[Any]], placed: list[list[int]]
+    futures: list[asyncio.Future[Any]], placed: list[list[int]], where: list[str]
 ) -> list[tuple[Any, list[int]]]:
-    return list(zip(await asyncio.gather(*futures), placed, strict=True))
+    try:
+        return list(zip(await asyncio.gather(*futures), placed, strict=True))
+    except KafkaError as exc:
+        # Which partitions, for the log: aiokafka's errors do not say.
+        failed = sorted(
+            {w for f, w in zip(futures, where, strict=True) if f.done() and _failed(f)}
+        )
+        exc.add_note(_FAILED_AT + ", ".join(failed))
+        raise
+
+
+_FAILED_AT = "failed at: "
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return not future.cancelled() and future.exception() is not None
+
+
+def _failed_at(exc: BaseException) -> str:
+    """The partitions a send failed at, from the note `_with_indices` added."""
+    for note in getattr(exc, "__notes__", ()):
+        if note.startswith(_FAILED_AT):
+            return note.removeprefix(_FAILED_AT)
+    return "?"

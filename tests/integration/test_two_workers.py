@@ -24,11 +24,16 @@ def _round(worker: Worker, n: int) -> None:
 def _finals(worker: Worker, *, score: int, timeout_s: float = 60) -> list[dict[str, Any]]:
     """leads.scored until every person's latest record has `score`."""
 
-    def done(docs: list[dict[str, Any]]) -> bool:
-        latest = {d["lead_id"]: d["score"] for d in docs}
-        return len(latest) == PEOPLE and set(latest.values()) == {score}
+    def latest(docs: list[dict[str, Any]]) -> dict[str, int]:
+        return {d["lead_id"]: d["score"] for d in docs}
 
-    return worker.read(worker.topics.scored, done, timeout_s=timeout_s)
+    def done(docs: list[dict[str, Any]]) -> bool:
+        return len(latest(docs)) == PEOPLE and set(latest(docs).values()) == {score}
+
+    docs = worker.read(worker.topics.scored, done, timeout_s=timeout_s)
+    off = {lead: s for lead, s in latest(docs).items() if s != score}
+    assert done(docs), f"{len(latest(docs))} of {PEOPLE} people scored; not at {score}: {off}"
+    return docs
 
 
 def _both_working(a: Worker, b: Worker) -> None:

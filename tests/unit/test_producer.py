@@ -111,6 +111,38 @@ async def test_a_retriable_broker_error_sends_the_records_again() -> None:
     assert fake.sent == [("out", 0, [(None, b"a")])]
 
 
+async def test_the_retry_warning_names_the_partitions_the_broker_refused(caplog: Any) -> None:
+    from aiokafka.errors import NotLeaderForPartitionError
+
+    fake = FlakyAiokafka(NotLeaderForPartitionError(), failures=1)
+    producer = BatchProducer(kafka="unused", client=fake)
+    with caplog.at_level("WARNING", logger="streams.producer"):
+        await producer.send([Record("out", None, b"a", 3)])
+    assert "produce to out[3]: NotLeaderForPartitionError" in caplog.text
+
+
+class TrackingClient:
+    """aiokafka's client, as far as which topics its metadata refreshes ask for."""
+
+    def __init__(self) -> None:
+        self.topics: list[str] = []
+
+    async def add_topic(self, topic: str) -> bool:
+        self.topics.append(topic)
+        return True
+
+
+async def test_every_topic_written_is_kept_in_the_client_s_metadata_refreshes() -> None:
+    """Else a topic aiokafka knew from its first metadata drops out of a later refresh, and
+    its batches wait 40 s for a leader."""
+    fake = FakeAiokafka(partitions=4)
+    fake.client = TrackingClient()  # type: ignore[attr-defined]
+    producer = BatchProducer(kafka="unused", client=fake)
+    await producer.send([Record("a", b"k", b"v"), Record("b", None, b"v", partition=2)])
+    await producer.send([Record("a", b"k2", b"v"), Record("c", b"k", b"v")])
+    assert fake.client.topics == ["a", "b", "c"]  # type: ignore[attr-defined]
+
+
 async def test_a_non_retriable_error_is_raised_at_once() -> None:
     import pytest
     from aiokafka.errors import RecordTooLargeError
