@@ -133,8 +133,8 @@ class BatchProducer:
 
         Returns once they are queued (waiting only if the producer's buffer is full), so a
         caller can go on working while the broker acknowledges. Order is kept per partition.
-        Retriable broker errors send the records again for up to `RETRY_FOR_S` (at least
-        once: a record may then be written twice).
+        Retriable broker errors send the records of the batches that failed again, for up
+        to `RETRY_FOR_S` (at least once: a record may then be written twice).
         """
         batch = list(records)
         deadline = time.monotonic() + RETRY_FOR_S
@@ -152,27 +152,44 @@ class BatchProducer:
     async def _acked(
         self,
         batch: list[Record],
-        acked: asyncio.Future[list[tuple[Any, list[int]]]],
+        acked: asyncio.Future[list[tuple[Any, list[int], str]]],
         deadline: float,
     ) -> list[tuple[Any, list[int]]]:
+        done: list[tuple[Any, list[int]]] = []
+        sending = list(range(len(batch)))  # what `acked` covers, as indices into `batch`
         while True:
-            try:
-                return await acked
-            except KafkaError as exc:
-                if not _retriable(exc) or time.monotonic() > deadline:
-                    raise
-                log.warning(
-                    "produce to %s: %r; sending %d records again",
-                    _failed_at(exc),
-                    exc,
-                    len(batch),
-                )
-                await asyncio.sleep(0.5)
-                acked = await self._enqueue_all(batch)
+            failed: list[int] = []
+            errors: dict[str, BaseException] = {}
+            for outcome, indices, where in await acked:
+                if isinstance(outcome, BaseException):
+                    failed += (sending[i] for i in indices)
+                    errors.setdefault(where, outcome)
+                else:
+                    done.append((outcome, [sending[i] for i in indices]))
+            if not errors:
+                return done
+            exc = next(iter(errors.values()))
+            for error in errors.values():
+                if not _retriable(error):
+                    raise error
+            if time.monotonic() > deadline:
+                raise exc
+            # Only the records of the batches that failed: the others are written.
+            log.warning(
+                "produce to %s: %r; sending %d records again",
+                ", ".join(sorted(errors)),
+                exc,
+                len(failed),
+            )
+            await asyncio.sleep(0.5)
+            sending = sorted(failed)
+            acked = await self._enqueue_all([batch[i] for i in sending])
 
     async def _enqueue_all(
         self, records: list[Record]
-    ) -> asyncio.Future[list[tuple[Any, list[int]]]]:
+    ) -> asyncio.Future[list[tuple[Any, list[int], str]]]:
+        """Queue `records`; the future resolves, once every batch is settled, to each
+        batch's outcome (its metadata, or the error), its records' indices and partition."""
         if self._producer is None:
             await self.start()
         producer = self._producer
@@ -198,7 +215,7 @@ class BatchProducer:
                 recs = recs[-1:]
             await self._enqueue(producer, topic, partition, recs, futures, placed)
             where += [f"{topic}[{partition}]"] * (len(futures) - len(where))
-        return asyncio.ensure_future(_with_indices(futures, placed, where))
+        return asyncio.ensure_future(_settled(futures, placed, where))
 
     async def _track(self, producer: AIOKafkaProducer, topic: str) -> None:
         """Have the client's metadata refreshes ask for `topic` from now on.
@@ -246,30 +263,8 @@ class BatchProducer:
             placed.append(indices)
 
 
-async def _with_indices(
+async def _settled(
     futures: list[asyncio.Future[Any]], placed: list[list[int]], where: list[str]
-) -> list[tuple[Any, list[int]]]:
-    try:
-        return list(zip(await asyncio.gather(*futures), placed, strict=True))
-    except KafkaError as exc:
-        # Which partitions, for the log: aiokafka's errors do not say.
-        failed = sorted(
-            {w for f, w in zip(futures, where, strict=True) if f.done() and _failed(f)}
-        )
-        exc.add_note(_FAILED_AT + ", ".join(failed))
-        raise
-
-
-_FAILED_AT = "failed at: "
-
-
-def _failed(future: asyncio.Future[Any]) -> bool:
-    return not future.cancelled() and future.exception() is not None
-
-
-def _failed_at(exc: BaseException) -> str:
-    """The partitions a send failed at, from the note `_with_indices` added."""
-    for note in getattr(exc, "__notes__", ()):
-        if note.startswith(_FAILED_AT):
-            return note.removeprefix(_FAILED_AT)
-    return "?"
+) -> list[tuple[Any, list[int], str]]:
+    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    return list(zip(outcomes, placed, where, strict=True))

@@ -111,6 +111,22 @@ async def test_a_retriable_broker_error_sends_the_records_again() -> None:
     assert fake.sent == [("out", 0, [(None, b"a")])]
 
 
+async def test_only_the_batches_that_failed_are_sent_again() -> None:
+    from aiokafka.errors import NotLeaderForPartitionError
+
+    fake = FlakyAiokafka(NotLeaderForPartitionError(), failures=1)  # the first batch
+    producer = BatchProducer(kafka="unused", client=fake)
+    sent = await producer.send(
+        [Record("out", None, b"a", 0), Record("out", None, b"b", 1), Record("out", None, b"c", 0)]
+    )
+    assert sent == 3
+    # Partition 1's batch was written the first time: not sent twice.
+    assert sorted(fake.sent) == [
+        ("out", 0, [(None, b"a"), (None, b"c")]),
+        ("out", 1, [(None, b"b")]),
+    ]
+
+
 async def test_the_retry_warning_names_the_partitions_the_broker_refused(caplog: Any) -> None:
     from aiokafka.errors import NotLeaderForPartitionError
 
