@@ -50,7 +50,13 @@ from streams.account_stage import add_account_stage, contact_batches
 from streams.broker import faust_broker_settings
 from streams.broker_watch import BrokerLost, BrokerWatch, lost_records
 from streams.codec import Rejection, dead_letter, decode_batch, decode_state, encode
-from streams.faust_transport import StartOffset, in_order, learn_start, transport_class
+from streams.faust_transport import (
+    StartOffset,
+    commit_offsets,
+    in_order,
+    learn_start,
+    transport_class,
+)
 from streams.health import serve_health, worker_probes
 from streams.identity import apply_person_batch, keys_of, to_batch
 from streams.inbox_http import InboxFeed, serve_inbox
@@ -100,6 +106,8 @@ class _Lifecycle:
     accounts: AccountFeed  # the same for crm.accounts
     intake: IntakeService  # joins its group while Faust joins its own
     flush: Callable[[], Awaitable[None]]  # on stop: write state, so the commit covers it
+    # then: offsets past what Faust can commit (records the handover applied, written)
+    handed_offsets: Callable[[], dict[TP, int]]
     producer: BatchProducer  # stopped last
     inbox: InboxFeed | None = None  # the rep inbox's reader of rep.alerts, when served
     probe: TopicProbe | None = None  # the broker check's connection
@@ -125,8 +133,9 @@ class _App(faust.App):
     models: ModelHolder
     #: CRM accounts for lead-to-account matching (`accounts.current.match(...)`).
     accounts: AccountsHolder
-    #: Called by the consumer before partitions are revoked: write what is pending on them.
-    before_revoke: Callable[[set[TP]], Awaitable[None]] | None = None
+    #: Called by the consumer before partitions are revoked: write what is pending on them;
+    #: returns offsets to commit past Faust's (see `handed_offsets`).
+    before_revoke: Callable[[set[TP]], Awaitable[dict[TP, int]]] | None = None
 
     def __init__(
         self, *args: Any, fetch_wait_ms: int, guarded: frozenset[str], **kwargs: Any
@@ -174,6 +183,9 @@ class _App(faust.App):
     async def _write_and_commit(self, lc: _Lifecycle) -> None:
         await lc.flush()
         await self.consumer.commit()
+        extra = lc.handed_offsets()
+        if extra:
+            await commit_offsets(self, extra)
 
     async def on_stop(self) -> None:
         lc = self.lifecycle
@@ -341,6 +353,9 @@ def create_app(
     starts = start_offset or None
     rewinds = metrics.input_rewinds.labels(stage="leads")
     flushing: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)  # one flush per partition
+    # Per partition, an offset below which every record is applied and its state written:
+    # what a stop may commit of records the handover applied and Faust has not delivered.
+    written_to: dict[int, int] = {}
     flushed_at: dict[int, float] = {}
     background: set[asyncio.Future[None]] = set()
 
@@ -356,6 +371,7 @@ def create_app(
             async with lock:
                 entries = store.take_dirty(partition)
                 done = pending.pop(partition, [])
+                frontier = order.expected(partition) if order.knows(partition) else None
             # State reaches the changelog only after the outputs it caused are acknowledged:
             # a crash in between replays those records from the old state and re-sends the
             # same outputs (same deterministic ids). Produces run outside `lock`, so the
@@ -368,6 +384,18 @@ def create_app(
             store.written(partition, entries, offset=offsets.get((changelog, partition)))
             for event, _ in done:
                 event.ack()
+            if frontier is not None:
+                written_to[partition] = frontier
+
+    def handed_offsets(partitions: set[int] | None = None) -> dict[TP, int]:
+        """Where to commit partitions holding records the handover applied and Faust has
+        not delivered yet (so not acknowledged), once their state is written: else a
+        graceful stop or a revocation leaves them to be read and applied again."""
+        return {
+            TP(topics.person_events, p): written_to[p]
+            for p in (handed.keys() if partitions is None else partitions)
+            if handed.get(p) and p in written_to
+        }
 
     @app.agent(person_events, name="leads")
     async def leads(stream: faust.StreamT) -> None:
@@ -714,6 +742,7 @@ def create_app(
             handover=handover if settings.handover else None,
         ),
         flush=flush_everything,
+        handed_offsets=handed_offsets,
         producer=out,
         # Without a secret the inbox is not served at all (never open).
         inbox=serve_inbox(
@@ -728,12 +757,13 @@ def create_app(
         else None,
     )
 
-    async def before_revoke(revoked: set[TP]) -> None:
+    async def before_revoke(revoked: set[TP]) -> dict[TP, int]:
         """Write the state of what was processed on partitions about to go, so that their
         input is acknowledged and the consumer commits it before giving them up."""
         mine = {tp.partition for tp in revoked if tp.topic == topics.person_events}
         await asyncio.gather(*background, return_exceptions=True)
         await asyncio.gather(*(flush(partition) for partition in mine if partition in pending))
+        return handed_offsets(mine)
 
     app.before_revoke = before_revoke
 

@@ -17,12 +17,12 @@ from typing import Any
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, Message
+from faust.types import TP, AppT, Message
 from prometheus_client import Counter
 
 from streams.offset_guard import OffsetGuard
 
-__all__ = ["StartOffset", "in_order", "learn_start", "transport_class"]
+__all__ = ["StartOffset", "commit_offsets", "in_order", "learn_start", "transport_class"]
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,10 @@ def transport_class(
             hook = getattr(self.app, "before_revoke", None)
             if hook is not None and revoked:
                 try:
-                    await hook(revoked)
+                    extra = await hook(revoked)
                     committed = await self.commit(revoked)
+                    if extra:
+                        committed = await commit_offsets(self.app, extra) or committed
                     log.info("revoked: wrote pending state, committed: %s", committed)
                 except Exception as exc:  # the next owner replays instead: at-least-once
                     log.warning("partitions revoked before their work was committed: %r", exc)
@@ -82,6 +84,14 @@ def transport_class(
         Consumer = _Consumer
 
     return _Transport
+
+
+async def commit_offsets(app: AppT, offsets: dict[TP, int]) -> bool:
+    """Commit `offsets` (the next offset to read, per partition) through Faust's consumer,
+    which then never commits below them: its own commits follow acknowledgements only."""
+    consumer: Any = app.consumer  # Faust's Consumer; `_commit_offsets` is not in ConsumerT
+    committed: bool = await consumer._commit_offsets(offsets)
+    return committed
 
 
 #: Longest the first record of a new partition waits to learn where its group reads on.

@@ -63,3 +63,29 @@ def test_each_event_is_applied_once_whichever_way_it_reaches_the_leads_stage(
         timeout_s=10,
         what="only the new event processed",
     )
+
+
+def test_a_clean_stop_commits_what_was_handed_over_before_the_consumer_delivers_it(
+    make_worker: Any,
+) -> None:
+    # A long fetch wait on the person-events hop: Tansu holds each fetch that long, so the
+    # consumer delivers a handed-over record seconds after it was applied.
+    worker = make_worker(LEADSTREAM_HANDOVER="true", LEADSTREAM_FETCH_WAIT_MS="8000")
+    worker.send(identify("s-1", anon="anon-s", email="sam@stop.example", country="US"))
+    worker.read(worker.topics.scored, lambda r: len(r) >= 1)
+    worker.send(page("s-2", "/pricing", anon="anon-s"))
+    worker.read(worker.topics.scored, lambda r: len(r) >= 2, timeout_s=5)
+    assert _handed_over(worker.metrics()) >= 1
+
+    # Stopped at once: the consumer has not delivered s-2 yet, so Faust has nothing to
+    # commit for it; the worker commits it after writing its state.
+    assert worker.kill(signal.SIGTERM, timeout_s=30) == 0, worker.log()[-3000:]
+    restarted = make_worker(LEADSTREAM_HANDOVER="true")
+    restarted.send(page("s-3", "/pricing", anon="anon-s"))
+    scored = restarted.read(restarted.topics.scored, lambda r: len(r) >= 3)
+    assert [s["score"] for s in scored] == [0, 10, 20]
+    wait_for(
+        lambda: "leadstream_events_processed_total 1.0" in restarted.metrics(),
+        timeout_s=10,
+        what="only the new event processed (s-2 not read again)",
+    )
