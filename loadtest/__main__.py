@@ -49,8 +49,10 @@ def main() -> int:
     )
     p.add_argument(
         "--handover",
-        action="store_true",
-        help="LEADSTREAM_HANDOVER=true: records skip the consumer hop inside a worker",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="LEADSTREAM_HANDOVER (the worker's default: on): records skip the consumer hop "
+        "inside a worker; --no-handover sends every record through the consumer",
     )
     p.add_argument(
         "--json", type=Path, help="where to write the results (default: loadtest/results/)"

@@ -67,7 +67,7 @@ class FaultOptions:
     settle_timeout_s: float = 120  # after the last kill, for the outputs to match
     workers: int = 1  # with 2, each kill takes one of them (seeded); the other runs on
     store: str = "memory"  # the killed worker's table store (the reference run uses memory)
-    handover: bool = False  # LEADSTREAM_HANDOVER of both runs' workers
+    handover: bool = True  # LEADSTREAM_HANDOVER of both runs' workers
 
 
 @dataclass(frozen=True)
@@ -379,7 +379,12 @@ def main() -> int:
     p.add_argument(
         "--store", choices=("memory", "rocksdb"), default="memory", help="the killed worker's"
     )
-    p.add_argument("--handover", action="store_true", help="LEADSTREAM_HANDOVER=true")
+    p.add_argument(
+        "--handover",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="LEADSTREAM_HANDOVER of the workers (default: on, as the worker's own default)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     a = p.parse_args()
     opts = FaultOptions(

@@ -55,7 +55,7 @@ class Options:
     session_timeout_s: float = 6
     heartbeat_interval_s: float = 1
     store: str = "memory"  # LEADSTREAM_STORE of the workers
-    handover: bool = False  # LEADSTREAM_HANDOVER of the workers
+    handover: bool = True  # LEADSTREAM_HANDOVER of the workers
 
 
 def log(text: str) -> None:

@@ -94,12 +94,11 @@ class Settings(BaseSettings):
         default=500, ge=1, le=10_000, description="Fetch wait of the person-events hop (Faust)."
     )
     handover: bool = Field(
-        default=False,
+        default=True,
         description=(
             "Apply the intake's person-events records in-process when this worker scores "
             "their partition, without waiting for the consumer to fetch them (one hop fewer "
-            "for an event's alert). Off (the default for now): every record goes through the "
-            "consumer."
+            "for an event's alert). Off: every record goes through the consumer."
         ),
     )
     model_fetch_wait_ms: int = Field(
