@@ -28,11 +28,12 @@ from streams.producer import BatchProducer, Record
 from streams.settings import Settings
 from streams.topics import Topics
 
-__all__ = ["Handover", "IntakeService", "forward_records"]
+__all__ = ["Handover", "IntakeService", "forward_batches", "forward_records"]
 
-#: Takes person-events records this worker just wrote, (partition, offset, value) in
-#: offset order per partition, to apply them in-process (streams/app.py, `handover`).
-Handover = Callable[[list[tuple[int, int, bytes]]], Awaitable[None]]
+#: Takes person-events records this worker just wrote, (partition, offset, value, the batch
+#: the value encodes) in offset order per partition, to apply them in-process
+#: (streams/app.py, `handover`): the batch as built, so it need not be decoded again.
+Handover = Callable[[list[tuple[int, int, bytes, PersonEventBatch]]], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -43,36 +44,33 @@ _EVENTS_PER_RECORD = 150
 
 def forward_records(result: IntakeResult, topics: Topics) -> list[Record]:
     """The records one intake batch produces: dead letters, then micro-batches by partition."""
-    out = [Record(topics.dlq, key, encode(dead)) for key, dead in result.dead]
-    for partition, feedback in result.feedback.items():
-        out.append(
-            Record(
-                topics.person_events,
-                f"p{partition}".encode(),
-                encode(PersonEventBatch(events=(), feedback=tuple(feedback))),
-                partition=partition,
-            )
-        )
-    for partition, forgets in result.forgets.items():
-        out.append(
-            Record(
-                topics.person_events,
-                f"p{partition}".encode(),
-                encode(PersonEventBatch(events=(), forgets=tuple(forgets))),
-                partition=partition,
-            )
-        )
+    return [record for record, _ in forward_batches(result, topics)]
+
+
+def forward_batches(
+    result: IntakeResult, topics: Topics
+) -> list[tuple[Record, PersonEventBatch | None]]:
+    """`forward_records`, each with the person-events batch it encodes (None: a dead letter)."""
+    out: list[tuple[Record, PersonEventBatch | None]] = [
+        (Record(topics.dlq, key, encode(dead)), None) for key, dead in result.dead
+    ]
+    batches = [
+        (partition, PersonEventBatch(events=(), feedback=tuple(feedback)))
+        for partition, feedback in result.feedback.items()
+    ]
+    batches += (
+        (partition, PersonEventBatch(events=(), forgets=tuple(forgets)))
+        for partition, forgets in result.forgets.items()
+    )
     for partition, events in result.forward.items():
         for start in range(0, len(events), _EVENTS_PER_RECORD):
             chunk: tuple[PersonEvent, ...] = tuple(events[start : start + _EVENTS_PER_RECORD])
-            out.append(
-                Record(
-                    topics.person_events,
-                    f"p{partition}".encode(),
-                    encode(PersonEventBatch(events=chunk)),
-                    partition=partition,
-                )
-            )
+            batches.append((partition, PersonEventBatch(events=chunk)))
+    for partition, batch in batches:
+        record = Record(
+            topics.person_events, f"p{partition}".encode(), encode(batch), partition=partition
+        )
+        out.append((record, batch))
     return out
 
 
@@ -185,26 +183,26 @@ class IntakeService(mode.Service):
                 email_rules=self._email_rules,
             )
             # Wait for the acknowledgement before the offsets may be committed.
-            await self._forward(forward_records(result, self._topics))
+            await self._forward(forward_batches(result, self._topics))
             self._count(result)
             now, uncommitted = time.monotonic(), True
             if now - committed_at >= commit_every_s:
                 committed_at, uncommitted = now, False
                 await self._commit(consumer)
 
-    async def _forward(self, records: list[Record]) -> None:
+    async def _forward(self, batches: list[tuple[Record, PersonEventBatch | None]]) -> None:
+        records = [record for record, _ in batches]
         if self._handover is None:
             await self._producer.send(records)
             return
         # Written first, then handed over: the records are on the broker before their
         # effects exist anywhere, and the leads stage knows their offsets.
         offsets = await self._producer.send_placed(records)
-        person_events = self._topics.person_events
         await self._handover(
             [
-                (r.partition, offset, r.value)
-                for r, offset in zip(records, offsets, strict=True)
-                if r.topic == person_events and r.partition is not None and r.value is not None
+                (r.partition, offset, r.value, batch)
+                for (r, batch), offset in zip(batches, offsets, strict=True)
+                if batch is not None and r.partition is not None and r.value is not None
             ]
         )
 

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import orjson
 
+from streams.codec import decode_batch
 from streams.intake import RawRecord, intake_batch
-from streams.intake_service import forward_records
+from streams.intake_service import forward_batches, forward_records
 from streams.topics import Topics, person_partition
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -79,3 +80,44 @@ def test_every_event_carries_where_it_was_read_on_the_raw_topic() -> None:
     result = intake_batch(_raw([_page(0), orjson.dumps(odd)]), partitions=4, now=NOW)
     events = sorted((e for es in result.forward.values() for e in es), key=lambda e: e.mid)
     assert [(e.mid, e.src) for e in events] == [("m0", (3, 100)), ("m1", (3, 101))]
+
+
+def test_the_batch_handed_over_is_what_the_consumer_decodes_from_its_record() -> None:
+    """The handover applies the batch as the intake built it, the consumer path (and every
+    replay) what it decodes from the record: the two must be equal, traits and all."""
+    identify = orjson.dumps(
+        {
+            "type": "identify",
+            "messageId": "i1",
+            "anonymousId": "v1",
+            "userId": "u1",
+            "timestamp": "2026-11-25T10:00:00.123+02:00",
+            "traits": {
+                "email": "Ana@Example.com",
+                "employees": 120,
+                "arr": 1.5e6,
+                "vip": True,
+                "phone": "+1 415 555 0100",
+                "country": "US",
+                "nothing": None,
+            },
+            "context": {"campaign": {"source": "news", "name": "q4"}},
+        }
+    )
+    track = orjson.dumps(
+        {
+            "type": "track",
+            "messageId": "t1",
+            "anonymousId": "v1",
+            "event": "Whitepaper Downloaded",
+            "timestamp": "2026-11-25T10:01:00Z",
+            "properties": {"asset": "wp-1", "path": "/wp"},
+        }
+    )
+    result = intake_batch(_raw([identify, track, _page(3), b"{oops"]), partitions=2, now=NOW)
+    handed = [(r, b) for r, b in forward_batches(result, Topics()) if b is not None]
+    assert handed and sum(len(b.events) for _, b in handed) == 3
+    for record, batch in handed:
+        assert record.value is not None
+        assert decode_batch(record.value) == batch
+    assert [r for r, _ in forward_batches(result, Topics())] == forward_records(result, Topics())
