@@ -13,7 +13,12 @@ from schemas.decisions import AccountScored, RepAlert
 from schemas.internal import ContactUpdate, ContactUpdateBatch
 from streams.accounts import AccountDecision, apply_contacts
 from streams.codec import decode_account, decode_contact_batch, encode
-from streams.faust_transport import StartOffset, in_order
+from streams.faust_transport import (
+    PASSED_OVER_CHECK_S,
+    StartOffset,
+    in_order,
+    reread_passed_over,
+)
 from streams.lead_model import LeadModel
 from streams.metrics import Metrics
 from streams.offset_guard import OffsetGuard
@@ -81,6 +86,13 @@ def add_account_stage(
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: faust.App, assigned: set[TP], **_: Any) -> None:
         order.keep_only({tp.partition for tp in assigned if tp.topic == topics.account_updates})
+
+    @app.timer(PASSED_OVER_CHECK_S)
+    async def accounts_passed_over_check() -> None:
+        """Records the consumer moved past without delivering them (OffsetGuard)."""
+        if not app.rebalancing:
+            partitions = set(order.positions())
+            await reread_passed_over(app, order, topics.account_updates, partitions, rewinds)
 
     @app.agent(source, name="accounts")
     async def accounts(stream: faust.StreamT) -> None:

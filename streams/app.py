@@ -51,10 +51,12 @@ from streams.broker import faust_broker_settings
 from streams.broker_watch import BrokerLost, BrokerWatch, lost_records
 from streams.codec import Rejection, dead_letter, decode_batch, decode_state, encode
 from streams.faust_transport import (
+    PASSED_OVER_CHECK_S,
     StartOffset,
     commit_offsets,
     in_order,
     learn_start,
+    reread_passed_over,
     transport_class,
 )
 from streams.health import serve_health, worker_probes
@@ -537,6 +539,12 @@ def create_app(
             flushed_at[partition] = now
             background.add(task := asyncio.ensure_future(flush(partition)))
             task.add_done_callback(_done)
+
+    @app.timer(PASSED_OVER_CHECK_S)
+    async def passed_over_check() -> None:
+        """Records the consumer moved past without delivering them (OffsetGuard)."""
+        if _settled():
+            await reread_passed_over(app, order, topics.person_events, owned - taken, rewinds)
 
     # Hand-off SLA clocks: the leads whose clock runs, by partition, with the time their next
     # step is due. Kept as leads change; rebuilt from the table for a partition this worker

@@ -16,13 +16,22 @@ from typing import Any
 
 import aiokafka
 import faust
+from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AppT, Message
 from prometheus_client import Counter
 
 from streams.offset_guard import OffsetGuard
 
-__all__ = ["StartOffset", "commit_offsets", "in_order", "learn_start", "transport_class"]
+__all__ = [
+    "PASSED_OVER_CHECK_S",
+    "StartOffset",
+    "commit_offsets",
+    "in_order",
+    "learn_start",
+    "reread_passed_over",
+    "transport_class",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +101,40 @@ async def commit_offsets(app: AppT, offsets: dict[TP, int]) -> bool:
     consumer: Any = app.consumer  # Faust's Consumer; `_commit_offsets` is not in ConsumerT
     committed: bool = await consumer._commit_offsets(offsets)
     return committed
+
+
+#: How often each stage compares its consumer's position with what it has processed.
+PASSED_OVER_CHECK_S = 1.0
+
+
+async def reread_passed_over(
+    app: AppT, guard: OffsetGuard, topic: str, partitions: set[int], rewinds: Counter
+) -> None:
+    """Seek back where the consumer has moved past records it never delivered and no later
+    record will show it (`OffsetGuard.passed_over`); called every `PASSED_OVER_CHECK_S`."""
+    for partition in sorted(partitions):
+        if not guard.knows(partition):
+            continue
+        tp = TP(topic, partition)
+        try:
+            position = await app.consumer.position(tp)
+        except KafkaError as exc:  # revoked meanwhile: its new owner reads it
+            log.debug("%s[%d]: no position (%r)", topic, partition, exc)
+            continue
+        if position is None or not guard.knows(partition):
+            continue
+        if guard.passed_over(partition, position):
+            expected = guard.expected(partition)
+            log.warning(
+                "%s[%d]: the consumer moved past offsets %d-%d without delivering them; "
+                "reading them again",
+                topic,
+                partition,
+                expected,
+                position - 1,
+            )
+            rewinds.inc()
+            await app.consumer.seek(tp, expected)
 
 
 #: Longest the first record of a new partition waits to learn where its group reads on.

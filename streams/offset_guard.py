@@ -29,6 +29,9 @@ class OffsetGuard:
 
     _next: dict[int, int] = field(default_factory=dict)
     _last_dropped: dict[int, int] = field(default_factory=dict)  # while seeking
+    # (consumer position, expected offset, checks in a row) while the consumer is past
+    # records not processed (`passed_over`)
+    _past: dict[int, tuple[int, int, int]] = field(default_factory=dict)
 
     def check(self, partition: int, offset: int) -> Verdict:
         """What to do with the record at `offset`:
@@ -52,6 +55,29 @@ class OffsetGuard:
         if last is not None and offset > last:
             return "drop"
         return "seek"
+
+    def passed_over(self, partition: int, position: int, *, checks: int = 3) -> bool:
+        """Whether the consumer has moved past records it never delivered, with nothing
+        after them to show it: its `position` (the next offset it will fetch) is beyond
+        the next offset expected, and neither has moved for `checks` calls in a row.
+
+        `check` only sees a skip when a later record arrives. Faust drops a batch fetched
+        just before a rebalance; if that batch held a partition's last records, no later
+        record comes, and those records would wait for the next one (in a test, forever:
+        found by test_two_workers). A position ahead that keeps changing is records still
+        on their way to the stage, so only a standstill counts.
+        """
+        expected = self._next.get(partition)
+        if expected is None or position <= expected:
+            self._past.pop(partition, None)
+            return False
+        seen = self._past.get(partition)
+        count = seen[2] + 1 if seen is not None and seen[:2] == (position, expected) else 1
+        if count < checks:
+            self._past[partition] = (position, expected, count)
+            return False
+        self._past.pop(partition, None)
+        return True
 
     def passed(self, partition: int, offset: int) -> None:
         """The record at `offset` was processed another way (handed over in-process before

@@ -32,8 +32,22 @@ def _finals(worker: Worker, *, score: int, timeout_s: float = 60) -> list[dict[s
 
     docs = worker.read(worker.topics.scored, done, timeout_s=timeout_s)
     off = {lead: s for lead, s in latest(docs).items() if s != score}
-    assert done(docs), f"{len(latest(docs))} of {PEOPLE} people scored; not at {score}: {off}"
+    assert done(docs), (
+        f"{len(latest(docs))} of {PEOPLE} people scored; not at {score}: {off}\n"
+        + "\n".join(line for line in worker.metrics().splitlines() if line.startswith(_SAID))
+    )
     return docs
+
+
+#: The worker's metrics a failed `_finals` shows: how far it got.
+_SAID = (
+    "leadstream_events_received_total",
+    "leadstream_events_processed_total",
+    "leadstream_events_deduplicated_total",
+    "leadstream_handed_over_records_total",
+    "leadstream_input_rewinds_total",
+    "leadstream_intake_lag_records",
+)
 
 
 def _both_working(a: Worker, b: Worker) -> None:

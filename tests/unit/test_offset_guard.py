@@ -225,3 +225,49 @@ async def test_a_partition_revoked_while_asking_is_left_to_its_new_owner() -> No
     )
     assert known is False
     assert not guard.knows(2)  # nothing for a later hand-over to take as this worker's
+
+
+def test_a_consumer_standing_past_unprocessed_records_is_passed_over_after_three_checks() -> None:
+    """Faust dropped the partition's last record (a batch fetched before a rebalance): no
+    later record shows the gap, but the consumer's position does."""
+    guard = OffsetGuard()
+    guard.begin(0, 0)
+    assert guard.check(0, 0) == "process"  # expects 1; the consumer fetched 1 and dropped it
+    assert [guard.passed_over(0, 2) for _ in range(3)] == [False, False, True]
+    assert [guard.passed_over(0, 2) for _ in range(3)] == [False, False, True]  # and again
+
+
+def test_a_consumer_position_that_moves_or_is_not_ahead_is_not_passed_over() -> None:
+    guard = OffsetGuard()
+    assert guard.passed_over(0, 5) is False  # a partition not known: nothing to say
+    guard.begin(0, 10)
+    # Records on their way to the stage: the position moves, or the expectation does.
+    assert [guard.passed_over(0, p) for p in (12, 13, 14, 15)] == [False] * 4
+    for offset in (10, 11):
+        guard.check(0, offset)
+        assert guard.passed_over(0, 15) is False
+    assert [guard.passed_over(0, 12) for _ in range(5)] == [False] * 5  # not ahead of 12
+
+
+async def test_reread_passed_over_seeks_back_once_the_consumer_stands_still() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.faust_transport import reread_passed_over
+    from streams.metrics import Metrics
+
+    class _Positions(_Consumer):
+        async def position(self, tp: object) -> int:
+            return 2
+
+    app = _App()
+    app.consumer = _Positions()
+    rewinds = Metrics.create(CollectorRegistry()).input_rewinds.labels(stage="leads")
+    guard = OffsetGuard()
+    guard.begin(0, 0)
+    guard.check(0, 0)
+    for _ in range(2):
+        await reread_passed_over(app, guard, "pe", {0, 1}, rewinds)  # type: ignore[arg-type]
+    assert app.consumer.seeks == []
+    await reread_passed_over(app, guard, "pe", {0, 1}, rewinds)  # type: ignore[arg-type]
+    assert app.consumer.seeks == [(("pe", 0), 1)]  # partition 1 is not known: left alone
+    assert rewinds._value.get() == 1
