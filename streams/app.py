@@ -801,6 +801,7 @@ def create_app(
             async with flushing[partition], lock:
                 dropped = pending.pop(partition, [])
                 handed.pop(partition, None)  # the consumer processes what comes, again
+                written_to.pop(partition, None)  # of a past ownership: never committed
             # Processed, but their state is dropped unwritten: they must be read again.
             offsets = [event.message.offset for event, _ in dropped if event is not _NO_INPUT]
             if offsets:
