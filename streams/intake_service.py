@@ -28,7 +28,7 @@ from streams.producer import BatchProducer, Record
 from streams.settings import Settings
 from streams.topics import Topics
 
-__all__ = ["Handover", "IntakeService", "forward_batches", "forward_records"]
+__all__ = ["Handover", "IntakeService", "forward_batches"]
 
 #: Takes person-events records this worker just wrote, (partition, offset, value, the batch
 #: the value encodes) in offset order per partition, to apply them in-process
@@ -42,15 +42,11 @@ log = logging.getLogger(__name__)
 _EVENTS_PER_RECORD = 150
 
 
-def forward_records(result: IntakeResult, topics: Topics) -> list[Record]:
-    """The records one intake batch produces: dead letters, then micro-batches by partition."""
-    return [record for record, _ in forward_batches(result, topics)]
-
-
 def forward_batches(
     result: IntakeResult, topics: Topics
 ) -> list[tuple[Record, PersonEventBatch | None]]:
-    """`forward_records`, each with the person-events batch it encodes (None: a dead letter)."""
+    """The records one intake batch produces: dead letters, then micro-batches by partition,
+    each with the person-events batch it encodes (None: a dead letter)."""
     out: list[tuple[Record, PersonEventBatch | None]] = [
         (Record(topics.dlq, key, encode(dead)), None) for key, dead in result.dead
     ]

@@ -1,4 +1,4 @@
-"""intake_batch and forward_records: one raw fetch to dead letters and per-partition batches."""
+"""intake_batch and forward_batches: one raw fetch to dead letters and per-partition batches."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import orjson
 
 from streams.codec import decode_batch
-from streams.intake import RawRecord, intake_batch
-from streams.intake_service import forward_batches, forward_records
+from streams.intake import IntakeResult, RawRecord, intake_batch
+from streams.intake_service import forward_batches
+from streams.producer import Record
 from streams.topics import Topics, person_partition
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -55,9 +56,13 @@ def test_bad_records_become_dead_letters_that_say_where_they_came_from() -> None
     assert (second.reason, second.offset) == ("empty_value", 102)
 
 
+def _records(result: IntakeResult, topics: Topics) -> list[Record]:
+    return [record for record, _ in forward_batches(result, topics)]
+
+
 def test_forward_records_chunk_large_partitions_and_address_them_explicitly() -> None:
     result = intake_batch(_raw([_page(i) for i in range(400)]), partitions=1, now=NOW)
-    records = forward_records(result, Topics("x."))
+    records = _records(result, Topics("x."))
     assert {r.topic for r in records} == {"x.leadstream.person-events"}
     assert all(r.partition == 0 for r in records)
     sizes = [len(orjson.loads(r.value)["events"]) for r in records]
@@ -66,7 +71,7 @@ def test_forward_records_chunk_large_partitions_and_address_them_explicitly() ->
 
 def test_forward_records_put_dead_letters_on_the_dlq_with_the_original_key() -> None:
     result = intake_batch(_raw([b"[]"]), partitions=2, now=NOW)
-    (record,) = forward_records(result, Topics())
+    (record,) = _records(result, Topics())
     assert (record.topic, record.key, record.partition) == ("engagement.dlq", b"k", None)
     assert orjson.loads(record.value)["reason"] == "not_object"
 
@@ -120,4 +125,3 @@ def test_the_batch_handed_over_is_what_the_consumer_decodes_from_its_record() ->
     for record, batch in handed:
         assert record.value is not None
         assert decode_batch(record.value) == batch
-    assert [r for r, _ in forward_batches(result, Topics())] == forward_records(result, Topics())
