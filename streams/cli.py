@@ -360,9 +360,6 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    import sys
-
-    sys.setswitchinterval(float(__import__("os").environ.get("SWI", "0.005")))
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
