@@ -16,7 +16,7 @@ from pydantic import ValidationError
 if TYPE_CHECKING:
     from streams.settings import Settings
 
-__all__ = ["main"]
+__all__ = ["main", "tune_gc"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,7 +325,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         )
     else:
         print("inbox: off, no secret (set LEADSTREAM_INBOX_SECRET to serve /inbox)", flush=True)
-    _tune_gc()
+    tune_gc()
     worker = faust.Worker(
         app,
         loglevel=settings.log_level.upper(),
@@ -350,7 +350,7 @@ def _setup_logging(settings: Settings) -> None:
     )
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Collect cycles less often: the worker allocates millions of short-lived, acyclic
     objects (events, state copies, records), and CPython's default first-generation
     threshold (700) made the cyclic collector a third of the scoring cost. What exists now
