@@ -118,10 +118,14 @@ def apply_person_batch(
         _drop(result, forget.to, *on_forget(current(forget.to), forget, model=model, now=now))
     for unlink in batch.unlinks:
         _drop(result, unlink.key, *on_unlink(current(unlink.key), unlink))
+    # A view, not a copy: `entries` may be every lead there is (model replay). Most
+    # batches carry events alone: then `entries` as it is (a ChainMap costs a lookup).
     gone: dict[str, None] = dict.fromkeys(result.deleted)
-    # A view, not a copy: `entries` may be every lead there is (model replay).
+    view = entries
+    if result.leads or gone:
+        view = ChainMap(result.leads, gone, entries)  # type: ignore[arg-type]
     events = apply_batch(
-        ChainMap(result.leads, gone, entries),  # type: ignore[arg-type]
+        view,
         batch.events,
         model=model,
         rotation=result.rotation,

@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from schemas.decisions import (
     SCHEMA_VERSION,
@@ -123,8 +124,10 @@ class Limits:
     accounts: AccountDirectory | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(NamedTuple):
+    """One event's outcome (a named tuple: built once per event, cheaper than a frozen
+    dataclass)."""
+
     lead: LeadState
     decisions: tuple[Decision, ...]
     rotation: RoutingState
