@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
-from streams.codec import decode_rotation, decode_state, encode
+from streams.codec import decode_rotation, decode_state, encode, encode_state
 from streams.routing import RoutingState
 from streams.state import LeadState
 from streams.table_store import LocalTable
@@ -110,7 +110,8 @@ class LeadStore:
         taken = self._dirty.pop(partition, {})
         self._inflight.setdefault(partition, {}).update(taken)
         entries: list[tuple[bytes, bytes | None]] = [
-            (key.encode(), None if lead is None else encode(lead)) for key, lead in taken.items()
+            (key.encode(), None if lead is None else encode_state(lead))
+            for key, lead in taken.items()
         ]
         if partition in self._dirty_rotation:
             self._dirty_rotation.discard(partition)

@@ -340,3 +340,40 @@ def test_encode_writes_field_names_and_nulls() -> None:
     assert doc["message_id"] == "m-1"
     assert "messageId" not in doc
     assert doc["user_id"] is None
+
+
+def test_a_lead_encodes_for_the_table_as_pydantic_would() -> None:
+    """`encode_state` (orjson on the fields) writes the bytes `encode` writes, for leads
+    the core built (tuples, nested dicts, floats, non-ASCII traits) and leads read back."""
+    from itertools import islice
+
+    from loadtest.generator import Generator
+    from loadtest.harness import MODEL
+    from streams.codec import decode_person_event, decode_state, encode_state
+    from streams.lead_model import load_model
+    from streams.leads import Limits, apply_batch
+
+    gen = Generator(leads=300, seed=7)
+    now_ms = int(NOW.timestamp() * 1000)
+    events = [decode_person_event(m.value) for m in islice(gen.messages(now_ms=now_ms), 6000)]
+    result = apply_batch(
+        {},
+        [e for e in events if isinstance(e, PersonEvent)],
+        model=load_model(MODEL),
+        rotation={},
+        limits=Limits(),
+        now=NOW,
+    )
+    leads = list(result.leads.values())
+    assert any(lead.rep for lead in leads) and any(lead.hits for lead in leads)
+    first = leads[0]
+    leads.append(
+        first.model_copy(
+            update={"traits": {"name": "Zoë 山田 \u2028", "employees": 12.5, "ok": True}}
+        )
+    )
+    leads.append(
+        first.model_copy(update={"account_confidence": 0.875, "sla": ("h", "p", "r", 1, 2)})
+    )
+    for lead in leads + [decode_state(encode(lead)) for lead in leads]:
+        assert encode_state(lead) == encode(lead)
