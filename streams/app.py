@@ -444,8 +444,9 @@ def create_app(
             counted(partition, batch, result)
 
     async def handover(records: list[tuple[int, int, bytes, PersonEventBatch]]) -> None:
-        """Apply person-events records this worker's intake has just written, in-process,
-        instead of after a consumer round trip (on Tansu a fetch wait, on Kafka a fetch).
+        """Apply person-events records this worker has just written (the intake's
+        micro-batches, the leads stage's identity messages: `send`), in-process, instead of
+        after a consumer round trip (on Tansu a fetch wait, on Kafka a fetch).
 
         Only the record a partition expects next, of a partition this worker scores now,
         with the table settled; any other is left to the consumer. Faust still delivers
@@ -523,12 +524,43 @@ def create_app(
             records += _feedback_rejected(topics, result.rejected, clock())
             for _, reason, _ in result.rejected:
                 metrics.events_dead_lettered.labels(reason=reason).inc()
-        outputs = await out.enqueue(records)
+        outputs = await send(records)
         store.update(partition, result.leads, result.rotation, deleted=result.deleted)
         clocks.note(partition, result.leads, models.current)
         clocks.drop(partition, result.deleted)
         pending.setdefault(partition, []).append((source, outputs))
         return result, outputs
+
+    async def send(records: list[Record]) -> asyncio.Future[Any]:
+        """Queue output records (`out.enqueue`). The identity messages among them for
+        partitions this worker scores are handed over once written, like the intake's
+        records: else each one would stop its partition's handover (the records after it
+        are not the next one there) until the consumer delivers it."""
+        outputs = await out.enqueue(records)
+        if settings.handover:
+            internal = [
+                (i, r)
+                for i, r in enumerate(records)
+                if r.topic == topics.person_events and r.partition in owned
+            ]
+            if internal:
+                background.add(task := asyncio.ensure_future(_hand_back(internal, outputs)))
+                task.add_done_callback(_done)
+        return outputs
+
+    async def _hand_back(internal: list[tuple[int, Record]], outputs: asyncio.Future[Any]) -> None:
+        try:
+            acked = await asyncio.shield(outputs)
+        except Exception:
+            return  # not written: the flush waiting for these outputs stops the worker
+        offsets = {i: meta.offset + n for meta, indices in acked for n, i in enumerate(indices)}
+        await handover(
+            [
+                (r.partition, offsets[i], r.value, decode_batch(r.value))
+                for i, r in internal
+                if i in offsets and r.partition is not None and r.value is not None
+            ]
+        )
 
     def counted(partition: int, batch: PersonEventBatch, result: BatchResult) -> None:
         metrics.events_processed.inc(len(batch.events))
@@ -588,7 +620,7 @@ def create_app(
                     if ticked is not None:
                         changed[pk] = ticked.lead
                         decisions.extend(ticked.decisions)
-                outputs = await out.enqueue(_records(topics, decisions, settings.partitions))
+                outputs = await send(_records(topics, decisions, settings.partitions))
                 store.update(partition, changed, rotation)
                 clocks.note(partition, changed, models.current)
                 pending.setdefault(partition, []).append((_NO_INPUT, outputs))
@@ -701,7 +733,7 @@ def create_app(
                     )
                     records = _records(topics, applied.decisions, settings.partitions)
                     changed += bool(applied.decisions)
-                    outputs = await out.enqueue(records)
+                    outputs = await send(records)
                     store.update(partition, {pk: applied.lead}, applied.rotation)
                     pending.setdefault(partition, []).append((_NO_INPUT, outputs))
                     metrics.rescored.inc()

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import wait_for
+from streams.topics import person_partition
+from tests.integration.conftest import PARTITIONS, wait_for
 from tests.integration.segment import identify, page, track
 
 pytestmark = pytest.mark.integration
@@ -89,3 +90,44 @@ def test_a_clean_stop_commits_what_was_handed_over_before_the_consumer_delivers_
         timeout_s=10,
         what="only the new event processed (s-2 not read again)",
     )
+
+
+def test_an_identity_message_to_a_partition_of_the_same_worker_is_handed_over_too(
+    make_worker: Any,
+) -> None:
+    # An identify makes the leads stage write a Link to the partition of the userId. If
+    # that record were left to the consumer, every record after it in that partition
+    # would wait for it: 8 s here, the fetch wait of the person-events hop.
+    worker = make_worker(LEADSTREAM_HANDOVER="true", LEADSTREAM_FETCH_WAIT_MS="8000")
+    anon_x = "anon-x"
+    user = next(
+        u
+        for u in (f"user-{n}" for n in range(100))
+        if person_partition(u, PARTITIONS) != person_partition(anon_x, PARTITIONS)
+    )
+    anon_y = next(
+        a
+        for a in (f"anon-y{n}" for n in range(100))
+        if person_partition(a, PARTITIONS) == person_partition(user, PARTITIONS)
+    )
+    # The stage learns where each partition reads on from its first record, which comes
+    # through the consumer: one event each for the two partitions first.
+    worker.send(page("i-1", "/pricing", anon=anon_x))
+    worker.send(page("i-2", "/pricing", anon=anon_y))
+    worker.read(worker.topics.scored, lambda r: len(r) >= 2, timeout_s=30)
+    before = _handed_over(worker.metrics())
+
+    worker.send(identify("i-3", anon=anon_x, user=user))
+    # The identify's record, then the Link the stage wrote for the userId.
+    wait_for(
+        lambda: _handed_over(worker.metrics()) >= before + 2,
+        timeout_s=6,
+        what="the identify and its Link handed over",
+    )
+    worker.send(page("i-4", "/pricing", anon=anon_y))
+    scored = worker.read(
+        worker.topics.scored, lambda r: any(s["message_id"] == "i-4" for s in r), timeout_s=6
+    )
+    lead_y = next(s["lead_id"] for s in scored if s["message_id"] == "i-2")
+    assert [s["score"] for s in scored if s["lead_id"] == lead_y] == [10, 20]
+    assert _handed_over(worker.metrics()) >= before + 3
