@@ -335,8 +335,9 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
             "worker_cpu_pct": round(100 * cpu / opts.duration_s, 1),
             "worker_rss_mib": [round(w.rss_mib(), 1) for w in workers],
             "lag": max(0.0, sent - total(workers, "leadstream_events_received_total")),
-            # Person-events records applied as the intake wrote them (the rest took the
-            # consumer hop); each carries the events of one fetch for one partition.
+            # Person-events records applied as their worker wrote them (the rest took the
+            # consumer hop): the intake's, each with the events of one fetch for one
+            # partition, and the leads stage's identity messages.
             "handed_over_records": total(workers, "leadstream_handed_over_records_total"),
             **probe.summary(),
         }

@@ -100,8 +100,8 @@ class Metrics:
             input_rewinds=rewinds,
             handed_over=Counter(
                 "leadstream_handed_over_records_total",
-                "Person-events records the leads stage applied as the intake wrote them, "
-                "before its consumer fetched them.",
+                "Person-events records the leads stage applied as its own worker wrote them "
+                "(the intake, the stage's identity messages), before its consumer fetched them.",
                 registry=registry,
             ),
             events_received=Counter(
