@@ -72,7 +72,7 @@ from streams.leads import BatchResult, Decision, rescore_lead, sla_tick, with_ac
 from streams.metrics import CONTENT_TYPE_LATEST, KpiMetrics, Metrics, render, state_gauges
 from streams.model_feed import ModelFeed, ModelHolder
 from streams.offset_guard import OffsetGuard
-from streams.producer import BatchProducer, Record
+from streams.producer import BatchProducer, Record, placed
 from streams.settings import Settings
 from streams.sla import SlaClocks
 from streams.table_store import FaustLocalTable, faust_store_options
@@ -537,28 +537,27 @@ def create_app(
         records: else each one would stop its partition's handover (the records after it
         are not the next one there) until the consumer delivers it."""
         outputs = await out.enqueue(records)
-        if settings.handover:
-            internal = [
-                (i, r)
-                for i, r in enumerate(records)
-                if r.topic == topics.person_events and r.partition in owned
-            ]
-            if internal:
-                background.add(task := asyncio.ensure_future(_hand_back(internal, outputs)))
-                task.add_done_callback(_done)
+        if settings.handover and any(
+            r.topic == topics.person_events and r.partition in owned for r in records
+        ):
+            background.add(task := asyncio.ensure_future(_hand_back(records, outputs)))
+            task.add_done_callback(_done)
         return outputs
 
-    async def _hand_back(internal: list[tuple[int, Record]], outputs: asyncio.Future[Any]) -> None:
+    async def _hand_back(records: list[Record], outputs: asyncio.Future[Any]) -> None:
         try:
-            acked = await asyncio.shield(outputs)
+            offsets = placed(await asyncio.shield(outputs), len(records))
         except Exception:
             return  # not written: the flush waiting for these outputs stops the worker
-        offsets = {i: meta.offset + n for meta, indices in acked for n, i in enumerate(indices)}
         await handover(
             [
-                (r.partition, offsets[i], r.value, decode_batch(r.value))
-                for i, r in internal
-                if i in offsets and r.partition is not None and r.value is not None
+                (r.partition, offset, r.value, decode_batch(r.value))
+                for r, offset in zip(records, offsets, strict=True)
+                if r.topic == topics.person_events
+                and r.partition in owned  # the others `handover` would not take: no decode
+                and r.partition is not None
+                and offset >= 0
+                and r.value is not None
             ]
         )
 

@@ -20,7 +20,7 @@ from aiokafka.partitioner import murmur2
 
 from streams.kafka_connection import KafkaConnection, as_connection
 
-__all__ = ["BatchProducer", "Record", "partition_for_key"]
+__all__ = ["BatchProducer", "Record", "partition_for_key", "placed"]
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +116,7 @@ class BatchProducer:
 
     async def send_placed(self, records: Sequence[Record]) -> list[int]:
         """Send and wait like `send`; the offset each record was written at, in order."""
-        acked = await (await self.enqueue(records))
-        offsets = [-1] * len(records)
-        for meta, indices in acked:
-            # A batch holds records at consecutive offsets from its base offset.
-            for n, i in enumerate(indices):
-                offsets[i] = meta.offset + n
-        return offsets
+        return placed(await (await self.enqueue(records)), len(records))
 
     async def enqueue(
         self, records: Iterable[Record]
@@ -268,3 +262,14 @@ async def _settled(
 ) -> list[tuple[Any, list[int], str]]:
     outcomes = await asyncio.gather(*futures, return_exceptions=True)
     return list(zip(outcomes, placed, where, strict=True))
+
+
+def placed(acked: list[tuple[Any, list[int]]], count: int) -> list[int]:
+    """The offset each of `count` records was written at, from what `enqueue`'s future
+    resolves to (-1 for a record it does not cover)."""
+    offsets = [-1] * count
+    for meta, indices in acked:
+        # A batch holds records at consecutive offsets from its base offset.
+        for n, i in enumerate(indices):
+            offsets[i] = meta.offset + n
+    return offsets

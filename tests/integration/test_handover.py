@@ -22,6 +22,23 @@ def _handed_over(metrics: str) -> float:
     return float(match.group(1))
 
 
+def _restart_scores_on(
+    make_worker: Any, handover: str, event: dict[str, Any], scores: list[int]
+) -> Any:
+    """A new worker after a clean stop: it scores `event` on from the state written (the
+    whole `leads.scored` is `scores`) and reads nothing the stopped worker applied again."""
+    restarted = make_worker(LEADSTREAM_HANDOVER=handover)
+    restarted.send(event)
+    scored = restarted.read(restarted.topics.scored, lambda r: len(r) >= len(scores))
+    assert [s["score"] for s in scored] == scores
+    wait_for(
+        lambda: "leadstream_events_processed_total 1.0" in restarted.metrics(),
+        timeout_s=10,
+        what="only the new event processed (nothing applied before read again)",
+    )
+    return restarted
+
+
 @pytest.mark.parametrize("handover", ["true", "false"])
 def test_each_event_is_applied_once_whichever_way_it_reaches_the_leads_stage(
     make_worker: Any, handover: str
@@ -53,17 +70,11 @@ def test_each_event_is_applied_once_whichever_way_it_reaches_the_leads_stage(
     # Handed-over records are acknowledged when the consumer delivers them: a clean stop
     # commits them, so a new worker replays nothing and scores on from the state.
     assert worker.kill(signal.SIGTERM, timeout_s=30) == 0, worker.log()[-3000:]
-    restarted = make_worker(LEADSTREAM_HANDOVER=handover)
-    restarted.send(page("h-5", "/pricing", anon="anon-h"))
-    scored = restarted.read(restarted.topics.scored, lambda r: len(r) >= 5)
-    assert [s["score"] for s in scored] == [0, 10, 20, 50, 60]
+    restarted = _restart_scores_on(
+        make_worker, handover, page("h-5", "/pricing", anon="anon-h"), [0, 10, 20, 50, 60]
+    )
     alerts = restarted.read(restarted.topics.alerts, lambda r: len(r) >= 2, timeout_s=10)
     assert [a["trigger"] for a in alerts] == ["whitepaper-download", "pricing-3x-7d"]
-    wait_for(
-        lambda: "leadstream_events_processed_total 1.0" in restarted.metrics(),
-        timeout_s=10,
-        what="only the new event processed",
-    )
 
 
 def test_a_clean_stop_commits_what_was_handed_over_before_the_consumer_delivers_it(
@@ -81,15 +92,7 @@ def test_a_clean_stop_commits_what_was_handed_over_before_the_consumer_delivers_
     # Stopped at once: the consumer has not delivered s-2 yet, so Faust has nothing to
     # commit for it; the worker commits it after writing its state.
     assert worker.kill(signal.SIGTERM, timeout_s=30) == 0, worker.log()[-3000:]
-    restarted = make_worker(LEADSTREAM_HANDOVER="true")
-    restarted.send(page("s-3", "/pricing", anon="anon-s"))
-    scored = restarted.read(restarted.topics.scored, lambda r: len(r) >= 3)
-    assert [s["score"] for s in scored] == [0, 10, 20]
-    wait_for(
-        lambda: "leadstream_events_processed_total 1.0" in restarted.metrics(),
-        timeout_s=10,
-        what="only the new event processed (s-2 not read again)",
-    )
+    _restart_scores_on(make_worker, "true", page("s-3", "/pricing", anon="anon-s"), [0, 10, 20])
 
 
 def test_an_identity_message_to_a_partition_of_the_same_worker_is_handed_over_too(
