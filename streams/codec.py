@@ -262,8 +262,14 @@ def encode_state(lead: LeadState) -> bytes:
     LeadState holds only JSON's own types (str, int, float, bool, None, dicts with str keys,
     tuples), in field order, so orjson writes its fields as pydantic would. This runs for
     every changed lead at every state flush.
+
+    The bytes are copied once to their own size before they are kept (in the table's
+    in-memory store, for as long as the lead lives). orjson writes into a buffer that it
+    grows past 1 KiB and then shrinks in place; the allocator cannot reuse the tail it
+    frees for Python's small objects, so each value kept as orjson returned it held ~8 KiB
+    of the worker's memory instead of its ~0.8 KiB (4x the RSS at 100,000 leads).
     """
-    return orjson.dumps(lead.__dict__)
+    return memoryview(orjson.dumps(lead.__dict__)).tobytes()
 
 
 def decode_state(value: bytes) -> LeadState:

@@ -377,3 +377,57 @@ def test_a_lead_encodes_for_the_table_as_pydantic_would() -> None:
     )
     for lead in leads + [decode_state(encode(lead)) for lead in leads]:
         assert encode_state(lead) == encode(lead)
+
+
+_KEPT_STATE_SCRIPT = """
+import sys
+from datetime import UTC, datetime
+from itertools import islice
+
+from loadtest.generator import Generator
+from loadtest.harness import MODEL
+from streams.codec import decode_person_event, encode_state
+from streams.lead_model import load_model
+from streams.leads import Limits, apply_batch
+from schemas.internal import PersonEvent
+
+now = datetime(2026, 11, 26, tzinfo=UTC)
+gen = Generator(leads=300, seed=7)
+events = [decode_person_event(m.value) for m in islice(gen.messages(now_ms=1_795_000_000_000), 6000)]
+leads = list(apply_batch(
+    {}, [e for e in events if isinstance(e, PersonEvent)],
+    model=load_model(MODEL), rotation={}, limits=Limits(), now=now,
+).leads.values())
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+before = rss()
+kept = [encode_state(leads[i % len(leads)]) for i in range(30_000)]
+print(rss() - before, sum(map(len, kept)))
+"""
+
+
+def test_a_lead_kept_in_the_table_holds_about_its_encoded_size_in_memory() -> None:
+    """The leads table keeps each lead's encoded bytes for as long as the lead lives, so
+    their memory is the worker's memory per lead. Measured in a fresh interpreter (the
+    heap of this one is arbitrary): 30,000 encoded leads kept cost at most twice their
+    length in RSS. orjson's output as returned held ~8 KiB each (10x its length)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = subprocess.run(
+        [sys.executable, "-c", _KEPT_STATE_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert run.returncode == 0, run.stderr
+    grown, length = map(int, run.stdout.split())
+    assert length > 30_000 * 300  # leads with some history and traits
+    assert grown < 2 * length, f"RSS grew {grown:,} B for {length:,} B of encoded leads"
