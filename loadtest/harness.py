@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import ConsumerRecord
@@ -28,7 +28,7 @@ from streams.producer import BatchProducer, Record
 from streams.settings import Settings
 from streams.topics import Topics
 
-__all__ = ["Options", "run"]
+__all__ = ["Options", "Sample", "run", "sustained"]
 
 MODEL = Path(__file__).parent / "lead_model.yaml"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -221,28 +221,31 @@ async def wait_processed(
     """Poll until the leads stage applied `target` events.
 
     Returns (sustained events/s, worker CPU seconds). Sustained: the slope between 10% and
-    90% of the target, so start-up (group joins, recovery) and the tail do not count.
+    90% of the target, so start-up (group joins, recovery) and the tail do not count; with
+    several workers, from the first sample at which every one of them has applied events
+    (the group's rebalances are over), whichever comes later.
     """
-    samples: list[tuple[float, float]] = []
+    samples: list[Sample] = []
     last_print = 0.0
     deadline = time.monotonic() + timeout_s
     for w in workers:
         w.cpu_start = w.cpu_s()
     while True:
         now = time.monotonic()
-        done = total(workers, "leadstream_events_processed_total")
-        samples.append((now, done))
+        each = [w.metrics().get("leadstream_events_processed_total", 0.0) for w in workers]
+        done = sum(each)
+        samples.append(Sample(now, done, all_in=min(each) > 0))
         if now - last_print >= 2:
             last_print = now
-            recent = [s for s in samples if s[0] >= now - 2]
-            rate = (done - recent[0][1]) / (now - recent[0][0]) if now > recent[0][0] else 0.0
+            recent = [s for s in samples if s.at >= now - 2]
+            rate = (done - recent[0].done) / (now - recent[0].at) if now > recent[0].at else 0.0
             log(
                 f"  [{label}] applied {done:,.0f}/{target:,.0f}  {rate:,.0f} events/s now  "
                 f"lag {target - done:,.0f}"
             )
         if done >= target:
             cpu = sum(w.cpu_s() - w.cpu_start for w in workers)
-            return _sustained(samples, target), cpu
+            return sustained(samples, target), cpu
         if now > deadline:
             raise TimeoutError(f"{label}: only {done:,.0f} of {target:,.0f} applied")
         if any(w.proc.poll() is not None for w in workers):
@@ -250,16 +253,30 @@ async def wait_processed(
         await asyncio.sleep(0.5)
 
 
-def _sustained(samples: list[tuple[float, float]], target: float) -> float:
-    lo = next((s for s in samples if s[1] >= 0.1 * target), samples[0])
-    hi = next((s for s in samples if s[1] >= 0.9 * target), samples[-1])
-    if hi[0] <= lo[0]:
-        # Too short a run for the 10-90% slope: from the last idle sample to the end.
-        idle = [t for t, done in samples if done == 0]
-        start = idle[-1] if idle else samples[0][0]
-        end = samples[-1][0]
-        return samples[-1][1] / (end - start) if end > start else 0.0
-    return (hi[1] - lo[1]) / (hi[0] - lo[0])
+class Sample(NamedTuple):
+    """The events the workers had applied in all at monotonic time `at` (s), and whether
+    each of them had applied some by then."""
+
+    at: float
+    done: float
+    all_in: bool = True
+
+
+def sustained(samples: list[Sample], target: float) -> float:
+    """Events/s between 10% and 90% of `target`, starting no earlier than the first sample
+    at which every worker was applying (a worker that joins late rebalances the group, and
+    the others' pause then is start-up, not throughput). A run too short for that slope:
+    from the last idle sample to the end."""
+    hi = next((s for s in samples if s.done >= 0.9 * target), samples[-1])
+    first = next((s for s in samples if s.done >= 0.1 * target), samples[0])
+    # No sample with every worker applying before 90%: the 10% mark, as with one worker.
+    lo = next((s for s in samples if s.at >= first.at and s.all_in and s.at < hi.at), first)
+    if hi.at <= lo.at:
+        idle = [s.at for s in samples if s.done == 0]
+        start = idle[-1] if idle else samples[0].at
+        end = samples[-1].at
+        return samples[-1].done / (end - start) if end > start else 0.0
+    return (hi.done - lo.done) / (hi.at - lo.at)
 
 
 async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Report) -> None:

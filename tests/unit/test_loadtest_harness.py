@@ -1,0 +1,36 @@
+"""The load test's sustained throughput: the slope it reports, and what it leaves out."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtest.harness import Sample, sustained
+
+
+def test_the_slope_runs_between_10_and_90_percent_of_the_events() -> None:
+    # Start-up (nothing applied for 5 s) and a slow tail do not count.
+    samples = [Sample(0, 0), Sample(5, 0), Sample(6, 100), Sample(10, 900), Sample(30, 1000)]
+    assert sustained(samples, 1000) == pytest.approx((900 - 100) / (10 - 6))
+
+
+def test_with_several_workers_it_starts_once_every_worker_is_applying() -> None:
+    """The first worker drains alone, then pauses while the late one joins the group: that
+    is start-up, not the two workers' throughput."""
+    samples = [
+        Sample(0, 0, all_in=False),
+        Sample(1, 150, all_in=False),  # 10%: one worker in
+        Sample(4, 200, all_in=False),  # the group rebalances: both wait
+        Sample(5, 300, all_in=True),  # both applying
+        Sample(7, 1400, all_in=True),  # 93%
+    ]
+    assert sustained(samples, 1500) == pytest.approx((1400 - 300) / (7 - 5))
+
+
+def test_a_worker_that_never_applies_before_90_percent_leaves_the_10_percent_mark() -> None:
+    samples = [Sample(0, 0, False), Sample(2, 100, False), Sample(4, 950, False)]
+    assert sustained(samples, 1000) == pytest.approx((950 - 100) / (4 - 2))
+
+
+def test_a_run_too_short_for_the_slope_counts_from_the_last_idle_sample() -> None:
+    samples = [Sample(0, 0), Sample(1, 0), Sample(3, 1000)]
+    assert sustained(samples, 1000) == pytest.approx(1000 / 2)
