@@ -239,9 +239,10 @@ async def wait_processed(
             last_print = now
             recent = [s for s in samples if s.at >= now - 2]
             rate = (done - recent[0].done) / (now - recent[0].at) if now > recent[0].at else 0.0
+            shares = "" if len(each) < 2 else "  (" + ", ".join(f"{n:,.0f}" for n in each) + ")"
             log(
                 f"  [{label}] applied {done:,.0f}/{target:,.0f}  {rate:,.0f} events/s now  "
-                f"lag {target - done:,.0f}"
+                f"lag {target - done:,.0f}{shares}"
             )
         if done >= target:
             cpu = sum(w.cpu_s() - w.cpu_start for w in workers)
