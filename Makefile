@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CHROMEDRIVER := /usr/bin/chromedriver
 PROMTOOL     := /usr/bin/promtool
 
-.PHONY: run test lint typecheck unit integration browser promtool schemas loadtest audit clean
+.PHONY: run test lint typecheck unit integration browser promtool schemas loadtest benchmarks audit clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (set PYTHON=...)")'
@@ -70,6 +70,25 @@ audit: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.generate
+
+# Benchmarks print figures; they are not tests (README: Load tests, Performance).
+# `loadtest`: throughput, latency and the raw-loop baseline in one run (~4 min).
+loadtest: $(STAMP)
+	$(BIN)/python -m loadtest --events 300000 --rate 1000 --duration 30 --baseline
+
+# `benchmarks`: every figure of README's Performance section, one after the other (~15 min
+# on 2 cores). Run it before publishing figures: a memory regression once went unnoticed
+# for a while because only the throughput run was repeated.
+benchmarks: loadtest
+	$(BIN)/python -m loadtest --events 100000 --leads 100000 --cover --rate 0
+	$(BIN)/python -m loadtest --events 1000000 --leads 1000000 --cover --rate 0
+	$(BIN)/python -m loadtest --events 300000 --workers 2 --rate 0
+	$(BIN)/python -m loadtest --events 0 --workers 2 --rate 1000 --duration 30 --baseline
+	$(BIN)/python -m loadtest.recovery --leads 100000 --store both
+	$(BIN)/python -m loadtest.burst --rate 1000 --steady 20 --burst 10 --leads 2000
+	$(BIN)/python -m loadtest.burst --rate 1500 --steady 25 --burst 5 --leads 500 --flood 300000
+	$(BIN)/python -m loadtest.replay_bench --events 200000 --leads 20000
+	$(BIN)/python -m loadtest.cpu_bench
 
 clean:
 	rm -rf $(VENV) .leadstream-data .pytest_cache .mypy_cache .ruff_cache *.egg-info
