@@ -119,3 +119,5 @@ class OffsetGuard:
             del self._next[partition]
         for partition in set(self._last_dropped) - partitions:
             del self._last_dropped[partition]
+        for partition in set(self._past) - partitions:
+            del self._past[partition]

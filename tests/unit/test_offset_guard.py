@@ -237,6 +237,17 @@ def test_a_consumer_standing_past_unprocessed_records_is_passed_over_after_three
     assert [guard.passed_over(0, 2) for _ in range(3)] == [False, False, True]  # and again
 
 
+def test_checks_counted_under_a_past_ownership_do_not_carry_over() -> None:
+    """A partition revoked mid-count and assigned again starts its count afresh."""
+    guard = OffsetGuard()
+    guard.begin(0, 5)
+    assert [guard.passed_over(0, 10) for _ in range(2)] == [False, False]
+    guard.keep_only(set())  # revoked
+    guard.keep_only({0})  # assigned again
+    guard.begin(0, 5)
+    assert [guard.passed_over(0, 10) for _ in range(3)] == [False, False, True]
+
+
 def test_a_consumer_position_that_moves_or_is_not_ahead_is_not_passed_over() -> None:
     guard = OffsetGuard()
     assert guard.passed_over(0, 5) is False  # a partition not known: nothing to say
