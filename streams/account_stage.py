@@ -82,17 +82,34 @@ def add_account_stage(
 
     order = OffsetGuard()  # no update skipped by the consumer (streams/offset_guard.py)
     rewinds = metrics.input_rewinds.labels(stage="accounts")
+    owned: set[int] = set()  # account-updates partitions this worker holds now
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:
+        owned.difference_update(
+            tp.partition for tp in revoked if tp.topic == topics.account_updates
+        )
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: faust.App, assigned: set[TP], **_: Any) -> None:
-        order.keep_only({tp.partition for tp in assigned if tp.topic == topics.account_updates})
+        mine = {tp.partition for tp in assigned if tp.topic == topics.account_updates}
+        order.keep_only(mine)
+        owned.clear()
+        owned.update(mine)
 
     @app.timer(PASSED_OVER_CHECK_S)
     async def accounts_passed_over_check() -> None:
         """Records the consumer moved past without delivering them (OffsetGuard)."""
         if not app.rebalancing:
-            partitions = set(order.positions())
-            await reread_passed_over(app, order, topics.account_updates, partitions, rewinds)
+            await reread_passed_over(
+                app,
+                order,
+                topics.account_updates,
+                set(owned),
+                rewinds,
+                start_offset=start_offset,
+                still_mine=owned.__contains__,
+            )
 
     @app.agent(source, name="accounts")
     async def accounts(stream: faust.StreamT) -> None:

@@ -575,7 +575,15 @@ def create_app(
     async def passed_over_check() -> None:
         """Records the consumer moved past without delivering them (OffsetGuard)."""
         if _settled():
-            await reread_passed_over(app, order, topics.person_events, owned - taken, rewinds)
+            await reread_passed_over(
+                app,
+                order,
+                topics.person_events,
+                owned - taken,
+                rewinds,
+                start_offset=starts,
+                still_mine=_not_taken,
+            )
 
     # Hand-off SLA clocks: the leads whose clock runs, by partition, with the time their next
     # step is due. Kept as leads change; rebuilt from the table for a partition this worker

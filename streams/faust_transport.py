@@ -108,13 +108,33 @@ PASSED_OVER_CHECK_S = 1.0
 
 
 async def reread_passed_over(
-    app: AppT, guard: OffsetGuard, topic: str, partitions: set[int], rewinds: Counter
+    app: AppT,
+    guard: OffsetGuard,
+    topic: str,
+    partitions: set[int],
+    rewinds: Counter,
+    *,
+    start_offset: StartOffset | None = None,
+    still_mine: Callable[[int], bool] = lambda _: True,
 ) -> None:
     """Seek back where the consumer has moved past records it never delivered and no later
-    record will show it (`OffsetGuard.passed_over`); called every `PASSED_OVER_CHECK_S`."""
+    record will show it (`OffsetGuard.passed_over`); called every `PASSED_OVER_CHECK_S`.
+
+    A partition no record has reached yet is checked too: its start is asked of the broker
+    (`start_offset`). Faust can drop every record it fetched of a partition new to this
+    worker (those fetched around a rebalance); with no record after them, the stage would
+    never learn of the partition, and its records would wait for the next one there (in
+    the tests, forever: found by test_two_workers and test_handover).
+    """
     for partition in sorted(partitions):
         if not guard.knows(partition):
-            continue
+            if start_offset is None:
+                continue
+            begin = await _ask_start(app, topic, partition, start_offset)
+            if begin is None or not still_mine(partition):
+                continue  # asked again at the next check; revoked meanwhile: not ours
+            if not guard.knows(partition):  # a record may have taught it meanwhile
+                guard.begin(partition, begin)
         tp = TP(topic, partition)
         try:
             position = await app.consumer.position(tp)
@@ -144,6 +164,20 @@ START_OFFSET_TIMEOUT_S = 5.0
 StartOffset = Callable[[str, str, int], Awaitable[int]]
 
 
+async def _ask_start(
+    app: AppT, topic: str, partition: int, start_offset: StartOffset
+) -> int | None:
+    """Where this app's group reads `partition` on from; None if the broker did not answer
+    within `START_OFFSET_TIMEOUT_S`."""
+    try:
+        return await asyncio.wait_for(
+            start_offset(app.conf.id, topic, partition), timeout=START_OFFSET_TIMEOUT_S
+        )
+    except Exception as exc:  # the broker is busy: the caller asks again
+        log.warning("%s[%d]: start offset unknown (%r)", topic, partition, exc)
+        return None
+
+
 async def learn_start(
     app: faust.App,
     guard: OffsetGuard,
@@ -162,19 +196,8 @@ async def learn_start(
     """
     if start_offset is None or guard.knows(message.partition):
         return True  # None: no broker to ask (agent tests); the first record is the start
-    try:
-        begin = await asyncio.wait_for(
-            start_offset(app.conf.id, message.topic, message.partition),
-            timeout=START_OFFSET_TIMEOUT_S,
-        )
-    except Exception as exc:  # the broker is busy: read the record again, and ask again
-        log.warning(
-            "%s[%d]: start offset unknown (%r); reading offset %d again",
-            message.topic,
-            message.partition,
-            exc,
-            message.offset,
-        )
+    begin = await _ask_start(app, message.topic, message.partition, start_offset)
+    if begin is None:  # read it again, and ask again
         await app.consumer.seek(message.tp, message.offset)
         return False
     if not still_mine(message.partition):

@@ -282,3 +282,79 @@ async def test_reread_passed_over_seeks_back_once_the_consumer_stands_still() ->
     await reread_passed_over(app, guard, "pe", {0, 1}, rewinds)  # type: ignore[arg-type]
     assert app.consumer.seeks == [(("pe", 0), 1)]  # partition 1 is not known: left alone
     assert rewinds._value.get() == 1
+
+
+async def test_a_partition_whose_every_record_was_dropped_is_read_again_from_its_start() -> None:
+    """Faust dropped all it fetched of a partition new to this worker (around a rebalance)
+    and nothing more arrives there: no record ever reaches the stage to show the gap, so
+    the check asks where the group reads on from and compares the consumer's position."""
+    from prometheus_client import CollectorRegistry
+
+    from streams.faust_transport import reread_passed_over
+    from streams.metrics import Metrics
+
+    class _Positions(_Consumer):
+        async def position(self, tp: object) -> int:
+            return 4  # fetched 1-3, delivered none
+
+    class _Conf:
+        id = "leadstream"
+
+    app = _App()
+    app.consumer = _Positions()
+    app.conf = _Conf()  # type: ignore[attr-defined]
+    asked: list[tuple[str, str, int]] = []
+
+    async def start_offset(group: str, topic: str, partition: int) -> int:
+        asked.append((group, topic, partition))
+        return 1
+
+    rewinds = Metrics.create(CollectorRegistry()).input_rewinds.labels(stage="leads")
+    guard = OffsetGuard()
+    for _ in range(3):
+        await reread_passed_over(app, guard, "pe", {3}, rewinds, start_offset=start_offset)  # type: ignore[arg-type]
+    assert asked == [("leadstream", "pe", 3)]  # once: then the guard knows the partition
+    assert app.consumer.seeks == [(("pe", 3), 1)]
+    assert rewinds._value.get() == 1
+
+
+async def test_a_partition_s_start_is_not_learned_when_the_broker_is_silent_or_it_went_away() -> (
+    None
+):
+    from prometheus_client import CollectorRegistry
+
+    from streams.faust_transport import reread_passed_over
+    from streams.metrics import Metrics
+
+    class _Positions(_Consumer):
+        async def position(self, tp: object) -> int:
+            return 4
+
+    class _Conf:
+        id = "leadstream"
+
+    app = _App()
+    app.consumer = _Positions()
+    app.conf = _Conf()  # type: ignore[attr-defined]
+    rewinds = Metrics.create(CollectorRegistry()).input_rewinds.labels(stage="leads")
+
+    async def busy(group: str, topic: str, partition: int) -> int:
+        raise TimeoutError("busy")
+
+    async def one(group: str, topic: str, partition: int) -> int:
+        return 1
+
+    guard = OffsetGuard()
+    await reread_passed_over(app, guard, "pe", {3}, rewinds, start_offset=busy)  # type: ignore[arg-type]
+    assert not guard.knows(3)  # asked again at the next check
+    await reread_passed_over(
+        app,  # type: ignore[arg-type]
+        guard,
+        "pe",
+        {3},
+        rewinds,
+        start_offset=one,
+        still_mine=lambda partition: False,  # revoked while asking
+    )
+    assert not guard.knows(3)
+    assert app.consumer.seeks == []
