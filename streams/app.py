@@ -73,6 +73,7 @@ from streams.metrics import CONTENT_TYPE_LATEST, KpiMetrics, Metrics, render, st
 from streams.model_feed import ModelFeed, ModelHolder
 from streams.offset_guard import OffsetGuard
 from streams.producer import BatchProducer, Record, placed
+from streams.recovery_watch import RecoveryWatchService, recovery_check
 from streams.settings import Settings
 from streams.sla import SlaClocks
 from streams.table_store import FaustLocalTable, faust_store_options
@@ -111,6 +112,7 @@ class _Lifecycle:
     # then: offsets past what Faust can commit (records the handover applied, written)
     handed_offsets: Callable[[], dict[TP, int]]
     producer: BatchProducer  # stopped last
+    recovery_watch: RecoveryWatchService  # seeks a stalled table recovery back, the first too
     inbox: InboxFeed | None = None  # the rep inbox's reader of rep.alerts, when served
     probe: TopicProbe | None = None  # the broker check's connection
 
@@ -165,6 +167,7 @@ class _App(faust.App):
             await self.add_runtime_dependency(lc.intake)
             await self.add_runtime_dependency(lc.models)
             await self.add_runtime_dependency(lc.accounts)
+            await self.add_runtime_dependency(lc.recovery_watch)
             if lc.inbox is not None:
                 await self.add_runtime_dependency(lc.inbox)
 
@@ -201,6 +204,7 @@ class _App(faust.App):
             await lc.intake.stop()
             await lc.models.stop()
             await lc.accounts.stop()
+            await lc.recovery_watch.stop()
             try:
                 # Bounded: with the broker gone (Ctrl-C on `leadstream run` stops it too)
                 # the writes would wait for it forever. What is not written and committed
@@ -792,6 +796,9 @@ def create_app(
         flush=flush_everything,
         handed_offsets=handed_offsets,
         producer=out,
+        recovery_watch=RecoveryWatchService(
+            recovery_check(app, stall_s=settings.recovery_stall_s, rewinds=metrics.recovery_rewinds)
+        ),
         # Without a secret the inbox is not served at all (never open).
         inbox=serve_inbox(
             app,

@@ -61,6 +61,7 @@ class Metrics:
     sla_steps: Counter  # step: SlaEvent.step
     input_rewinds: Counter  # stage: "leads" | "accounts"
     handed_over: Counter  # person-events records applied in-process (streams/app.py)
+    recovery_rewinds: Counter  # stalled table recoveries sought back (streams/recovery_watch.py)
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -98,6 +99,12 @@ class Metrics:
             rewinds.labels(stage=stage)
         return cls(
             input_rewinds=rewinds,
+            recovery_rewinds=Counter(
+                "leadstream_recovery_rewinds_total",
+                "Changelog partitions a stalled table recovery sought back to, its consumer "
+                "being past records it never delivered (LEADSTREAM_RECOVERY_STALL_S).",
+                registry=registry,
+            ),
             handed_over=Counter(
                 "leadstream_handed_over_records_total",
                 "Person-events records the leads stage applied as its own worker wrote them "

@@ -119,6 +119,15 @@ class Settings(BaseSettings):
         description="Longest a starting worker reads crm.accounts before processing events.",
     )
     session_timeout_s: float = Field(default=30.0, gt=0)
+    recovery_stall_s: float = Field(
+        default=15.0,
+        gt=0,
+        description=(
+            "A table recovery with changelog records left to read and none applied for this "
+            "long is checked: where its consumer is past records it never delivered, it seeks "
+            "back to them (streams/recovery_watch.py)."
+        ),
+    )
     heartbeat_interval_s: float = Field(default=3.0, gt=0)
 
     # Intake: most raw records validated and forwarded together.
