@@ -17,6 +17,7 @@ Faust starts its timers only once the first recovery is over, and that one can s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: How often the watch looks at the recovery.
 CHECK_S = 1.0
+#: Longest the watch waits for a consumer position (it asks the broker when there is none).
+POSITION_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -85,8 +88,10 @@ def recovery_check(
                 continue
             needed = max(offsets[tp], -1) + 1  # -1: nothing applied yet
             try:
-                position = await app.consumer.position(tp)
-            except Exception as exc:  # revoked meanwhile, or the broker is busy
+                position = await asyncio.wait_for(
+                    app.consumer.position(tp), timeout=POSITION_TIMEOUT_S
+                )
+            except Exception as exc:  # revoked meanwhile, or the broker is busy: next stall
                 log.warning("%s[%d]: position unknown (%r)", tp.topic, tp.partition, exc)
                 continue
             passed = position is not None and position > needed

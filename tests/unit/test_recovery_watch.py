@@ -148,3 +148,24 @@ async def test_the_service_runs_the_check_every_second_from_its_start() -> None:
     finally:
         await service.stop()
     assert len(calls) >= 2
+
+
+async def test_a_position_the_consumer_cannot_give_is_reported_and_asked_at_the_next_stall(
+    caplog: Any,
+) -> None:
+    class _Revoked(_Consumer):
+        async def position(self, tp: TP) -> int:
+            raise RuntimeError("not assigned")
+
+    app = _App(position=8)
+    app.consumer = _Revoked(8)
+    metrics = Metrics.create(CollectorRegistry())
+    now = [0.0]
+    check = recovery_check(app, stall_s=5, rewinds=metrics.recovery_rewinds, clock=lambda: now[0])
+    await check()
+    now[0] = 5.0
+    await check()  # no exception out of the watch's timer
+    assert app.consumer.seeks == []
+    assert "leadstream-leads-changelog[2]: position unknown (RuntimeError('not assigned'))" in (
+        caplog.text
+    )
