@@ -119,6 +119,7 @@ class Settings(BaseSettings):
         description="Longest a starting worker reads crm.accounts before processing events.",
     )
     session_timeout_s: float = Field(default=30.0, gt=0)
+    heartbeat_interval_s: float = Field(default=3.0, gt=0)
     recovery_stall_s: float = Field(
         default=15.0,
         gt=0,
@@ -128,7 +129,6 @@ class Settings(BaseSettings):
             "back to them (streams/recovery_watch.py)."
         ),
     )
-    heartbeat_interval_s: float = Field(default=3.0, gt=0)
 
     # Intake: most raw records validated and forwarded together.
     intake_batch_max: int = Field(default=5000, ge=1)

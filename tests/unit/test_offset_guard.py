@@ -284,6 +284,22 @@ async def test_reread_passed_over_seeks_back_once_the_consumer_stands_still() ->
     assert rewinds._value.get() == 1
 
 
+def _app_at(position: int) -> _App:
+    """An app whose consumer stands at `position` in every partition, with a group id."""
+
+    class _Positions(_Consumer):
+        async def position(self, tp: object) -> int:
+            return position
+
+    class _Conf:
+        id = "leadstream"
+
+    app = _App()
+    app.consumer = _Positions()
+    app.conf = _Conf()  # type: ignore[attr-defined]
+    return app
+
+
 async def test_a_partition_whose_every_record_was_dropped_is_read_again_from_its_start() -> None:
     """Faust dropped all it fetched of a partition new to this worker (around a rebalance)
     and nothing more arrives there: no record ever reaches the stage to show the gap, so
@@ -293,16 +309,7 @@ async def test_a_partition_whose_every_record_was_dropped_is_read_again_from_its
     from streams.faust_transport import reread_passed_over
     from streams.metrics import Metrics
 
-    class _Positions(_Consumer):
-        async def position(self, tp: object) -> int:
-            return 4  # fetched 1-3, delivered none
-
-    class _Conf:
-        id = "leadstream"
-
-    app = _App()
-    app.consumer = _Positions()
-    app.conf = _Conf()  # type: ignore[attr-defined]
+    app = _app_at(4)  # fetched 1-3, delivered none
     asked: list[tuple[str, str, int]] = []
 
     async def start_offset(group: str, topic: str, partition: int) -> int:
@@ -326,16 +333,7 @@ async def test_a_partition_s_start_is_not_learned_when_the_broker_is_silent_or_i
     from streams.faust_transport import reread_passed_over
     from streams.metrics import Metrics
 
-    class _Positions(_Consumer):
-        async def position(self, tp: object) -> int:
-            return 4
-
-    class _Conf:
-        id = "leadstream"
-
-    app = _App()
-    app.consumer = _Positions()
-    app.conf = _Conf()  # type: ignore[attr-defined]
+    app = _app_at(4)
     rewinds = Metrics.create(CollectorRegistry()).input_rewinds.labels(stage="leads")
 
     async def busy(group: str, topic: str, partition: int) -> int:
