@@ -102,16 +102,27 @@ def test_a_record_handed_over_moves_the_expectation_on_never_back() -> None:
 
 
 class _Consumer:
-    def __init__(self) -> None:
+    """Stands at `position` in every partition; records its seeks."""
+
+    def __init__(self, position: int) -> None:
+        self.at = position
         self.seeks: list[tuple[object, int]] = []
+
+    async def position(self, tp: object) -> int:
+        return self.at
 
     async def seek(self, tp: object, offset: int) -> None:
         self.seeks.append((tp, offset))
 
 
+class _Conf:
+    id = "leadstream"  # the group id
+
+
 class _App:
-    def __init__(self) -> None:
-        self.consumer = _Consumer()
+    def __init__(self, position: int = 0) -> None:
+        self.consumer = _Consumer(position)
+        self.conf = _Conf()
 
 
 class _Message:
@@ -151,11 +162,7 @@ async def test_in_order_asks_where_a_new_partition_starts_and_seeks_there() -> N
     from streams.faust_transport import in_order
     from streams.metrics import Metrics
 
-    class _Conf:
-        id = "leadstream"
-
     app = _App()
-    app.conf = _Conf()  # type: ignore[attr-defined]
     asked: list[tuple[str, str, int]] = []
 
     async def start_offset(group: str, topic: str, partition: int) -> int:
@@ -180,11 +187,7 @@ async def test_a_start_offset_the_broker_does_not_give_is_never_guessed() -> Non
     from streams.faust_transport import in_order
     from streams.metrics import Metrics
 
-    class _Conf:
-        id = "leadstream"
-
     app = _App()
-    app.conf = _Conf()  # type: ignore[attr-defined]
     answers: list[int | Exception] = [TimeoutError("busy"), 40]
 
     async def start_offset(group: str, topic: str, partition: int) -> int:
@@ -206,11 +209,7 @@ async def test_a_start_offset_the_broker_does_not_give_is_never_guessed() -> Non
 async def test_a_partition_revoked_while_asking_is_left_to_its_new_owner() -> None:
     from streams.faust_transport import learn_start
 
-    class _Conf:
-        id = "leadstream"
-
     app = _App()
-    app.conf = _Conf()  # type: ignore[attr-defined]
 
     async def start_offset(group: str, topic: str, partition: int) -> int:
         return 40
@@ -266,12 +265,7 @@ async def test_reread_passed_over_seeks_back_once_the_consumer_stands_still() ->
     from streams.faust_transport import reread_passed_over
     from streams.metrics import Metrics
 
-    class _Positions(_Consumer):
-        async def position(self, tp: object) -> int:
-            return 2
-
-    app = _App()
-    app.consumer = _Positions()
+    app = _App(position=2)
     rewinds = Metrics.create(CollectorRegistry()).input_rewinds.labels(stage="leads")
     guard = OffsetGuard()
     guard.begin(0, 0)
@@ -284,22 +278,6 @@ async def test_reread_passed_over_seeks_back_once_the_consumer_stands_still() ->
     assert rewinds._value.get() == 1
 
 
-def _app_at(position: int) -> _App:
-    """An app whose consumer stands at `position` in every partition, with a group id."""
-
-    class _Positions(_Consumer):
-        async def position(self, tp: object) -> int:
-            return position
-
-    class _Conf:
-        id = "leadstream"
-
-    app = _App()
-    app.consumer = _Positions()
-    app.conf = _Conf()  # type: ignore[attr-defined]
-    return app
-
-
 async def test_a_partition_whose_every_record_was_dropped_is_read_again_from_its_start() -> None:
     """Faust dropped all it fetched of a partition new to this worker (around a rebalance)
     and nothing more arrives there: no record ever reaches the stage to show the gap, so
@@ -309,7 +287,7 @@ async def test_a_partition_whose_every_record_was_dropped_is_read_again_from_its
     from streams.faust_transport import reread_passed_over
     from streams.metrics import Metrics
 
-    app = _app_at(4)  # fetched 1-3, delivered none
+    app = _App(position=4)  # fetched 1-3, delivered none
     asked: list[tuple[str, str, int]] = []
 
     async def start_offset(group: str, topic: str, partition: int) -> int:
@@ -333,7 +311,7 @@ async def test_a_partition_s_start_is_not_learned_when_the_broker_is_silent_or_i
     from streams.faust_transport import reread_passed_over
     from streams.metrics import Metrics
 
-    app = _app_at(4)
+    app = _App(position=4)
     rewinds = Metrics.create(CollectorRegistry()).input_rewinds.labels(stage="leads")
 
     async def busy(group: str, topic: str, partition: int) -> int:
