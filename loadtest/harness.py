@@ -325,6 +325,18 @@ async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Repor
         base = orjson.loads(out.splitlines()[-1])
         report.results["baseline"] = {"events_per_s": round(base["rate"]), "events": base["events"]}
         report.results["ratio"] = round(rate / base["rate"], 3)
+        # The loop as the issue describes it, on the same records (its own group).
+        log("throughput: baseline plain loop (one record at a time, a send per alert) ...")
+        proc = await _spawn_baseline(
+            opts, bootstrap, btopic, f"lt{run_id}b.alerts", events=opts.events, style="plain"
+        )
+        out, _ = await proc.communicate()
+        plain = orjson.loads(out.splitlines()[-1])
+        report.results["baseline_plain"] = {
+            "events_per_s": round(plain["rate"]),
+            "events": plain["events"],
+        }
+        report.results["ratio_plain"] = round(rate / plain["rate"], 3)
 
 
 async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) -> None:
@@ -403,13 +415,15 @@ async def _spawn_baseline(
     *,
     events: int,
     timeout_s: float = 600,
+    style: str = "tuned",
 ) -> asyncio.subprocess.Process:
-    """The raw loop in its own process (its own core share, like the worker's)."""
+    """A raw loop (`loadtest/baseline.py`) in its own process (its own core share, like the
+    worker's)."""
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "loadtest.baseline", "--bootstrap", bootstrap,
         "--topic", topic, "--alerts", alerts, "--events", str(events),
         "--fetch-wait-ms", str(opts.fetch_wait_ms), "--timeout", str(timeout_s),
-        stdout=asyncio.subprocess.PIPE,
+        "--style", style, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
 
 
