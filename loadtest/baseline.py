@@ -60,7 +60,8 @@ async def run_baseline(
     timeout_s: float,
     style: Style = "tuned",
 ) -> dict[str, float]:
-    """Read `events` records of `topic` (or until `timeout_s`); the rate from the first one."""
+    """Read `events` records of `topic` (or until `timeout_s`): the rate from the first one
+    to the last one's alerts acknowledged (the clients' start and stop not counted)."""
     if style == "plain":
         return await _run_plain(
             bootstrap=bootstrap,
@@ -87,6 +88,7 @@ async def run_baseline(
     state: dict[bytes, list[int]] = {}
     seen = 0
     first: float | None = None
+    last = time.monotonic()
     deadline = time.monotonic() + timeout_s
     ready = False
     try:
@@ -108,10 +110,11 @@ async def run_baseline(
                 await producer.send(out)
             if fetched:
                 await consumer.commit()
+                last = time.monotonic()
     finally:
         await consumer.stop()
         await producer.stop()
-    return _rate(seen, first)
+    return _rate(seen, first, last)
 
 
 async def _run_plain(
@@ -144,13 +147,14 @@ async def _run_plain(
     except TimeoutError:
         pass  # reported as far as it got
     finally:
+        last = time.monotonic()
         await consumer.stop()
         await producer.stop()
-    return _rate(seen, first)
+    return _rate(seen, first, last)
 
 
-def _rate(seen: int, first: float | None) -> dict[str, float]:
-    elapsed = time.monotonic() - (first or time.monotonic())
+def _rate(seen: int, first: float | None, last: float) -> dict[str, float]:
+    elapsed = last - first if first is not None else 0.0
     return {"events": seen, "seconds": elapsed, "rate": seen / elapsed if elapsed else 0.0}
 
 
