@@ -33,7 +33,11 @@ def main() -> int:
         help="the first --leads events visit every person once (memory runs)",
     )
     p.add_argument("--bad-rate", type=float, default=0.0, help="share of invalid messages")
-    p.add_argument("--baseline", action="store_true", help="also run the raw aiokafka loop")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run the raw aiokafka loops: tuned (`ratio`) and plain (`ratio_plain`)",
+    )
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument(
