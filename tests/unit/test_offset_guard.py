@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from streams.offset_guard import OffsetGuard
+from tests.unit.fakes import PositionedConsumer
 
 
 def run(guard: OffsetGuard, partition: int, offsets: list[int]) -> list[str]:
@@ -101,27 +102,13 @@ def test_a_record_handed_over_moves_the_expectation_on_never_back() -> None:
     assert not guard.knows(1)
 
 
-class _Consumer:
-    """Stands at `position` in every partition; records its seeks."""
-
-    def __init__(self, position: int) -> None:
-        self.at = position
-        self.seeks: list[tuple[object, int]] = []
-
-    async def position(self, tp: object) -> int:
-        return self.at
-
-    async def seek(self, tp: object, offset: int) -> None:
-        self.seeks.append((tp, offset))
-
-
 class _Conf:
     id = "leadstream"  # the group id
 
 
 class _App:
     def __init__(self, position: int = 0) -> None:
-        self.consumer = _Consumer(position)
+        self.consumer = PositionedConsumer(position)
         self.conf = _Conf()
 
 

@@ -1,4 +1,5 @@
-"""A table recovery that has stalled is restarted (streams/recovery_watch.py)."""
+"""A table recovery that has stalled is sought back to the records it passed over, and
+reported either way (streams/recovery_watch.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from streams.metrics import Metrics
 from streams.recovery_watch import RecoveryWatch, RecoveryWatchService, recovery_check
+from tests.unit.fakes import PositionedConsumer
 
 
 def test_a_recovery_with_records_left_and_no_progress_for_the_stall_time_is_stalled() -> None:
@@ -42,17 +44,6 @@ def test_a_recovery_that_ends_and_starts_again_is_timed_from_its_new_start() -> 
     assert watch.stalled(19, recovering=True, remaining=5, progress=1)
 
 
-class _Event:
-    def __init__(self) -> None:
-        self.set_ = False
-
-    def is_set(self) -> bool:
-        return self.set_
-
-    def set(self) -> None:
-        self.set_ = True
-
-
 class _Recovery:
     """Faust's Recovery as far as the watch reads it."""
 
@@ -62,7 +53,6 @@ class _Recovery:
         self._recovery_started_at = 100.0
         self.active_offsets: Offsets[TP] = Offsets({tp: -1})
         self.active_highwaters: Offsets[TP] = Offsets({tp: 7})
-        self.signal_recovery_start = _Event()
 
     def active_remaining(self) -> Offsets[TP]:
         return Offsets(
@@ -73,23 +63,10 @@ class _Recovery:
         return sum(self.active_remaining().values())
 
 
-class _Consumer:
-    def __init__(self, position: int) -> None:
-        self.at = position
-        self.seeks: list[tuple[TP, int]] = []
-
-    async def position(self, tp: TP) -> int:
-        return self.at
-
-    async def seek(self, tp: TP, offset: int) -> None:
-        self.seeks.append((tp, offset))
-        self.at = offset
-
-
 class _App:
     def __init__(self, position: int) -> None:
         self.tables = type("Tables", (), {"recovery": _Recovery()})()
-        self.consumer = _Consumer(position)
+        self.consumer = PositionedConsumer(position)
 
 
 TP2 = TP("leadstream-leads-changelog", 2)
@@ -153,8 +130,9 @@ async def test_the_service_runs_the_check_every_second_from_its_start() -> None:
 async def test_a_position_the_consumer_cannot_give_is_reported_and_asked_at_the_next_stall(
     caplog: Any,
 ) -> None:
-    class _Revoked(_Consumer):
-        async def position(self, tp: TP) -> int:
+    class _Revoked(PositionedConsumer):
+        async def position(self, tp: object) -> int:
+            self.asked += 1
             raise RuntimeError("not assigned")
 
     app = _App(position=8)
@@ -169,3 +147,10 @@ async def test_a_position_the_consumer_cannot_give_is_reported_and_asked_at_the_
     assert "leadstream-leads-changelog[2]: position unknown (RuntimeError('not assigned'))" in (
         caplog.text
     )
+    assert app.consumer.asked == 1
+    now[0] = 7.0
+    await check()  # within the stall time that follows: not asked
+    assert app.consumer.asked == 1
+    now[0] = 10.0
+    await check()  # the next stall asks again
+    assert app.consumer.asked == 2
