@@ -24,6 +24,7 @@ from aiokafka import ConsumerRecord
 from loadtest.generator import Generator, Message
 from streams.broker import EmbeddedBroker, free_port, start_worker_process, stop_process_group
 from streams.kafka_io import create_topics, tail
+from streams.metrics import STATE_BYTES_MAX_AGE_S
 from streams.producer import BatchProducer, Record
 from streams.settings import Settings
 from streams.topics import Topics
@@ -294,6 +295,10 @@ async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Repor
     workers = start_workers(opts, bootstrap, topics, f"lt{run_id}", workdir)
     try:
         rate, cpu = await wait_processed(workers, valid, label="pipeline")
+        # The state gauges, read by the progress lines, may be that old: a reading now
+        # would miss the leads of the last seconds (and the write-behind's last flush).
+        log(f"throughput: drained; waiting {STATE_BYTES_MAX_AGE_S:.0f} s for fresh state sizes ...")
+        await asyncio.sleep(STATE_BYTES_MAX_AGE_S + 0.5)
         metrics = [w.metrics() for w in workers]
         result: dict[str, Any] = {
             "events": opts.events,

@@ -18,6 +18,7 @@ from streams.kpi import NO_CURRENCY, NONE
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "OTHER",
+    "STATE_BYTES_MAX_AGE_S",
     "IngestMetrics",
     "KpiMetrics",
     "LabelValues",
@@ -427,13 +428,17 @@ class NotifierMetrics:
         )
 
 
+#: How old a `leadstream_state_bytes` value may be (summing it walks every lead).
+STATE_BYTES_MAX_AGE_S = 10.0
+
+
 def state_gauges(
     registry: CollectorRegistry,
     *,
     leads: Callable[[], float],
     state_bytes: Callable[[], float],
     clock: Callable[[], float],
-    max_age_s: float = 10.0,
+    max_age_s: float = STATE_BYTES_MAX_AGE_S,
 ) -> None:
     """Gauges read at scrape time from the worker's local lead table.
 
