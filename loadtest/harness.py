@@ -309,6 +309,11 @@ async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Repor
             "leads_stored": sum(m.get("leadstream_leads_stored", 0) for m in metrics),
             "state_bytes": sum(m.get("leadstream_state_bytes", 0) for m in metrics),
             "alerts": sum(m.get("leadstream_alerts_total", 0) for m in metrics),
+            # Person-events records applied as their worker wrote them; the rest were
+            # decoded again on the consumer path.
+            "handed_over_records": sum(
+                m.get("leadstream_handed_over_records_total", 0) for m in metrics
+            ),
             "preload_events_per_s": round(produce_rate),
         }
         stored = result["leads_stored"] or 1
