@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from streams.event_loop import EventLoopUnavailable, loop_name, use_event_loop
+
 if TYPE_CHECKING:
     from streams.settings import Settings
 
@@ -248,6 +250,15 @@ def _settings(**overrides: Any) -> Any:
         raise SystemExit(2) from exc
 
 
+def _use_event_loop(settings: Settings) -> None:
+    """The event loop the command's loop will be (`LEADSTREAM_EVENT_LOOP`)."""
+    try:
+        use_event_loop(settings.event_loop)
+    except EventLoopUnavailable as exc:
+        print(f"leadstream: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
 def _kafka(settings: Settings) -> Any:
     """The connection every Kafka client of this command uses (SASL, TLS files read now)."""
     from streams.kafka_connection import kafka_connection
@@ -301,6 +312,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         print(f"leadstream: {exc}", file=sys.stderr)
         return 2
     kafka = _kafka(settings)
+    _use_event_loop(settings)
     app = create_app(
         settings=settings, model=model, registry=CollectorRegistry(), models=models, kafka=kafka
     )
@@ -332,6 +344,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         logging_config=logging_config(log_format=settings.log_format, level=settings.log_level),
         quiet=settings.log_format == "json",  # no banner: stdout carries JSON lines only
     )
+    print(f"event loop: {loop_name(worker.loop)}", flush=True)
     # Faust's start-up spinner, kept at WARNING and above, sets the root logger to DEBUG so
     # that it can spin on every record: every debug call of aiokafka then builds a LogRecord
     # (a tenth of the worker's CPU at 1,000 events/s). The level is the operator's choice.
@@ -378,6 +391,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         )
         return 2
     kafka = _kafka(settings)
+    _use_event_loop(settings)
     _setup_logging(settings)
     # aiokafka logs each failed connection attempt; the one line below says it all.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -385,7 +399,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(
             f"leadstream ingest: {url}/v1/batch (and /v1/track, /page, /identify, /group) "
-            f"-> {settings.broker}; metrics {url}/metrics",
+            f"-> {settings.broker}; metrics {url}/metrics; "
+            f"event loop {loop_name(asyncio.get_running_loop())}",
             flush=True,
         )
 
@@ -430,6 +445,7 @@ def _cmd_notifier(args: argparse.Namespace) -> int:
         print(f"leadstream: the channels file is invalid:\n{exc}", file=sys.stderr)
         return 2
     kafka = _kafka(settings)
+    _use_event_loop(settings)
     _setup_logging(settings)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     channels = config.channels()
@@ -437,7 +453,8 @@ def _cmd_notifier(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(
             f"leadstream notifier: {len(config.reps)} reps, {len(channels)} channels, "
-            f"{settings.broker}; metrics {url}/metrics",
+            f"{settings.broker}; metrics {url}/metrics; "
+            f"event loop {loop_name(asyncio.get_running_loop())}",
             flush=True,
         )
 

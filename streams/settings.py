@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from streams.event_loop import EventLoopChoice
 from streams.lead_model import DEFAULT_MODEL_PATH
 
 if TYPE_CHECKING:
@@ -270,6 +271,13 @@ class Settings(BaseSettings):
         le=14,
         description="Deliveries remembered (at most once per alert and channel), and the "
         "oldest alert delivered; at most the 14 days rep.alerts.delivered keeps.",
+    )
+
+    event_loop: EventLoopChoice = Field(
+        default="auto",
+        description="The worker's, the ingest's and the notifier's asyncio event loop: "
+        "'uvloop' (less CPU per event), 'asyncio' "
+        "(the standard library's), or 'auto': uvloop where installed (not on Windows).",
     )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -168,6 +168,10 @@ def test_segment_sdk_calls_arrive_on_engagement_raw(ingest: Ingest) -> None:
     assert mine[ids[2]][1]["event"] == "Whitepaper Downloaded"
 
 
+def test_the_ingest_says_it_runs_on_uvloop(ingest: Ingest) -> None:
+    assert "; event loop uvloop" in ingest.log_path.read_text()  # LEADSTREAM_EVENT_LOOP=auto
+
+
 def test_the_sdk_is_told_when_its_key_is_wrong(ingest: Ingest) -> None:
     client = Client("wk_wrong", host=ingest.url, sync_mode=True)
     with pytest.raises(APIError) as raised:

@@ -363,6 +363,7 @@ def test_alerts_reach_slack_a_verifying_webhook_and_email_with_retries(setup: Se
 
     assert notifier.stop() == 0
     assert "leadstream notifier: stopped" in notifier.log()
+    assert "; event loop uvloop" in notifier.log()  # LEADSTREAM_EVENT_LOOP=auto
 
 
 def test_an_always_failing_receiver_dead_letters_and_opens_its_circuit(setup: Setup) -> None:

@@ -261,3 +261,20 @@ def test_worker_creates_every_topic_with_the_configured_partitions(make_worker: 
         what="the worker to create its topics",
     )
     assert asyncio.run(partitions()) == dict.fromkeys(fresh.all(), PARTITIONS)
+
+
+def test_worker_runs_on_uvloop_by_default_and_on_asyncio_when_asked(make_worker: Any) -> None:
+    """LEADSTREAM_EVENT_LOOP: the loop the worker says it runs on, and it scores on both."""
+    import signal
+
+    worker = make_worker()
+    worker.send(page("l-1", "/pricing", anon="anon-l"))
+    worker.read(worker.topics.scored, lambda r: any(s["score"] == 10 for s in r))
+    assert "event loop: uvloop" in worker.log()
+    assert worker.kill(signal.SIGTERM, timeout_s=30) == 0, worker.log()[-3000:]
+
+    plain = make_worker(LEADSTREAM_EVENT_LOOP="asyncio")
+    plain.send(page("l-2", "/pricing", anon="anon-l"))
+    scored = plain.read(plain.topics.scored, lambda r: any(s["score"] == 20 for s in r))
+    assert [s["score"] for s in scored] == [10, 20]
+    assert "event loop: asyncio" in plain.log()
