@@ -301,6 +301,7 @@ def create_app(
         producer = BatchProducer(
             kafka=kafka,
             single_record_tail=frozenset({changelog}) if tansu else frozenset(),
+            max_batch_size=settings.producer_batch_bytes,
         )
     out = producer
     local = FaustLocalTable(table)

@@ -81,6 +81,11 @@ class BatchProducer:
         self._spread = 0
         self._lock = asyncio.Lock()
 
+    @property
+    def batch_bytes(self) -> int:
+        """The largest record batch built per partition (aiokafka's `max_batch_size`)."""
+        return int(self._kwargs.get("max_batch_size", 16384))
+
     async def start(self) -> None:
         async with self._lock:
             if self._producer is None:

@@ -133,6 +133,15 @@ class Settings(BaseSettings):
 
     # Intake: most raw records validated and forwarded together.
     intake_batch_max: int = Field(default=5000, ge=1)
+    producer_batch_bytes: int = Field(
+        default=512 * 1024,
+        ge=16 * 1024,
+        le=1_000_000,
+        description="Largest record batch the worker's producer builds per partition. aiokafka "
+        "keeps one batch per partition in flight, so a flush or forward of N bytes to one "
+        "partition takes N / this many broker round trips. At most the topics' "
+        "max.message.bytes (Kafka's default: 1 MB).",
+    )
     intake_commit_ms: int = Field(default=500, ge=0, description="Most often raw offsets commit.")
     # Write-behind of lead state: changed leads go to the changelog at most this often
     # per partition (and before the input they came from is acknowledged).

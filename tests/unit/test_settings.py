@@ -48,3 +48,12 @@ def test_a_bad_email_rules_file_names_the_file(tmp_path: Path) -> None:
     rules.write_text("providers: [{domains: []}]\n")
     with pytest.raises(ValueError, match=r"email\.yaml: not valid email rules"):
         Settings(email_rules_file=rules).core_limits()
+
+
+@pytest.mark.parametrize("size", ["1000", "2000000"])
+def test_a_producer_batch_size_outside_what_kafka_takes_is_refused(
+    monkeypatch: pytest.MonkeyPatch, size: str
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_PRODUCER_BATCH_BYTES", size)
+    with pytest.raises(ValueError, match="producer_batch_bytes"):
+        Settings()
