@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import OffsetOutOfRangeError, TopicAlreadyExistsError
 
 from streams.kafka_connection import KafkaConnection, as_connection, bootstrap_servers
 from streams.producer import BatchProducer, Record
@@ -236,6 +236,7 @@ class TopicProbe:
     def __init__(self, kafka: KafkaConnection | str) -> None:
         self._kafka = kafka
         self._consumer: AIOKafkaConsumer | None = None
+        self._reader: AIOKafkaConsumer | None = None  # `holds`: assigns and seeks
         self._admin: AIOKafkaAdminClient | None = None
         self._lock = asyncio.Lock()
 
@@ -269,6 +270,44 @@ class TopicProbe:
         consumer = await self._connected()
         return int((await consumer.beginning_offsets([tp]))[tp])
 
+    async def holds(self, topic: str, offsets: Mapping[int, int]) -> dict[int, bool]:
+        """Whether the broker still serves the record at each partition's offset.
+
+        Asks by fetching it, not by the partition's end: Tansu reports a partition's end as
+        the first offset of its last batch + 1 when that batch holds several records.
+        """
+        reader = await self._reader_connected()
+        held: dict[int, bool] = {}
+        async with self._lock:
+            for partition, offset in offsets.items():
+                tp = TopicPartition(topic, partition)
+                reader.assign([tp])
+                reader.seek(tp, offset)
+                try:
+                    fetched = await reader.getmany(tp, timeout_ms=2000, max_records=1)
+                except OffsetOutOfRangeError:
+                    held[partition] = False
+                    continue
+                held[partition] = any(r.offset == offset for r in fetched.get(tp, []))
+        return held
+
+    async def _reader_connected(self) -> AIOKafkaConsumer:
+        async with self._lock:
+            if self._reader is None:
+                reader = AIOKafkaConsumer(
+                    **as_connection(self._kafka).client_kwargs(),
+                    enable_auto_commit=False,
+                    auto_offset_reset="none",  # an offset the broker lacks is an error
+                    fetch_max_wait_ms=500,
+                )
+                try:
+                    await reader.start()
+                except BaseException:
+                    await reader.stop()
+                    raise
+                self._reader = reader
+            return self._reader
+
     async def _connected(self) -> AIOKafkaConsumer:
         async with self._lock:
             if self._consumer is None:
@@ -284,10 +323,11 @@ class TopicProbe:
             return self._consumer
 
     async def close(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+        for consumer in (self._consumer, self._reader):
+            if consumer is not None:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+        self._consumer = self._reader = None
         admin, self._admin = self._admin, None
         if admin is not None:
             with contextlib.suppress(Exception):
