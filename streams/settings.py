@@ -138,9 +138,9 @@ class Settings(BaseSettings):
         ge=16 * 1024,
         le=1_000_000,
         description="Largest record batch the worker's producer builds per partition. aiokafka "
-        "keeps one batch per partition in flight, so a flush or forward of N bytes to one "
-        "partition takes N / this many broker round trips. At most the topics' "
-        "max.message.bytes (Kafka's default: 1 MB).",
+        "sends one request at a time to a broker, with at most one batch per partition in "
+        "it, so a forward or flush of N bytes to one partition takes N / this many requests "
+        "in a row. At most the topics' max.message.bytes (Kafka's default: 1 MB).",
     )
     intake_commit_ms: int = Field(default=500, ge=0, description="Most often raw offsets commit.")
     # Write-behind of lead state: changed leads go to the changelog at most this often
