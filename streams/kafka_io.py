@@ -11,6 +11,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -294,33 +295,28 @@ class TopicProbe:
     async def _reader_connected(self) -> AIOKafkaConsumer:
         async with self._lock:
             if self._reader is None:
-                reader = AIOKafkaConsumer(
-                    **as_connection(self._kafka).client_kwargs(),
-                    enable_auto_commit=False,
+                self._reader = await self._started(
                     auto_offset_reset="none",  # an offset the broker lacks is an error
                     fetch_max_wait_ms=500,
                 )
-                try:
-                    await reader.start()
-                except BaseException:
-                    await reader.stop()
-                    raise
-                self._reader = reader
             return self._reader
 
     async def _connected(self) -> AIOKafkaConsumer:
         async with self._lock:
             if self._consumer is None:
-                consumer = AIOKafkaConsumer(
-                    **as_connection(self._kafka).client_kwargs(), enable_auto_commit=False
-                )
-                try:
-                    await consumer.start()
-                except BaseException:
-                    await consumer.stop()
-                    raise
-                self._consumer = consumer
+                self._consumer = await self._started()
             return self._consumer
+
+    async def _started(self, **options: Any) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            **as_connection(self._kafka).client_kwargs(), enable_auto_commit=False, **options
+        )
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
+        return consumer
 
     async def close(self) -> None:
         for consumer in (self._consumer, self._reader):
