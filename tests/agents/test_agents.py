@@ -130,12 +130,11 @@ async def test_leads_writes_state_only_after_its_outputs_are_acknowledged(
     assert state["score"] == 30 and len(state["seen"]) == 2  # the duplicate was not applied
 
 
-@pytest.mark.parametrize(("configured", "expected"), [(None, 512 * 1024), (65536, 65536)])
+@pytest.mark.parametrize(("configured", "expected"), [(None, 16 * 1024), (524288, 524288)])
 async def test_the_worker_producer_builds_batches_of_the_configured_size(
     tmp_path: Path, configured: int | None, expected: int
 ) -> None:
-    """aiokafka keeps one batch per partition in flight: its default 16 KiB made a forward
-    of one fetch take several round trips per partition, and the intake waits for them."""
+    """LEADSTREAM_PRODUCER_BATCH_BYTES reaches the producer the worker's stages share."""
     extra = {} if configured is None else {"producer_batch_bytes": configured}
     settings = Settings(data_dir=tmp_path, **extra)  # type: ignore[arg-type]
     app = create_app(
