@@ -38,7 +38,12 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 
 
 def _worker(
-    tansu: EmbeddedBroker, tmp_path: Path, *, lost_timeout_s: float, start: bool = True
+    tansu: EmbeddedBroker,
+    tmp_path: Path,
+    *,
+    lost_timeout_s: float,
+    start: bool = True,
+    **env: str,
 ) -> Worker:
     unique = f"o{uuid.uuid4().hex[:8]}"
     topics = Topics(prefix=f"{unique}.")
@@ -52,6 +57,7 @@ def _worker(
         env={
             "LEADSTREAM_BROKER_CHECK_S": "0.5",
             "LEADSTREAM_BROKER_LOST_TIMEOUT_S": f"{lost_timeout_s:g}",
+            **env,
         },
     )
     return worker.start() if start else worker
@@ -151,20 +157,29 @@ def test_a_forward_of_several_records_in_one_batch_is_not_taken_for_lost_records
     own_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     """400 events of one person, read in one fetch, are forwarded as 3 micro-batch records
-    in one producer batch. Tansu then reports that partition's end as its first offset + 1;
-    the broker check reads the last record back instead of believing it."""
-    worker = _worker(own_broker, tmp_path, lost_timeout_s=600, start=False)
+    of ~30 KB in one producer batch (512 KiB batches; at 16 KiB each is a batch of its own).
+    Tansu then reports that partition's end as its first offset + 1; the broker check reads
+    the last record back instead of believing it."""
+    worker = _worker(
+        own_broker,
+        tmp_path,
+        lost_timeout_s=600,
+        start=False,
+        LEADSTREAM_PRODUCER_BATCH_BYTES="524288",
+    )
     worker.send(*(page(f"f-{i}", anon="anon-f", path=f"/blog/{i}") for i in range(400)))
     worker.start()
-    wait_for(
-        lambda: "leadstream_events_processed_total 400.0" in _metrics_or_empty(worker),
-        timeout_s=60,
-        what="the 400 events applied",
-    )
-    time.sleep(3)  # six broker checks (LEADSTREAM_BROKER_CHECK_S=0.5)
-    assert worker.proc is not None and worker.proc.poll() is None, worker.log()[-3000:]
-    assert "the broker lost records" not in worker.log()
-    worker.kill()
+    try:
+        wait_for(
+            lambda: "leadstream_events_processed_total 400.0" in _metrics_or_empty(worker),
+            timeout_s=60,
+            what="the 400 events applied",
+        )
+        time.sleep(3)  # six broker checks (LEADSTREAM_BROKER_CHECK_S=0.5) must pass quietly
+        assert worker.proc is not None and worker.proc.poll() is None, worker.log()[-3000:]
+        assert "the broker lost records" not in worker.log()
+    finally:
+        worker.kill()
 
 
 def _metrics_or_empty(worker: Worker) -> str:
