@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -121,6 +121,11 @@ class _Lifecycle:
 CRASH_GRACE_S = 15.0
 #: How long a stopping worker may spend writing its pending state and committing.
 STOP_WRITE_TIMEOUT_S = 10.0
+#: Longest the intake waits before a fetch for the leads stage to catch up (`caught_up`): it
+#: also writes for partitions other workers score, which must not wait on a stalled stage.
+READ_AHEAD_WAIT_S = 2.0
+#: How often a waiting intake looks again.
+_CAUGHT_UP_POLL_S = 0.005
 
 
 def _exit_now(why: str) -> None:
@@ -483,6 +488,36 @@ def create_app(
         except Exception as exc:
             halt(exc, why="leads: processing a handed-over batch failed")
 
+    async def caught_up(ends: Mapping[int, int]) -> None:
+        """The intake's read-ahead bound: before its next fetch, wait (at most
+        READ_AHEAD_WAIT_S) until this stage has applied every record the intake wrote to the
+        partitions it scores (`ends`: partition -> end written), and, at start-up, until
+        the table is recovered.
+
+        Without it the intake reads on while the stage is not ready, or while the consumer
+        catches up after a record the handover could not take; every record after that one
+        then goes through the consumer too (decoded again, buffered by Faust: ~30 KB each),
+        and the handover never resumes while the intake stays ahead.
+        """
+        if _caught_up_with(ends):
+            return
+        started = time.monotonic()
+        deadline = started + READ_AHEAD_WAIT_S
+        while time.monotonic() < deadline and not _caught_up_with(ends):
+            await asyncio.sleep(_CAUGHT_UP_POLL_S)
+        metrics.intake_held.inc(time.monotonic() - started)
+
+    def _caught_up_with(ends: Mapping[int, int]) -> bool:
+        if halted.is_set():
+            return True  # stopping: the intake's own stop decides
+        if not _settled():
+            return False
+        return all(
+            order.knows(p) and order.expected(p) >= end
+            for p, end in ends.items()
+            if p in owned and p not in taken
+        )
+
     def _take_handed(partition: int, offset: int, value: bytes) -> asyncio.Future[Any] | None:
         """The outputs of the record at `offset` if `handover` applied it, else None."""
         entries = handed.get(partition)
@@ -815,6 +850,7 @@ def create_app(
             metrics=metrics,
             clock=clock,
             handover=handover if settings.handover else None,
+            caught_up=caught_up if settings.handover else None,
         ),
         flush=flush_everything,
         handed_offsets=handed_offsets,

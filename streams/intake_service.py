@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
 import mode
@@ -28,12 +28,17 @@ from streams.producer import BatchProducer, Record
 from streams.settings import Settings
 from streams.topics import Topics
 
-__all__ = ["Handover", "IntakeService", "forward_batches"]
+__all__ = ["CaughtUp", "Handover", "IntakeService", "forward_batches"]
 
 #: Takes person-events records this worker just wrote, (partition, offset, value, the batch
 #: the value encodes) in offset order per partition, to apply them in-process
 #: (streams/app.py, `handover`): the batch as built, so it need not be decoded again.
 Handover = Callable[[list[tuple[int, int, bytes, PersonEventBatch]]], Awaitable[None]]
+
+#: Waits, before the intake's next fetch, until this worker's leads stage has applied what the
+#: intake wrote: given the end (last offset + 1) it wrote to each person-events partition
+#: (streams/app.py, `caught_up`). Bounds the read-ahead, so that the handover keeps applying.
+CaughtUp = Callable[[Mapping[int, int]], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +88,14 @@ class IntakeService(mode.Service):
         metrics: Metrics,
         clock: Callable[[], datetime],
         handover: Handover | None = None,
+        caught_up: CaughtUp | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._handover = handover
+        self._caught_up = caught_up
+        # person-events partition -> the end of what this intake wrote there
+        self._written: dict[int, int] = {}
         self._settings = settings
         self._topics = Topics(settings.topic_prefix)
         self._kafka = kafka
@@ -154,6 +163,8 @@ class IntakeService(mode.Service):
         commit_every_s = self._settings.intake_commit_ms / 1000
         uncommitted = False
         while not self.should_stop:
+            if self._caught_up is not None:
+                await self._caught_up(self._written)
             fetched = await consumer.getmany(
                 timeout_ms=200, max_records=self._settings.intake_batch_max
             )
@@ -194,6 +205,10 @@ class IntakeService(mode.Service):
         # Written first, then handed over: the records are on the broker before their
         # effects exist anywhere, and the leads stage knows their offsets.
         offsets = await self._producer.send_placed(records)
+        for record, offset in zip(records, offsets, strict=True):
+            partition = record.partition
+            if record.topic == self._topics.person_events and partition is not None:
+                self._written[partition] = max(self._written.get(partition, 0), offset + 1)
         await self._handover(
             [
                 (r.partition, offset, r.value, batch)

@@ -62,6 +62,7 @@ class Metrics:
     sla_steps: Counter  # step: SlaEvent.step
     input_rewinds: Counter  # stage: "leads" | "accounts"
     handed_over: Counter  # person-events records applied in-process (streams/app.py)
+    intake_held: Counter  # seconds the intake waited for the leads stage (read-ahead bound)
     recovery_rewinds: Counter  # stalled table recoveries sought back (streams/recovery_watch.py)
 
     @classmethod
@@ -110,6 +111,12 @@ class Metrics:
                 "leadstream_handed_over_records_total",
                 "Person-events records the leads stage applied as its own worker wrote them "
                 "(the intake, the stage's identity messages), before its consumer fetched them.",
+                registry=registry,
+            ),
+            intake_held=Counter(
+                "leadstream_intake_held_seconds_total",
+                "Seconds the intake waited before its next fetch for this worker's leads stage "
+                "to apply what it had written (its read-ahead bound; LEADSTREAM_HANDOVER).",
                 registry=registry,
             ),
             events_received=Counter(

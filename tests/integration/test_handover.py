@@ -134,3 +134,35 @@ def test_an_identity_message_to_a_partition_of_the_same_worker_is_handed_over_to
     lead_y = next(s["lead_id"] for s in scored if s["message_id"] == "i-2")
     assert [s["score"] for s in scored if s["lead_id"] == lead_y] == [10, 20]
     assert _handed_over(worker.metrics()) >= before + 3
+
+
+def test_a_backlog_read_at_start_up_is_handed_over_not_read_ahead_of_the_leads_stage(
+    make_worker: Any,
+) -> None:
+    # 400 events wait before the worker starts; the intake reads them 20 at a time. Reading
+    # on while the stage is not ready, or while it catches up on a record it could not take,
+    # would leave every record after that to the consumer: none handed over.
+    worker = make_worker(start=False, LEADSTREAM_INTAKE_BATCH_MAX="20")
+    people = [f"anon-b{n}" for n in range(8)]
+    assert {person_partition(p, PARTITIONS) for p in people} == set(range(PARTITIONS))
+    worker.send(*(page(f"b-{n}", "/pricing", anon=people[n % 8]) for n in range(400)))
+    worker.start()
+
+    scored = worker.read(worker.topics.scored, lambda r: len(r) >= 400, timeout_s=60)
+    assert sorted(s["message_id"] for s in scored) == sorted(f"b-{n}" for n in range(400))
+    records = worker.read(
+        worker.topics.person_events,
+        lambda r: sum(len(b["events"]) for b in r) >= 400,
+        timeout_s=10,
+    )
+    wait_for(
+        lambda: "leadstream_events_processed_total 400.0" in worker.metrics(),
+        timeout_s=10,
+        what="400 events processed",
+    )
+    metrics = worker.metrics()
+    # The first record of each partition comes through the consumer; most of the others
+    # are handed over, the intake waiting for the stage to catch up when one was not.
+    assert _handed_over(metrics) >= len(records) / 2, (_handed_over(metrics), len(records))
+    held = re.search(r"^leadstream_intake_held_seconds_total (\S+)$", metrics, re.MULTILINE)
+    assert held and float(held.group(1)) > 0, "the intake never waited for the stage"
