@@ -1,10 +1,11 @@
-"""The load test's sustained throughput: the slope it reports, and what it leaves out."""
+"""The load test's throughput figures: end to end (the ratios), the sustained slope, and what
+each leaves out."""
 
 from __future__ import annotations
 
 import pytest
 
-from loadtest.harness import Sample, sustained
+from loadtest.harness import Sample, end_to_end, sustained
 
 
 def test_the_slope_runs_between_10_and_90_percent_of_the_events() -> None:
@@ -34,3 +35,26 @@ def test_a_worker_that_never_applies_before_90_percent_leaves_the_10_percent_mar
 def test_a_run_too_short_for_the_slope_counts_from_the_last_idle_sample() -> None:
     samples = [Sample(0, 0), Sample(1, 0), Sample(3, 1000)]
     assert sustained(samples, 1000) == pytest.approx(1000 / 2)
+
+
+def test_end_to_end_runs_from_the_intakes_first_read_to_the_last_event_applied() -> None:
+    # Nothing read at 4 s, 5,000 read at 5 s: the first read is put at 4.5 s. The intake
+    # reads the whole backlog early; the stage applies it by 14 s.
+    samples = [
+        Sample(0, 0, received=0),
+        Sample(4, 0, received=0),
+        Sample(5, 50, received=5_000),
+        Sample(6, 100, received=10_000),
+        Sample(10, 600, received=10_000),
+        Sample(14, 1_000, received=10_000),
+        Sample(15, 1_000, received=10_000),
+    ]
+    assert end_to_end(samples, 1_000) == pytest.approx(1_000 / (14 - 4.5))
+    # The 10%-90% slope leaves the start out, and with it most of the reading: higher.
+    assert sustained(samples, 1_000) == pytest.approx((1_000 - 100) / (14 - 6))
+    assert sustained(samples, 1_000) > end_to_end(samples, 1_000)
+
+
+def test_end_to_end_from_the_first_sample_when_the_intake_had_read_before_it() -> None:
+    samples = [Sample(2, 0, received=300), Sample(4, 1_000, received=1_000)]
+    assert end_to_end(samples, 1_000) == pytest.approx(1_000 / 2)
