@@ -130,7 +130,7 @@ async def test_leads_writes_state_only_after_its_outputs_are_acknowledged(
     assert state["score"] == 30 and len(state["seen"]) == 2  # the duplicate was not applied
 
 
-@pytest.mark.parametrize(("configured", "expected"), [(None, 16 * 1024), (524288, 524288)])
+@pytest.mark.parametrize(("configured", "expected"), [(None, 512 * 1024), (16384, 16384)])
 async def test_the_worker_producer_builds_batches_of_the_configured_size(
     tmp_path: Path, configured: int | None, expected: int
 ) -> None:
