@@ -488,7 +488,7 @@ def create_app(
         except Exception as exc:
             halt(exc, why="leads: processing a handed-over batch failed")
 
-    async def caught_up(ends: Mapping[int, int]) -> None:
+    async def caught_up(ends: Mapping[int, int]) -> bool:
         """The intake's read-ahead bound: before its next fetch, wait (at most
         READ_AHEAD_WAIT_S) until this stage has applied every record the intake wrote to the
         partitions it scores (`ends`: partition -> end written), and, at start-up, until
@@ -497,15 +497,20 @@ def create_app(
         Without it the intake reads on while the stage is not ready, or while the consumer
         catches up after a record the handover could not take; every record after that one
         then goes through the consumer too (decoded again, buffered by Faust: ~30 KB each),
-        and the handover never resumes while the intake stays ahead.
+        and the handover never resumes while the intake stays ahead. False: gave up.
         """
         if _caught_up_with(ends):
-            return
+            return True
         started = time.monotonic()
         deadline = started + READ_AHEAD_WAIT_S
-        while time.monotonic() < deadline and not _caught_up_with(ends):
-            await asyncio.sleep(_CAUGHT_UP_POLL_S)
-        metrics.intake_held.inc(time.monotonic() - started)
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(_CAUGHT_UP_POLL_S)
+                if _caught_up_with(ends):
+                    return True
+            return False
+        finally:
+            metrics.intake_held.inc(time.monotonic() - started)
 
     def _caught_up_with(ends: Mapping[int, int]) -> bool:
         if halted.is_set():

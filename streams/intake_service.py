@@ -38,7 +38,8 @@ Handover = Callable[[list[tuple[int, int, bytes, PersonEventBatch]]], Awaitable[
 #: Waits, before the intake's next fetch, until this worker's leads stage has applied what the
 #: intake wrote: given the end (last offset + 1) it wrote to each person-events partition
 #: (streams/app.py, `caught_up`). Bounds the read-ahead, so that the handover keeps applying.
-CaughtUp = Callable[[Mapping[int, int]], Awaitable[None]]
+#: False: it gave up waiting.
+CaughtUp = Callable[[Mapping[int, int]], Awaitable[bool]]
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +164,10 @@ class IntakeService(mode.Service):
         commit_every_s = self._settings.intake_commit_ms / 1000
         uncommitted = False
         while not self.should_stop:
-            if self._caught_up is not None:
-                await self._caught_up(self._written)
+            if self._caught_up is not None and not await self._caught_up(self._written):
+                # Waited long enough: wait on what is written from now on only (an end the
+                # stage cannot reach, from a topic recreated meanwhile, would hold every fetch).
+                self._written.clear()
             fetched = await consumer.getmany(
                 timeout_ms=200, max_records=self._settings.intake_batch_max
             )
