@@ -121,7 +121,7 @@ class _Lifecycle:
 CRASH_GRACE_S = 15.0
 #: How long a stopping worker may spend writing its pending state and committing.
 STOP_WRITE_TIMEOUT_S = 10.0
-#: Longest the intake waits before a fetch for the leads stage to catch up (`caught_up`): it
+#: Longest the intake waits before a forward for the leads stage to catch up (`caught_up`): it
 #: also writes for partitions other workers score, which must not wait on a stalled stage.
 READ_AHEAD_WAIT_S = 2.0
 #: How often a waiting intake looks again.
@@ -372,6 +372,10 @@ def create_app(
     written_to: dict[int, int] = {}
     flushed_at: dict[int, float] = {}
     background: set[asyncio.Future[None]] = set()
+    # The stage's own identity messages for partitions it scores: being handed back, and
+    # the end written by partition (what the intake's read-ahead bound waits on too).
+    handing_back: set[asyncio.Future[None]] = set()
+    stage_written: dict[int, int] = {}
 
     def _done(task: asyncio.Future[None]) -> None:
         background.discard(task)
@@ -489,37 +493,44 @@ def create_app(
             halt(exc, why="leads: processing a handed-over batch failed")
 
     async def caught_up(ends: Mapping[int, int]) -> bool:
-        """The intake's read-ahead bound: before its next fetch, wait (at most
-        READ_AHEAD_WAIT_S) until this stage has applied every record the intake wrote to the
-        partitions it scores (`ends`: partition -> end written), and, at start-up, until
-        the table is recovered.
+        """The intake's read-ahead bound: before it forwards its next fetch, wait (at most
+        READ_AHEAD_WAIT_S) until this stage has applied every record this worker wrote to
+        the partitions it scores: the intake's (`ends`: partition -> end written) and the
+        stage's own identity messages (written, and being handed back); and, at start-up,
+        until the table is recovered. The intake's next record is then the one its
+        partition expects next, and is handed over.
 
         Without it the intake reads on while the stage is not ready, or while the consumer
         catches up after a record the handover could not take; every record after that one
         then goes through the consumer too (decoded again, buffered by Faust: ~30 KB each),
-        and the handover never resumes while the intake stays ahead. False: gave up.
+        and the handover never resumes while the intake stays ahead. False: gave up (and
+        forgot the stage's ends, as the intake forgets its own).
         """
-        if _caught_up_with(ends):
+        # The hand-backs under way now (not those started meanwhile: a stage applying
+        # records from elsewhere on may start them without end).
+        earlier = list(handing_back)
+        if _caught_up_with(ends, earlier):
             return True
         started = time.monotonic()
         deadline = started + READ_AHEAD_WAIT_S
         try:
             while time.monotonic() < deadline:
                 await asyncio.sleep(_CAUGHT_UP_POLL_S)
-                if _caught_up_with(ends):
+                if _caught_up_with(ends, earlier):
                     return True
+            stage_written.clear()
             return False
         finally:
             metrics.intake_held.inc(time.monotonic() - started)
 
-    def _caught_up_with(ends: Mapping[int, int]) -> bool:
+    def _caught_up_with(ends: Mapping[int, int], hand_backs: list[asyncio.Future[None]]) -> bool:
         if halted.is_set():
             return True  # stopping: the intake's own stop decides
-        if not _settled():
+        if not _settled() or not all(task.done() for task in hand_backs):
             return False
         return all(
-            order.knows(p) and order.expected(p) >= end
-            for p, end in ends.items()
+            order.knows(p) and order.expected(p) >= max(ends.get(p, 0), stage_written.get(p, 0))
+            for p in ends.keys() | stage_written.keys()
             if p in owned and p not in taken
         )
 
@@ -589,6 +600,8 @@ def create_app(
         ):
             background.add(task := asyncio.ensure_future(_hand_back(records, outputs)))
             task.add_done_callback(_done)
+            handing_back.add(task)
+            task.add_done_callback(handing_back.discard)
         return outputs
 
     async def _hand_back(records: list[Record], outputs: asyncio.Future[Any]) -> None:
@@ -596,6 +609,10 @@ def create_app(
             offsets = placed(await asyncio.shield(outputs), len(records))
         except Exception:
             return  # not written: the flush waiting for these outputs stops the worker
+        for r, offset in zip(records, offsets, strict=True):
+            if r.topic == topics.person_events and r.partition is not None:
+                p = r.partition
+                stage_written[p] = max(stage_written.get(p, 0), offset + 1)
         await handover(
             [
                 (r.partition, offset, r.value, decode_batch(r.value))

@@ -35,8 +35,8 @@ __all__ = ["CaughtUp", "Handover", "IntakeService", "forward_batches"]
 #: (streams/app.py, `handover`): the batch as built, so it need not be decoded again.
 Handover = Callable[[list[tuple[int, int, bytes, PersonEventBatch]]], Awaitable[None]]
 
-#: Waits, before the intake's next fetch, until this worker's leads stage has applied what the
-#: intake wrote: given the end (last offset + 1) it wrote to each person-events partition
+#: Waits, before the intake forwards a fetch, until this worker's leads stage has applied what
+#: the intake wrote: given the end (last offset + 1) it wrote to each person-events partition
 #: (streams/app.py, `caught_up`). Bounds the read-ahead, so that the handover keeps applying.
 #: False: it gave up waiting.
 CaughtUp = Callable[[Mapping[int, int]], Awaitable[bool]]
@@ -164,10 +164,6 @@ class IntakeService(mode.Service):
         commit_every_s = self._settings.intake_commit_ms / 1000
         uncommitted = False
         while not self.should_stop:
-            if self._caught_up is not None and not await self._caught_up(self._written):
-                # Waited long enough: wait on what is written from now on only (an end the
-                # stage cannot reach, from a topic recreated meanwhile, would hold every fetch).
-                self._written.clear()
             fetched = await consumer.getmany(
                 timeout_ms=200, max_records=self._settings.intake_batch_max
             )
@@ -192,8 +188,15 @@ class IntakeService(mode.Service):
                 erasure_topic=self._topics.erasure,
                 email_rules=self._email_rules,
             )
+            batches = forward_batches(result, self._topics)
+            # Read and validated meanwhile: the stage's acknowledgements and hand-backs of
+            # the last forward come in while this worked.
+            if self._caught_up is not None and not await self._caught_up(self._written):
+                # Waited long enough: wait on what is written from now on only (an end the
+                # stage cannot reach, from a topic recreated meanwhile, would hold every one).
+                self._written.clear()
             # Wait for the acknowledgement before the offsets may be committed.
-            await self._forward(forward_batches(result, self._topics))
+            await self._forward(batches)
             self._count(result)
             now, uncommitted = time.monotonic(), True
             if now - committed_at >= commit_every_s:
