@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -372,10 +372,11 @@ def create_app(
     written_to: dict[int, int] = {}
     flushed_at: dict[int, float] = {}
     background: set[asyncio.Future[None]] = set()
-    # The stage's own identity messages for partitions it scores: being handed back, and
-    # the end written by partition (what the intake's read-ahead bound waits on too).
+    # What the intake's read-ahead bound waits for (`caught_up`): the end of the records
+    # this worker wrote to the partitions it scores, as offered to `handover`, by partition;
+    # and the stage's own identity messages being handed back.
+    written: dict[int, int] = {}
     handing_back: set[asyncio.Future[None]] = set()
-    stage_written: dict[int, int] = {}
 
     def _done(task: asyncio.Future[None]) -> None:
         background.discard(task)
@@ -472,6 +473,7 @@ def create_app(
         """
         try:
             for partition, offset, value, batch in records:
+                written[partition] = max(written.get(partition, 0), offset + 1)
                 async with lock:
                     if not (
                         not halted.is_set()
@@ -492,45 +494,38 @@ def create_app(
         except Exception as exc:
             halt(exc, why="leads: processing a handed-over batch failed")
 
-    async def caught_up(ends: Mapping[int, int]) -> bool:
+    async def caught_up() -> None:
         """The intake's read-ahead bound: before it forwards its next fetch, wait (at most
         READ_AHEAD_WAIT_S) until this stage has applied every record this worker wrote to
-        the partitions it scores: the intake's (`ends`: partition -> end written) and the
-        stage's own identity messages (written, and being handed back); and, at start-up,
-        until the table is recovered. The intake's next record is then the one its
-        partition expects next, and is handed over.
+        the partitions it scores (the intake's, and the stage's own identity messages,
+        those being handed back included), and, at start-up, until the table is recovered.
+        The intake's next record is then the one its partition expects next, and is handed
+        over.
 
         Without it the intake reads on while the stage is not ready, or while the consumer
         catches up after a record the handover could not take; every record after that one
         then goes through the consumer too (decoded again, buffered by Faust: ~30 KB each),
-        and the handover never resumes while the intake stays ahead. False: gave up (and
-        forgot the stage's ends, as the intake forgets its own).
+        and the handover never resumes while the intake stays ahead.
         """
         # The hand-backs under way now (not those started meanwhile: a stage applying
         # records from elsewhere on may start them without end).
         earlier = list(handing_back)
-        if _caught_up_with(ends, earlier):
-            return True
+        if _caught_up_with(earlier):
+            return
         started = time.monotonic()
         deadline = started + READ_AHEAD_WAIT_S
-        try:
-            while time.monotonic() < deadline:
-                await asyncio.sleep(_CAUGHT_UP_POLL_S)
-                if _caught_up_with(ends, earlier):
-                    return True
-            stage_written.clear()
-            return False
-        finally:
-            metrics.intake_held.inc(time.monotonic() - started)
+        while time.monotonic() < deadline and not _caught_up_with(earlier):
+            await asyncio.sleep(_CAUGHT_UP_POLL_S)
+        metrics.intake_held.inc(time.monotonic() - started)
 
-    def _caught_up_with(ends: Mapping[int, int], hand_backs: list[asyncio.Future[None]]) -> bool:
+    def _caught_up_with(hand_backs: list[asyncio.Future[None]]) -> bool:
         if halted.is_set():
             return True  # stopping: the intake's own stop decides
         if not _settled() or not all(task.done() for task in hand_backs):
             return False
         return all(
-            order.knows(p) and order.expected(p) >= max(ends.get(p, 0), stage_written.get(p, 0))
-            for p in ends.keys() | stage_written.keys()
+            order.knows(p) and order.expected(p) >= end
+            for p, end in written.items()
             if p in owned and p not in taken
         )
 
@@ -609,10 +604,6 @@ def create_app(
             offsets = placed(await asyncio.shield(outputs), len(records))
         except Exception:
             return  # not written: the flush waiting for these outputs stops the worker
-        for r, offset in zip(records, offsets, strict=True):
-            if r.topic == topics.person_events and r.partition is not None:
-                p = r.partition
-                stage_written[p] = max(stage_written.get(p, 0), offset + 1)
         await handover(
             [
                 (r.partition, offset, r.value, decode_batch(r.value))

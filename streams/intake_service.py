@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import mode
@@ -36,10 +36,9 @@ __all__ = ["CaughtUp", "Handover", "IntakeService", "forward_batches"]
 Handover = Callable[[list[tuple[int, int, bytes, PersonEventBatch]]], Awaitable[None]]
 
 #: Waits, before the intake forwards a fetch, until this worker's leads stage has applied what
-#: the intake wrote: given the end (last offset + 1) it wrote to each person-events partition
-#: (streams/app.py, `caught_up`). Bounds the read-ahead, so that the handover keeps applying.
-#: False: it gave up waiting.
-CaughtUp = Callable[[Mapping[int, int]], Awaitable[bool]]
+#: was handed over to it (streams/app.py, `caught_up`). Bounds the read-ahead, so that the
+#: handover keeps applying.
+CaughtUp = Callable[[], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +94,6 @@ class IntakeService(mode.Service):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._handover = handover
         self._caught_up = caught_up
-        # person-events partition -> the end of what this intake wrote there
-        self._written: dict[int, int] = {}
         self._settings = settings
         self._topics = Topics(settings.topic_prefix)
         self._kafka = kafka
@@ -191,10 +188,8 @@ class IntakeService(mode.Service):
             batches = forward_batches(result, self._topics)
             # Read and validated meanwhile: the stage's acknowledgements and hand-backs of
             # the last forward come in while this worked.
-            if self._caught_up is not None and not await self._caught_up(self._written):
-                # Waited long enough: wait on what is written from now on only (an end the
-                # stage cannot reach, from a topic recreated meanwhile, would hold every one).
-                self._written.clear()
+            if self._caught_up is not None:
+                await self._caught_up()
             # Wait for the acknowledgement before the offsets may be committed.
             await self._forward(batches)
             self._count(result)
@@ -211,10 +206,6 @@ class IntakeService(mode.Service):
         # Written first, then handed over: the records are on the broker before their
         # effects exist anywhere, and the leads stage knows their offsets.
         offsets = await self._producer.send_placed(records)
-        for record, offset in zip(records, offsets, strict=True):
-            partition = record.partition
-            if record.topic == self._topics.person_events and partition is not None:
-                self._written[partition] = max(self._written.get(partition, 0), offset + 1)
         await self._handover(
             [
                 (r.partition, offset, r.value, batch)
