@@ -909,6 +909,12 @@ def create_app(
         stale = (set(pending) | set(handed) | set(order.positions())) - mine
         await _forget(mine | stale)
         order.keep_only(mine)
+        for partition in mine:
+            if not order.knows(partition):
+                # New here: what this worker wrote there before may all be read and
+                # committed by the previous owner, so no record of it may come to make the
+                # partition known, and `caught_up` would hold the intake on it each time.
+                written.pop(partition, None)
         owned.clear()
         owned.update(mine)
         taken.difference_update(mine)
