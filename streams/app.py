@@ -124,6 +124,11 @@ STOP_WRITE_TIMEOUT_S = 10.0
 #: Longest the intake waits before a forward for the leads stage to catch up (`caught_up`): it
 #: also writes for partitions other workers score, which must not wait on a stalled stage.
 READ_AHEAD_WAIT_S = 2.0
+#: How far behind the leads stage may be, in records this worker wrote, before the intake
+#: waits for it (then until it has caught up completely). With several workers, a record
+#: another worker's intake wrote to a partition puts the stage one record behind what this
+#: intake writes next; waiting out each such record cost a fetch wait at the p99.
+READ_AHEAD_SLACK_RECORDS = 32
 #: How often a waiting intake looks again.
 _CAUGHT_UP_POLL_S = 0.005
 
@@ -495,12 +500,12 @@ def create_app(
             halt(exc, why="leads: processing a handed-over batch failed")
 
     async def caught_up() -> None:
-        """The intake's read-ahead bound: before it forwards its next fetch, wait (at most
-        READ_AHEAD_WAIT_S) until this stage has applied every record this worker wrote to
-        the partitions it scores (the intake's, and the stage's own identity messages,
-        those being handed back included), and, at start-up, until the table is recovered.
-        The intake's next record is then the one its partition expects next, and is handed
-        over.
+        """The intake's read-ahead bound: before it forwards its next fetch, if this stage is
+        more than READ_AHEAD_SLACK_RECORDS behind on what this worker wrote to the
+        partitions it scores (the intake's records, and the stage's own identity messages,
+        those being handed back included), wait (at most READ_AHEAD_WAIT_S) until it has
+        applied all of it; and, at start-up, until the table is recovered. The intake's next
+        record is then the one its partition expects next, and is handed over.
 
         Without it the intake reads on while the stage is not ready, or while the consumer
         catches up after a record the handover could not take; every record after that one
@@ -510,24 +515,26 @@ def create_app(
         # The hand-backs under way now (not those started meanwhile: a stage applying
         # records from elsewhere on may start them without end).
         earlier = list(handing_back)
-        if _caught_up_with(earlier):
+        if _caught_up_with(earlier, READ_AHEAD_SLACK_RECORDS):
             return
         started = time.monotonic()
         deadline = started + READ_AHEAD_WAIT_S
-        while time.monotonic() < deadline and not _caught_up_with(earlier):
+        while time.monotonic() < deadline and not _caught_up_with(earlier, 0):
             await asyncio.sleep(_CAUGHT_UP_POLL_S)
         metrics.intake_held.inc(time.monotonic() - started)
 
-    def _caught_up_with(hand_backs: list[asyncio.Future[None]]) -> bool:
+    def _caught_up_with(hand_backs: list[asyncio.Future[None]], slack: int) -> bool:
         if halted.is_set():
             return True  # stopping: the intake's own stop decides
         if not _settled() or not all(task.done() for task in hand_backs):
             return False
-        return all(
-            order.knows(p) and order.expected(p) >= end
-            for p, end in written.items()
-            if p in owned and p not in taken
-        )
+        behind = 0
+        for p, end in written.items():
+            if p in owned and p not in taken:
+                if not order.knows(p):
+                    return False
+                behind += max(0, end - order.expected(p))
+        return behind <= slack
 
     def _take_handed(partition: int, offset: int, value: bytes) -> asyncio.Future[Any] | None:
         """The outputs of the record at `offset` if `handover` applied it, else None."""
