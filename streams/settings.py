@@ -141,7 +141,7 @@ class Settings(BaseSettings):
         "sends one request at a time to a broker, with at most one batch per partition in "
         "it, so a forward or flush of N bytes to one partition takes N / this many requests "
         "in a row. At most the topics' max.message.bytes (Kafka's default: 1 MB). Against "
-        "aiokafka's 16 KiB, 512 KiB drains a flood on a running worker faster (7.2-7.8 s "
+        "aiokafka's 16 KiB, 512 KiB drains a flood on a running worker faster (6.7-7.8 s "
         "against 10.2 s) and a backlog a little faster (README, Performance).",
     )
     intake_commit_ms: int = Field(default=500, ge=0, description="Most often raw offsets commit.")
