@@ -35,9 +35,9 @@ __all__ = ["CaughtUp", "Handover", "IntakeService", "forward_batches"]
 #: (streams/app.py, `handover`): the batch as built, so it need not be decoded again.
 Handover = Callable[[list[tuple[int, int, bytes, PersonEventBatch]]], Awaitable[None]]
 
-#: Waits, before the intake forwards a fetch, until this worker's leads stage has applied what
-#: was handed over to it (streams/app.py, `caught_up`). Bounds the read-ahead, so that the
-#: handover keeps applying.
+#: Waits, before the intake forwards a fetch, while this worker's leads stage is far behind on
+#: what was handed over to it (streams/app.py, `caught_up`). Bounds the read-ahead, so that
+#: the handover keeps applying.
 CaughtUp = Callable[[], Awaitable[None]]
 
 log = logging.getLogger(__name__)

@@ -115,8 +115,8 @@ class Metrics:
             ),
             intake_held=Counter(
                 "leadstream_intake_held_seconds_total",
-                "Seconds the intake waited before its next fetch for this worker's leads stage "
-                "to apply what it had written (its read-ahead bound; LEADSTREAM_HANDOVER).",
+                "Seconds the intake waited before forwarding a fetch for this worker's leads "
+                "stage to apply what it had written (its read-ahead bound; LEADSTREAM_HANDOVER).",
                 registry=registry,
             ),
             events_received=Counter(
