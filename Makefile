@@ -89,6 +89,7 @@ benchmarks: loadtest
 	$(BIN)/python -m loadtest.burst --rate 1500 --steady 25 --burst 5 --leads 500 --flood 300000
 	$(BIN)/python -m loadtest.replay_bench --events 200000 --leads 20000
 	$(BIN)/python -m loadtest.cpu_bench
+	$(BIN)/python -m loadtest.ablation --drop core --events 300000 --rate 0 --baseline
 
 clean:
 	rm -rf $(VENV) .leadstream-data .pytest_cache .mypy_cache .ruff_cache *.egg-info
