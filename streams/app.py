@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -46,7 +46,12 @@ from schemas.internal import (
     Unlink,
 )
 from streams.account_feed import AccountFeed, AccountsHolder
-from streams.account_stage import add_account_stage, contact_batches
+from streams.account_stage import (
+    ContactOutbox,
+    accounts_table,
+    add_account_stage,
+    contact_batches,
+)
 from streams.broker import faust_broker_settings
 from streams.broker_watch import BrokerLost, BrokerWatch, lost_records
 from streams.codec import Rejection, dead_letter, decode_batch, decode_state, encode
@@ -306,16 +311,24 @@ def create_app(
         partitions=settings.partitions,
     )
     changelog = table.changelog_topic.get_topic_name()
+    account_table = accounts_table(app, settings)
+    changelogs = frozenset({changelog, account_table.changelog_topic.get_topic_name()})
     if producer is None:
         tansu = settings.broker_flavor == "tansu"
         producer = BatchProducer(
             kafka=kafka,
             # Tansu reports a partition's end wrong after a batch of several records: table
             # recovery would stop early. (The broker check reads back instead: `holds`.)
-            single_record_tail=frozenset({changelog}) if tansu else frozenset(),
+            single_record_tail=changelogs if tansu else frozenset(),
             max_batch_size=settings.producer_batch_bytes,
         )
     out = producer
+    # Contact updates for the accounts stage: held, and sent together before the state
+    # flushes that made them (ContactOutbox).
+    outbox = ContactOutbox(
+        lambda updates: out.send(contact_batches(topics, updates, settings.partitions)),
+        every_s=settings.state_flush_ms / 1000,
+    )
     local = FaustLocalTable(table)
     store = LeadStore(local, cache_size=settings.lead_cache_size)
     state_gauges(registry, leads=local.count, state_bytes=local.size_bytes, clock=time.monotonic)
@@ -400,7 +413,7 @@ def create_app(
             # a crash in between replays those records from the old state and re-sends the
             # same outputs (same deterministic ids). Produces run outside `lock`, so the
             # agent keeps scoring meanwhile.
-            await asyncio.gather(*(outputs for _, outputs in done))
+            await asyncio.gather(outbox.sent(partition), *(outputs for _, outputs in done))
             offsets = await out.send_acked(
                 Record(changelog, k, v, partition=partition) for k, v in entries
             )
@@ -576,7 +589,7 @@ def create_app(
         )
         # Queued, not awaited: `flush` waits for these acknowledgements before it writes
         # this batch's state, so the agent need not wait a round trip here.
-        records = _records(topics, result.decisions, settings.partitions)
+        records = outputs_of(partition, result.decisions)
         if result.failed:
             records += _failures(topics, result.failed, source.message, clock())
             metrics.events_dead_lettered.labels(reason="processing_error").inc(len(result.failed))
@@ -590,6 +603,15 @@ def create_app(
         clocks.drop(partition, result.deleted)
         pending.setdefault(partition, []).append((source, outputs))
         return result, outputs
+
+    def outputs_of(partition: int, decisions: Sequence[Decision]) -> list[Record]:
+        """The records of `decisions` made on lead `partition`; its contact updates are
+        held for the accounts stage instead (`outbox`)."""
+        contacts = [d for d in decisions if isinstance(d, ContactUpdate)]
+        if contacts:
+            outbox.hold(partition, contacts)
+            decisions = [d for d in decisions if not isinstance(d, ContactUpdate)]
+        return _records(topics, decisions, settings.partitions)
 
     async def send(records: list[Record]) -> asyncio.Future[Any]:
         """Queue output records (`out.enqueue`). The identity messages among them for
@@ -689,7 +711,7 @@ def create_app(
                     if ticked is not None:
                         changed[pk] = ticked.lead
                         decisions.extend(ticked.decisions)
-                outputs = await send(_records(topics, decisions, settings.partitions))
+                outputs = await send(outputs_of(partition, decisions))
                 store.update(partition, changed, rotation)
                 clocks.note(partition, changed, models.current)
                 pending.setdefault(partition, []).append((_NO_INPUT, outputs))
@@ -767,6 +789,8 @@ def create_app(
 
     add_account_stage(
         app,
+        table=account_table,
+        on_error=lambda exc: app.crash_soon(exc, why="accounts: writing account state failed"),
         start_offset=starts,
         settings=settings,
         topics=topics,
@@ -820,7 +844,7 @@ def create_app(
                         now=clock(),
                         limits=with_accounts(limits, accounts.current),
                     )
-                    records = _records(topics, applied.decisions, settings.partitions)
+                    records = outputs_of(partition, applied.decisions)
                     changed += bool(applied.decisions)
                     outputs = await send(records)
                     store.update(partition, {pk: applied.lead}, applied.rotation)

@@ -142,6 +142,12 @@ class FaustLocalTable:
             # recovery re-reads from there (the same values again), never skips a record.
             self._data.set_persisted_offset(self._tp(partition), offset)
 
+    def persisted(self, partition: int, offset: int) -> None:
+        """The changelog holds what `write` stored for `partition` up to `offset`: with
+        RocksDB, where recovery resumes (an earlier offset only re-reads records)."""
+        if self._rocks:
+            self._data.set_persisted_offset(self._tp(partition), offset)
+
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every entry of the partitions this worker owns as active (memory: all it holds)."""
         yield from list(self._data.items())

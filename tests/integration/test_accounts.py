@@ -3,6 +3,7 @@ alerts the account's owner once."""
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import pytest
@@ -58,3 +59,20 @@ def test_three_engaged_contacts_of_one_account_alert_its_owner_once(make_worker:
     seen = len(alerts)
     alerts = worker.read(worker.topics.alerts, lambda r: len(r) >= seen)
     assert [a["trigger"] for a in alerts].count("buying-group") == 1
+
+
+def test_a_restarted_worker_recovers_the_accounts_it_had_rolled_up(make_worker: Any) -> None:
+    """The accounts table's changelog (written by the worker's producer, in one batch per
+    record) is what a restarted worker rebuilds the accounts from."""
+    worker = make_worker()
+    worker.send(*contact(1, "cogs.example", 2), *contact(2, "cogs.example", 1))
+    worker.read(worker.topics.accounts_scored, lambda r: any(a["score"] == 30 for a in r))
+    assert worker.kill(signal.SIGTERM, timeout_s=30) == 0
+
+    restarted = make_worker()
+    restarted.send(page("cogs.example-2-p9", "/pricing", anon="anon-cogs.example-2"))
+    accounts = restarted.read(
+        restarted.topics.accounts_scored, lambda r: any(a["score"] == 40 for a in r)
+    )
+    # Contact 1's 20 points came back with the table; contact 2 now has 20 too.
+    assert (accounts[-1]["score"], accounts[-1]["contacts"]) == (40, 2)

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: and the records it writes, by topic. Run in a fresh interpreter started the way the
 #: ablation starts workers (the patch is made at start-up, by the sitecustomize).
 _WORK = """
+import asyncio
 import collections
 from datetime import UTC, datetime
 from itertools import islice
@@ -27,6 +28,8 @@ import orjson
 
 from loadtest.generator import Generator
 from loadtest.harness import MODEL
+from schemas.internal import ContactUpdate
+from streams.account_stage import ContactOutbox
 from streams.app import _records
 from streams.identity import apply_person_batch, keys_of
 from streams.intake import RawRecord, intake_batch
@@ -41,7 +44,7 @@ now = datetime.now(UTC)
 messages = Generator(leads=50, seed=1).messages(now_ms=int(now.timestamp() * 1000))
 raw = [RawRecord(m.value, m.key, "engagement.raw", 0, i) for i, m in enumerate(islice(messages, 3000))]
 topics, model, store = Topics(), load_model(MODEL), LeadStore(DictTable(), cache_size=100)
-written, leads = collections.Counter(), set()
+written, leads, contacts = collections.Counter(), set(), []
 for start in range(0, len(raw), 500):
     fetched = intake_batch(
         raw[start : start + 500], partitions=4, now=now,
@@ -58,7 +61,16 @@ for start in range(0, len(raw), 500):
         written.update(r.topic for r in _records(topics, scored.decisions, 4))
         store.update(p, scored.leads, scored.rotation)
         leads.update(scored.leads)
-print(orjson.dumps({"leads": len(leads), "records": written}).decode())
+        contacts += [d for d in scored.decisions if isinstance(d, ContactUpdate)]
+
+
+async def held():  # the leads stage holds contact updates for the accounts stage
+    outbox = ContactOutbox(lambda updates: asyncio.sleep(0), every_s=0)
+    outbox.hold(0, contacts)
+    return len(outbox)
+
+
+print(orjson.dumps({"leads": len(leads), "records": written, "held": asyncio.run(held())}).decode())
 """
 
 
@@ -77,6 +89,7 @@ def _worker_work(drop: str | None) -> dict[str, object]:
 def test_without_a_drop_the_worker_scores_and_writes_every_kind_of_record() -> None:
     work = _worker_work(None)
     assert work["leads"] == 50
+    assert work["held"] > 0  # type: ignore[operator]
     assert set(work["records"]) >= {  # type: ignore[arg-type]
         "leads.scored",
         "rep.alerts",
@@ -86,20 +99,21 @@ def test_without_a_drop_the_worker_scores_and_writes_every_kind_of_record() -> N
 
 
 @pytest.mark.parametrize(
-    ("drop", "leads", "gone", "kept"),
+    ("drop", "leads", "gone", "kept", "held"),
     [
-        ("core", 0, {"leads.scored", "leadstream.account-updates"}, set()),
-        ("outputs", 50, {"leads.scored", "leadstream.person-events"}, set()),
-        ("accounts", 50, {"leadstream.account-updates"}, {"leads.scored"}),
-        ("links", 50, {"leadstream.person-events"}, {"leads.scored"}),
+        ("core", 0, {"leads.scored", "leadstream.account-updates"}, set(), False),
+        ("outputs", 50, {"leads.scored", "leadstream.person-events"}, set(), False),
+        ("accounts", 50, {"leadstream.account-updates"}, {"leads.scored"}, False),
+        ("links", 50, {"leadstream.person-events"}, {"leads.scored"}, True),
     ],
 )
 def test_a_dropped_part_does_nothing_and_the_rest_runs(
-    drop: str, leads: int, gone: set[str], kept: set[str]
+    drop: str, leads: int, gone: set[str], kept: set[str], held: bool
 ) -> None:
     work = _worker_work(drop)
     records: dict[str, int] = work["records"]  # type: ignore[assignment]
     assert work["leads"] == leads
+    assert bool(work["held"]) is held
     assert not gone & set(records)
     assert kept <= set(records)
 
