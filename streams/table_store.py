@@ -140,7 +140,7 @@ class FaustLocalTable:
         if offset is not None:
             # Written after the values: a crash in between leaves an older offset, and
             # recovery re-reads from there (the same values again), never skips a record.
-            self._data.set_persisted_offset(self._tp(partition), offset)
+            self.persisted(partition, offset)
 
     def persisted(self, partition: int, offset: int) -> None:
         """The changelog holds what `write` stored for `partition` up to `offset`: with

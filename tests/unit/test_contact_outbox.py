@@ -40,6 +40,17 @@ class Sends:
             raise self.fail
 
 
+async def two_flushes_at_once(sends: Sends) -> list[asyncio.Future[None]]:
+    """Partitions 0 and 1 hold an update each; both flush while the send is under way."""
+    box = ContactOutbox(sends, every_s=0.0)
+    box.hold(0, [update("a")])
+    box.hold(1, [update("b")])
+    flushes = [asyncio.ensure_future(box.sent(p)) for p in (0, 1)]
+    await asyncio.sleep(0.01)
+    sends.gate.set()
+    return flushes
+
+
 async def test_one_send_takes_what_every_partition_held() -> None:
     sends = Sends()
     box = ContactOutbox(sends, every_s=0.0)
@@ -88,13 +99,7 @@ async def test_sends_are_every_s_apart_and_take_what_came_meanwhile() -> None:
 
 async def test_a_failed_send_fails_every_flush_waiting_for_it() -> None:
     sends = Sends(gated=True, fail=ConnectionError("broker gone"))
-    box = ContactOutbox(sends, every_s=0.0)
-    box.hold(0, [update("a")])
-    box.hold(1, [update("b")])
-    flushes = [asyncio.ensure_future(box.sent(p)) for p in (0, 1)]
-    await asyncio.sleep(0.01)
-    sends.gate.set()
-    for flush in flushes:
+    for flush in await two_flushes_at_once(sends):
         with pytest.raises(ContactsNotSent, match="broker gone") as raised:
             await flush
         assert isinstance(raised.value.__cause__, ConnectionError)
@@ -116,11 +121,5 @@ async def test_a_flush_cancelled_while_it_waits_leaves_the_updates_for_the_next_
 
 async def test_flushes_waiting_at_once_make_one_send() -> None:
     sends = Sends(gated=True)
-    box = ContactOutbox(sends, every_s=0.0)
-    box.hold(0, [update("a")])
-    box.hold(1, [update("b")])
-    flushes = [asyncio.ensure_future(box.sent(p)) for p in (0, 1)]
-    await asyncio.sleep(0.01)
-    sends.gate.set()
-    await asyncio.wait_for(asyncio.gather(*flushes), 1)
+    await asyncio.wait_for(asyncio.gather(*await two_flushes_at_once(sends)), 1)
     assert sends.calls == [["a", "b"]]
