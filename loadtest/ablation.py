@@ -65,11 +65,13 @@ def install(drop: str) -> None:
 
     records = streams.app._records
 
-    def records_kept(topics: Topics, decisions: Iterable[Any], partitions: int) -> list[Record]:
+    def records_kept(
+        topics: Topics, decisions: Iterable[Any], partitions: int, **held: Any
+    ) -> list[Record]:
         if drop == "outputs":
             return []
         gone = topics.account_updates if drop == "accounts" else topics.person_events
-        return [r for r in records(topics, decisions, partitions) if r.topic != gone]
+        return [r for r in records(topics, decisions, partitions, **held) if r.topic != gone]
 
     streams.app._records = records_kept
 

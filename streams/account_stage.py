@@ -25,7 +25,7 @@ from streams.faust_transport import (
 from streams.lead_model import LeadModel
 from streams.metrics import Metrics
 from streams.offset_guard import OffsetGuard
-from streams.producer import BatchProducer, Record
+from streams.producer import BatchProducer, Record, resume_at
 from streams.settings import Settings
 from streams.table_store import FaustLocalTable
 from streams.topics import ACCOUNTS_TABLE, Topics, account_partition
@@ -212,9 +212,9 @@ def add_account_stage(
             )
 
     async def written(event: Any, partition: int, acked: asyncio.Future[Any]) -> None:
-        offsets = [meta.offset for meta, _ in await acked]
-        if offsets:
-            local.persisted(partition, max(offsets))
+        offset = resume_at(await acked).get((changelog, partition))
+        if offset is not None:
+            local.persisted(partition, offset)
         event.ack()
 
     def _done(task: asyncio.Future[None]) -> None:

@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -604,14 +604,13 @@ def create_app(
         pending.setdefault(partition, []).append((source, outputs))
         return result, outputs
 
-    def outputs_of(partition: int, decisions: Sequence[Decision]) -> list[Record]:
+    def outputs_of(partition: int, decisions: Iterable[Decision]) -> list[Record]:
         """The records of `decisions` made on lead `partition`; its contact updates are
         held for the accounts stage instead (`outbox`)."""
-        contacts = [d for d in decisions if isinstance(d, ContactUpdate)]
-        if contacts:
-            outbox.hold(partition, contacts)
-            decisions = [d for d in decisions if not isinstance(d, ContactUpdate)]
-        return _records(topics, decisions, settings.partitions)
+        contacts: list[ContactUpdate] = []
+        records = _records(topics, decisions, settings.partitions, held=contacts)
+        outbox.hold(partition, contacts)
+        return records
 
     async def send(records: list[Record]) -> asyncio.Future[Any]:
         """Queue output records (`out.enqueue`). The identity messages among them for
@@ -1035,9 +1034,17 @@ class _NoInput:
 _NO_INPUT: Any = _NoInput()
 
 
-def _records(topics: Topics, decisions: Iterable[Decision], partitions: int) -> list[Record]:
+def _records(
+    topics: Topics,
+    decisions: Iterable[Decision],
+    partitions: int,
+    *,
+    held: list[ContactUpdate] | None = None,
+) -> list[Record]:
+    """The records of `decisions`. Contact updates go to `held` when it is given (the
+    leads stage's outbox sends them), else into account-updates records here."""
     out = []
-    contacts = []
+    contacts = [] if held is None else held
     internal: dict[int, list[Decision]] = {}
     for d in decisions:
         if isinstance(d, RepAlert):
@@ -1058,7 +1065,7 @@ def _records(topics: Topics, decisions: Iterable[Decision], partitions: int) -> 
         else:  # the identity graph's messages to entries in other partitions
             partition = person_partition(_addressee(d), partitions)
             internal.setdefault(partition, []).append(d)
-    if contacts:
+    if contacts and held is None:
         out += contact_batches(topics, contacts, partitions)
     for partition, messages in sorted(internal.items()):
         out.append(

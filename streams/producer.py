@@ -20,7 +20,7 @@ from aiokafka.partitioner import murmur2
 
 from streams.kafka_connection import KafkaConnection, as_connection
 
-__all__ = ["BatchProducer", "Record", "partition_for_key", "placed"]
+__all__ = ["BatchProducer", "Record", "partition_for_key", "placed", "resume_at"]
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +112,7 @@ class BatchProducer:
         """Send and wait like `send`; per (topic, partition), an offset at or below the last
         record's (the base offset of the last batch): where a reader may resume without
         missing any of them."""
-        acked = await (await self.enqueue(list(records)))
-        offsets: dict[tuple[str, int], int] = {}
-        for meta, _ in acked:
-            key = (meta.topic, meta.partition)
-            offsets[key] = max(offsets.get(key, -1), meta.offset)
-        return offsets
+        return resume_at(await (await self.enqueue(list(records))))
 
     async def send_placed(self, records: Sequence[Record]) -> list[int]:
         """Send and wait like `send`; the offset each record was written at, in order."""
@@ -267,6 +262,17 @@ async def _settled(
 ) -> list[tuple[Any, list[int], str]]:
     outcomes = await asyncio.gather(*futures, return_exceptions=True)
     return list(zip(outcomes, placed, where, strict=True))
+
+
+def resume_at(acked: list[tuple[Any, list[int]]]) -> dict[tuple[str, int], int]:
+    """From what `enqueue`'s future resolves to: per (topic, partition), an offset at or
+    below the last record's (the base offset of the last batch), where a reader may
+    resume without missing any of them."""
+    offsets: dict[tuple[str, int], int] = {}
+    for meta, _ in acked:
+        key = (meta.topic, meta.partition)
+        offsets[key] = max(offsets.get(key, -1), meta.offset)
+    return offsets
 
 
 def placed(acked: list[tuple[Any, list[int]]], count: int) -> list[int]:
