@@ -35,6 +35,20 @@ COPY . .
 RUN pip install --no-deps . \
     && pip check
 
+# The scoring core compiled with mypyc into the installed package (streams/_native/; see
+# streams/native.py): the compiler and mypy stay in this stage. `core status` fails the
+# build unless the worker will load it. --build-arg NATIVE=0 keeps the pure-Python core.
+ARG NATIVE=1
+RUN if [ "$NATIVE" = 1 ]; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends gcc libc6-dev \
+        && rm -rf /var/lib/apt/lists/* \
+        && pip install "$(python -c 'import tomllib; print(next(d for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["dev"] if d.startswith("mypy")))')" \
+        && leadstream core build \
+        && leadstream core status | grep -q '^core: compiled' \
+        && pip uninstall -y mypy; \
+    fi
+
 # ---- runtime: the interpreter, the virtualenv and nothing else ----
 FROM ${PYTHON_IMAGE} AS runtime
 

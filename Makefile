@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CHROMEDRIVER := /usr/bin/chromedriver
 PROMTOOL     := /usr/bin/promtool
 
-.PHONY: run test lint typecheck unit integration browser promtool schemas loadtest benchmarks audit clean
+.PHONY: run test native lint typecheck unit integration browser promtool schemas loadtest benchmarks audit clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (set PYTHON=...)")'
@@ -15,11 +15,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) native
 	$(BIN)/leadstream run
 
-test: $(STAMP) browser promtool lint typecheck
+test: $(STAMP) native browser promtool lint typecheck
 	$(BIN)/python -m pytest -q -ra --durations=10
+
+# The scoring core compiled with mypyc (streams/native.py): rebuilt when its source changes.
+# NATIVE=0 skips it; the worker and the tests then run the pure-Python core
+# (LEADSTREAM_NATIVE=0 is exported so that a build left from earlier is not used either).
+NATIVE ?= 1
+NATIVE_BUILD := streams/_native/manifest.json
+ifeq ($(NATIVE),0)
+export LEADSTREAM_NATIVE := 0
+native:
+	@echo "NATIVE=0: the pure-Python scoring core"
+else
+native: $(NATIVE_BUILD)
+$(NATIVE_BUILD): $(STAMP) streams/leads.py streams/scoring.py streams/native.py
+	@command -v $${CC:-cc} >/dev/null 2>&1 || { \
+	  echo "make: compiling the scoring core needs a C compiler and Python's headers (Debian: apt-get install gcc python3-dev), or NATIVE=0 for the pure-Python core" >&2; exit 1; }
+	$(BIN)/leadstream core build
+endif
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -73,7 +90,7 @@ schemas: $(STAMP)
 
 # Benchmarks print figures; they are not tests (README: Load tests, Performance).
 # `loadtest`: throughput, latency and the raw-loop baseline in one run (~4 min).
-loadtest: $(STAMP)
+loadtest: $(STAMP) native
 	$(BIN)/python -m loadtest --events 300000 --rate 1000 --duration 30 --baseline
 
 # `benchmarks`: every figure of README's Performance section, one after the other (~15 min
@@ -89,7 +106,8 @@ benchmarks: loadtest
 	$(BIN)/python -m loadtest.burst --rate 1500 --steady 25 --burst 5 --leads 500 --flood 300000
 	$(BIN)/python -m loadtest.replay_bench --events 200000 --leads 20000
 	$(BIN)/python -m loadtest.cpu_bench
+	LEADSTREAM_NATIVE=0 $(BIN)/python -m loadtest.cpu_bench
 	$(BIN)/python -m loadtest.ablation --drop core --events 300000 --rate 0 --baseline
 
 clean:
-	rm -rf $(VENV) .leadstream-data .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) streams/_native .leadstream-data .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from loadtest.generator import Generator
 from loadtest.harness import MODEL
+from streams import CORE
 from streams.app import _records
 from streams.cli import tune_gc
 from streams.identity import apply_person_batch, keys_of
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     width = max(len(k) for k in figures)
     sys.stdout.write(
         f"CPU per event ({args.events:,} events, {args.leads:,} leads; "
-        f"fastest of {len(runs)}), us:\n"
+        f"fastest of {len(runs)}; core: {CORE}), us:\n"
     )
     for stage, us in figures.items():
         sys.stdout.write(f"  {stage:<{width}}  {us:7.2f}\n")

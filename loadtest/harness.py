@@ -73,20 +73,29 @@ class Worker:
     log_path: Path
     cpu_start: float = 0.0
 
-    def metrics(self) -> dict[str, float]:
+    def _metrics_text(self) -> str:
         try:
             with urllib.request.urlopen(
                 f"http://127.0.0.1:{self.web_port}/metrics", timeout=5
             ) as r:
-                text = r.read().decode()
+                return str(r.read().decode())
         except OSError:
-            return {}
+            return ""
+
+    def metrics(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        for line in text.splitlines():
+        for line in self._metrics_text().splitlines():
             match = re.match(r"^(leadstream_[a-z_]+)(?:\{[^}]*\})? (\S+)$", line)
             if match:
                 out[match.group(1)] = out.get(match.group(1), 0.0) + float(match.group(2))
         return out
+
+    def core(self) -> str:
+        """The scoring core the worker runs (`leadstream_core_info`): compiled or python."""
+        found = re.search(
+            r'^leadstream_core_info\{core="(\w+)"\} 1\.0$', self._metrics_text(), re.M
+        )
+        return found.group(1) if found else "unknown"
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -343,6 +352,7 @@ async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Repor
                 m.get("leadstream_handed_over_records_total", 0) for m in metrics
             ),
             "preload_events_per_s": round(produce_rate),
+            "core": ",".join(sorted({w.core() for w in workers})),
         }
         stored = result["leads_stored"] or 1
         result["state_bytes_per_lead"] = round(result["state_bytes"] / stored)

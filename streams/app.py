@@ -45,6 +45,7 @@ from schemas.internal import (
     PersonEventBatch,
     Unlink,
 )
+from streams import CORE
 from streams.account_feed import AccountFeed, AccountsHolder
 from streams.account_stage import (
     ContactOutbox,
@@ -267,6 +268,7 @@ def create_app(
         accounts = AccountsHolder(min_confidence=settings.account_match_min_confidence)
     topics = Topics(settings.topic_prefix)
     metrics = Metrics.create(registry)
+    metrics.core_info.labels(core=CORE.name).set(1)
     kpis = KpiMetrics.create(registry, sources=settings.kpi_sources)
     limits = settings.core_limits()
     app = _App(

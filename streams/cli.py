@@ -232,6 +232,10 @@ def _parser() -> argparse.ArgumentParser:
         help="progress on stderr (default: when stderr is a terminal)",
     )
     checklist.set_defaults(handler=_cmd_checklist)
+
+    core = sub.add_parser("core", help="the scoring core compiled with mypyc: build, status")
+    core.add_argument("core_command", choices=("build", "status"))
+    core.set_defaults(handler=_cmd_core)
     return parser
 
 
@@ -270,6 +274,12 @@ def _kafka(settings: Settings) -> Any:
         raise SystemExit(2) from exc
 
 
+def _cmd_core(args: argparse.Namespace) -> int:
+    from streams.native import run_core
+
+    return run_core(args.core_command)
+
+
 def _cmd_broker(args: argparse.Namespace) -> int:
     from streams.broker import EmbeddedBroker, port_is_free
 
@@ -288,6 +298,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
     from schemas.model_record import text_sha256
+    from streams import CORE
     from streams.app import create_app
     from streams.lead_model import ModelError
     from streams.logs import logging_config
@@ -324,6 +335,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     )
     where = f" under {settings.data_dir.resolve()}" if settings.store == "rocksdb" else ""
     print(f"store: {settings.store}{where}", flush=True)
+    print(f"core: {CORE}", flush=True)
     if settings.write_keys:
         url = f"http://127.0.0.1:{settings.web_port}/v1/batch"
         print(f"ingest: Segment HTTP API on {url}", flush=True)

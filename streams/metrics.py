@@ -56,6 +56,7 @@ class Metrics:
     model_switches: Counter
     model_rejected: Counter
     model_info: Gauge
+    core_info: Gauge
     accounts_loaded: Gauge
     account_records_rejected: Counter
     intake_lag: Gauge  # topic: records behind the end of the intake's assigned partitions
@@ -188,6 +189,12 @@ class Metrics:
                 "leadstream_model_info",
                 "1 for the lead model this worker scores with.",
                 ["name", "version"],
+                registry=registry,
+            ),
+            core_info=Gauge(
+                "leadstream_core_info",
+                "1 for the scoring core this worker runs: compiled (mypyc) or python.",
+                ["core"],
                 registry=registry,
             ),
             accounts_loaded=Gauge(

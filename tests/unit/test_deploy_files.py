@@ -409,6 +409,18 @@ def test_dockerfile_installs_a_pinned_python_non_editably() -> None:
     assert not re.search(r"(^|\s)(-e|--editable)(\s|=)", runs)
 
 
+def test_dockerfile_compiles_the_scoring_core_into_the_package_the_runtime_copies() -> None:
+    build, runtime = _dockerfile_stages()[0], _final_stage()
+    runs = [i.args for i in build if i.keyword == "RUN"]
+    installed = next(n for n, run in enumerate(runs) if "pip install --no-deps ." in run)
+    compiled = next(n for n, run in enumerate(runs) if "leadstream core build" in run)
+    # Built into the installed package (after its install), and the build fails unless the
+    # worker will load it.
+    assert compiled > installed
+    assert "leadstream core status | grep -q '^core: compiled'" in runs[compiled]
+    assert any(i.keyword == "COPY" and "/opt/venv /opt/venv" in i.args for i in runtime)
+
+
 # ---------------------------------------------------------------- notifier
 
 

@@ -1,11 +1,17 @@
 """The load test's throughput figures: end to end (the ratios), the sustained slope, and what
-each leaves out."""
+each leaves out; the core its workers ran."""
 
 from __future__ import annotations
 
-import pytest
+import http.server
+import threading
+from pathlib import Path
 
-from loadtest.harness import Sample, end_to_end, sustained
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from loadtest.harness import Sample, Worker, end_to_end, sustained
+from streams.metrics import Metrics
 
 
 def test_the_slope_runs_between_10_and_90_percent_of_the_events() -> None:
@@ -58,3 +64,42 @@ def test_end_to_end_runs_from_the_intakes_first_read_to_the_last_event_applied()
 def test_end_to_end_from_the_first_sample_when_the_intake_had_read_before_it() -> None:
     samples = [Sample(2, 0, received=300), Sample(4, 1_000, received=1_000)]
     assert end_to_end(samples, 1_000) == pytest.approx(1_000 / 2)
+
+
+def _serving(text: str) -> tuple[http.server.HTTPServer, int]:
+    """An HTTP server on a free port answering every GET with `text` (a /metrics page)."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = text.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+@pytest.mark.parametrize("core", ["compiled", "python"])
+def test_the_report_names_the_core_the_worker_exports(core: str) -> None:
+    registry = CollectorRegistry()
+    Metrics.create(registry).core_info.labels(core=core).set(1)
+    server, port = _serving(generate_latest(registry).decode())
+    try:
+        worker = Worker(proc=None, web_port=port, log_path=Path("worker.log"))  # type: ignore[arg-type]
+        assert worker.core() == core
+    finally:
+        server.shutdown()
+
+
+def test_a_worker_that_does_not_answer_runs_an_unknown_core() -> None:
+    server, port = _serving("")
+    server.shutdown()
+    server.server_close()
+    worker = Worker(proc=None, web_port=port, log_path=Path("worker.log"))  # type: ignore[arg-type]
+    assert worker.core() == "unknown"

@@ -1,0 +1,187 @@
+"""The compiled scoring core: which core an import loads, and that it decides as the source does."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+import streams
+from streams.app import create_app
+from streams.lead_model import load_model
+from streams.native import CORE_MODULES, DIR, ENV, _abi, activate, choose
+from streams.settings import Settings
+
+ROOT = Path(__file__).parents[2]
+MODEL = ROOT / "tests" / "integration" / "lead_model.yaml"
+
+
+def _package(tmp_path: Path, *, abi: str | None = None, built: bool = True) -> Path:
+    """A package directory with core sources and, when `built`, a manifest matching them."""
+    package = tmp_path / "streams"
+    (package / DIR).mkdir(parents=True)
+    sources = {}
+    for module in CORE_MODULES:
+        text = f"# {module}\n"
+        (package / f"{module}.py").write_text(text)
+        sources[module] = hashlib.sha256(text.encode()).hexdigest()
+    if built:
+        manifest = {"abi": abi or _abi(), "built": "2026-11-27T10:00:00Z", "sources": sources}
+        (package / DIR / "manifest.json").write_text(json.dumps(manifest))
+    return package
+
+
+def test_a_build_made_from_the_sources_there_is_loaded(tmp_path: Path) -> None:
+    choice = choose(_package(tmp_path), {})
+    assert choice.compiled
+    assert str(choice) == "compiled (mypyc, 2026-11-27T10:00:00Z)"
+
+
+def test_without_a_build_the_python_core_is_loaded_and_the_reason_says_how_to_build(
+    tmp_path: Path,
+) -> None:
+    choice = choose(_package(tmp_path, built=False), {})
+    assert not choice.compiled
+    assert str(choice) == "python (not built: leadstream core build)"
+
+
+def test_a_source_changed_since_the_build_makes_the_build_stale(tmp_path: Path) -> None:
+    package = _package(tmp_path)
+    (package / "scoring.py").write_text("# scoring, edited\n")
+    choice = choose(package, {})
+    assert not choice.compiled
+    assert choice.reason == "stale: scoring.py changed since the build"
+
+
+def test_a_build_for_another_interpreter_is_not_loaded(tmp_path: Path) -> None:
+    choice = choose(_package(tmp_path, abi="cpython-312-x86_64-linux-gnu"), {})
+    assert not choice.compiled
+    assert choice.reason == f"built for cpython-312-x86_64-linux-gnu, this interpreter is {_abi()}"
+
+
+@pytest.mark.parametrize("value", ["0", "false", "off", "No"])
+def test_the_setting_turns_the_compiled_core_off(tmp_path: Path, value: str) -> None:
+    choice = choose(_package(tmp_path), {ENV: value})
+    assert not choice.compiled
+    assert choice.reason == f"{ENV}={value}"
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"abi": "x"}'])
+def test_an_unreadable_manifest_loads_the_python_core(tmp_path: Path, text: str) -> None:
+    package = _package(tmp_path)
+    (package / DIR / "manifest.json").write_text(text)
+    choice = choose(package, {})
+    assert not choice.compiled
+    assert choice.reason.startswith(f"unreadable {package / DIR / 'manifest.json'}")
+
+
+def test_activate_puts_the_build_first_on_the_package_path_once(tmp_path: Path) -> None:
+    package = _package(tmp_path)
+    path = [str(package)]
+    assert activate(path, {}).compiled
+    assert activate(path, {}).compiled
+    assert path == [str(package / DIR), str(package)]
+
+
+def test_activate_leaves_the_package_path_alone_for_the_python_core(tmp_path: Path) -> None:
+    package = _package(tmp_path)
+    path = [str(package)]
+    assert not activate(path, {ENV: "0"}).compiled
+    assert path == [str(package)]
+
+
+def test_the_worker_exports_which_core_it_runs(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    create_app(
+        settings=Settings(data_dir=tmp_path, partitions=2),
+        model=load_model(MODEL),
+        registry=registry,
+        start_offset=False,
+    )
+    assert registry.get_sample_value("leadstream_core_info", {"core": streams.CORE.name}) == 1
+
+
+# Seeded traffic through the intake and the core, as the worker runs them; prints the core
+# in use and a digest of every output record and every lead's state.
+_DIGEST = textwrap.dedent(
+    """
+    import hashlib, sys
+    from datetime import UTC, datetime
+    from itertools import islice
+    import streams
+    from loadtest.generator import Generator
+    from streams.app import _records
+    from streams.codec import encode
+    from streams.identity import apply_person_batch, keys_of
+    from streams.intake import RawRecord, intake_batch
+    from streams.intake_service import forward_batches
+    from streams.lead_model import load_model
+    from streams.lead_store import LeadStore
+    from streams.leads import Limits
+    from streams.table_store import DictTable
+    from streams.topics import Topics
+
+    now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    gen = Generator(leads=300, seed=7, bad_rate=0.01)
+    messages = islice(gen.messages(now_ms=int(now.timestamp() * 1000)), 12000)
+    raw = [RawRecord(m.value, m.key, "engagement.raw", 0, i) for i, m in enumerate(messages)]
+    topics, model, store = Topics(), load_model(sys.argv[1]), LeadStore(DictTable(), cache_size=1000)
+    digest, decisions = hashlib.sha256(), 0
+    for start in range(0, len(raw), 1000):
+        result = intake_batch(raw[start:start + 1000], partitions=4, now=now,
+                              feedback_topic=topics.feedback, erasure_topic=topics.erasure)
+        for record, batch in forward_batches(result, topics):
+            digest.update(record.value or b"")
+            if batch is None or record.partition is None:
+                continue
+            p = record.partition
+            scored = apply_person_batch(store.leads(p, keys_of(batch)), batch, model=model,
+                                        rotation=store.rotation(p), limits=Limits(), now=now)
+            decisions += len(scored.decisions)
+            for out in _records(topics, scored.decisions, 4):
+                digest.update(out.topic.encode() + (out.key or b"") + (out.value or b""))
+            for key in sorted(scored.leads):
+                lead = scored.leads[key]
+                digest.update(key.encode() + (encode(lead) if lead is not None else b"-"))
+            store.update(p, scored.leads, scored.rotation)
+    print(streams.CORE.name, decisions, digest.hexdigest())
+    """
+)
+
+
+def _digest(env: dict[str, str]) -> tuple[str, int, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _DIGEST, str(ROOT / "loadtest" / "lead_model.yaml")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    core, decisions, digest = done.stdout.split()
+    return core, int(decisions), digest
+
+
+def test_the_compiled_core_decides_exactly_as_the_python_source() -> None:
+    if os.environ.get(ENV, "").strip().lower() in {"0", "false", "no", "off"}:
+        pytest.skip(f"{ENV}={os.environ[ENV]}: the suite runs the Python core alone")
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    assert streams.CORE.compiled, (
+        f"the compiled core is not in use: {streams.CORE.reason}. `make test` builds it; "
+        f"`make test NATIVE=0` tests the Python core alone"
+    )
+    compiled = _digest(env)
+    python = _digest({**env, ENV: "0"})
+    assert compiled[0] == "compiled"
+    assert python[0] == "python"
+    assert python[1] > 1000  # the traffic makes decisions: scores, alerts, hand-offs
+    assert compiled[1:] == python[1:]
