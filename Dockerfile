@@ -36,8 +36,9 @@ RUN pip install --no-deps . \
     && pip check
 
 # The scoring core compiled with mypyc into the installed package (streams/_native/; see
-# streams/native.py): the compiler and mypy stay in this stage. `core status` fails the
-# build unless the worker will load it. --build-arg NATIVE=0 keeps the pure-Python core.
+# streams/native.py): the compiler and mypy stay in this stage. The last step fails the
+# build unless the installed core (not /src's copy: hence the cd) loads compiled without
+# mypy. --build-arg NATIVE=0 keeps the pure-Python core.
 ARG NATIVE=1
 RUN if [ "$NATIVE" = 1 ]; then \
         apt-get update \
@@ -45,8 +46,8 @@ RUN if [ "$NATIVE" = 1 ]; then \
         && rm -rf /var/lib/apt/lists/* \
         && pip install "$(python -c 'import tomllib; print(next(d for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["dev"] if d.startswith("mypy")))')" \
         && leadstream core build \
-        && leadstream core status | grep -q '^core: compiled' \
-        && pip uninstall -y mypy; \
+        && pip uninstall -y mypy \
+        && cd / && python -c 'import streams, streams.leads, streams.scoring; assert streams.CORE.compiled, streams.CORE'; \
     fi
 
 # ---- runtime: the interpreter, the virtualenv and nothing else ----

@@ -19,6 +19,7 @@ import orjson
 from aiokafka import ConsumerRecord
 from pydantic import SecretStr
 
+from streams import CORE
 from streams.broker import (
     EmbeddedBroker,
     free_port,
@@ -91,6 +92,7 @@ def run_demo(
         (data_dir / "worker.log").unlink(missing_ok=True)
         worker = start_worker_process(env, data_dir / "worker.log")
         print(f"worker   pid {worker.pid}, log {data_dir / 'worker.log'}")
+        print(f"core     {CORE}")  # the worker imports the same package: the same choice
         print(f"metrics  http://127.0.0.1:{web_port}/metrics")
         print(
             f"ingest   http://127.0.0.1:{web_port}/v1/batch (Segment API), "

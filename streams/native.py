@@ -87,6 +87,12 @@ def choose(package_dir: Path, environ: Mapping[str, str]) -> Choice:
         source = package_dir / f"{module}.py"
         if sources.get(module) != _digest(source):
             return Choice(False, f"stale: {module}.py changed since the build")
+    files = manifest.get("files")
+    if not isinstance(files, list) or not files:
+        return Choice(False, f"unreadable {manifest_path}: no files listed")
+    missing = [str(f) for f in files if not (package_dir / DIR / str(f)).is_file()]
+    if missing:
+        return Choice(False, f"incomplete build: {', '.join(missing)} missing")
     return Choice(True, f"mypyc, {manifest.get('built', 'built')}")
 
 
@@ -161,13 +167,28 @@ def build(package_dir: Path, *, out: Path | None = None) -> Path:
             "abi": _abi(),
             "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "sources": sources,
+            "files": [so.name for so in built],
             "seconds": round(time.monotonic() - started, 1),
         }
         (staging / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        shutil.copytree(staging, out)
+        _replace_dir(staging, out)
     return out
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """`out` becomes a copy of `new`; swapped in by renames, so that a process starting
+    meanwhile sees the old build or the new one, never a mix. (Processes running keep the
+    modules they loaded: a removed file stays readable to them.)"""
+    incoming, outgoing = out.with_name(out.name + ".new"), out.with_name(out.name + ".old")
+    for leftover in (incoming, outgoing):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    shutil.copytree(new, incoming)
+    if out.exists():
+        out.rename(outgoing)
+    incoming.rename(out)
+    if outgoing.exists():
+        shutil.rmtree(outgoing)
 
 
 def run_core(command: str, *, package_dir: Path | None = None) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+import streams
 from streams.broker import free_port, port_is_free, wait_for_port
 from streams.kafka_io import create_topics, read_until
 from streams.topics import Topics
@@ -140,6 +141,7 @@ def test_run_shows_real_alerts_and_ctrl_c_leaves_no_process_behind(tmp_path: Pat
     assert any("Kenji Sato viewed pricing 3 times within 7 days" in a for a in alerts), text
     assert any("Max Weber requested a demo" in a for a in alerts), text
     assert f"http://127.0.0.1:{web_port}/metrics" in text
+    assert f"\ncore     {streams.CORE}\n" in text  # the scoring core the worker runs
     assert re.search(rf"ingest +http://127.0.0.1:{web_port}/v1/batch .*write key \w+", text)
     assert "timeline within_3_months ('this quarter'), budget approved ('approved')" in text
     assert "stopped the worker and the broker." in text

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 import streams
 from streams.app import create_app
 from streams.lead_model import load_model
-from streams.native import CORE_MODULES, DIR, ENV, _abi, activate, choose
+from streams.native import CORE_MODULES, DIR, ENV, _abi, _replace_dir, activate, choose
 from streams.settings import Settings
 
 ROOT = Path(__file__).parents[2]
@@ -33,7 +33,18 @@ def _package(tmp_path: Path, *, abi: str | None = None, built: bool = True) -> P
         (package / f"{module}.py").write_text(text)
         sources[module] = hashlib.sha256(text.encode()).hexdigest()
     if built:
-        manifest = {"abi": abi or _abi(), "built": "2026-11-27T10:00:00Z", "sources": sources}
+        files = [
+            "leads.cpython-311-x86_64-linux-gnu.so",
+            "core__mypyc.cpython-311-x86_64-linux-gnu.so",
+        ]
+        for name in files:
+            (package / DIR / name).write_bytes(b"\x7fELF")
+        manifest = {
+            "abi": abi or _abi(),
+            "built": "2026-11-27T10:00:00Z",
+            "sources": sources,
+            "files": files,
+        }
         (package / DIR / "manifest.json").write_text(json.dumps(manifest))
     return package
 
@@ -66,6 +77,14 @@ def test_a_build_for_another_interpreter_is_not_loaded(tmp_path: Path) -> None:
     assert choice.reason == f"built for cpython-312-x86_64-linux-gnu, this interpreter is {_abi()}"
 
 
+def test_a_build_missing_one_of_its_files_is_not_loaded(tmp_path: Path) -> None:
+    package = _package(tmp_path)
+    (package / DIR / "core__mypyc.cpython-311-x86_64-linux-gnu.so").unlink()
+    choice = choose(package, {})
+    assert not choice.compiled
+    assert choice.reason == "incomplete build: core__mypyc.cpython-311-x86_64-linux-gnu.so missing"
+
+
 @pytest.mark.parametrize("value", ["0", "false", "off", "No"])
 def test_the_setting_turns_the_compiled_core_off(tmp_path: Path, value: str) -> None:
     choice = choose(_package(tmp_path), {ENV: value})
@@ -73,10 +92,15 @@ def test_the_setting_turns_the_compiled_core_off(tmp_path: Path, value: str) -> 
     assert choice.reason == f"{ENV}={value}"
 
 
-@pytest.mark.parametrize("text", ["{", "[]", '{"abi": "x"}'])
+@pytest.mark.parametrize("text", ["{", "[]", '{"abi": "x"}', "MANIFEST_WITHOUT_FILES"])
 def test_an_unreadable_manifest_loads_the_python_core(tmp_path: Path, text: str) -> None:
     package = _package(tmp_path)
-    (package / DIR / "manifest.json").write_text(text)
+    manifest = package / DIR / "manifest.json"
+    if text == "MANIFEST_WITHOUT_FILES":
+        text = json.dumps(
+            {k: v for k, v in json.loads(manifest.read_text()).items() if k != "files"}
+        )
+    manifest.write_text(text)
     choice = choose(package, {})
     assert not choice.compiled
     assert choice.reason.startswith(f"unreadable {package / DIR / 'manifest.json'}")
@@ -95,6 +119,21 @@ def test_activate_leaves_the_package_path_alone_for_the_python_core(tmp_path: Pa
     path = [str(package)]
     assert not activate(path, {ENV: "0"}).compiled
     assert path == [str(package)]
+
+
+def test_a_new_build_replaces_the_old_one_whole(tmp_path: Path) -> None:
+    out = tmp_path / DIR
+    out.mkdir()
+    (out / "old.so").write_bytes(b"old")
+    (tmp_path / f"{DIR}.new").mkdir()  # left by a build interrupted mid-swap
+    (tmp_path / f"{DIR}.new" / "half.so").write_bytes(b"half")
+    new = tmp_path / "staging"
+    new.mkdir()
+    (new / "new.so").write_bytes(b"new")
+    (new / "manifest.json").write_text("{}")
+    _replace_dir(new, out)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "new.so"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [DIR, "staging"]
 
 
 def test_the_worker_exports_which_core_it_runs(tmp_path: Path) -> None:
