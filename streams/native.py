@@ -26,7 +26,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,21 +191,34 @@ def _replace_dir(new: Path, out: Path) -> None:
         shutil.rmtree(outgoing)
 
 
-def run_core(command: str, *, package_dir: Path | None = None) -> int:
-    """`leadstream core build|status`: exit status 0 when the compiled core is in use after."""
+def run_core(
+    command: str,
+    *,
+    package_dir: Path | None = None,
+    builder: Callable[[Path], Path] = build,
+) -> int:
+    """`leadstream core build|status`. `build` exits 0 when the build is then the core an
+    import loads; `status` always 0. `builder` replaces `build` in tests."""
     package_dir = package_dir or Path(__file__).resolve().parent
     if command == "status":
-        choice = choose(package_dir, os.environ)
-        print(f"core: {choice}")
+        print(f"core: {choose(package_dir, os.environ)}")
         return 0
     print(f"compiling {', '.join(CORE_MODULES)} with mypyc ...", flush=True)
     try:
-        out = build(package_dir)
+        out = builder(package_dir)
+    except ImportError as exc:
+        print(
+            f"leadstream: the core build needs mypyc, which comes with mypy ({exc}): "
+            "pip install 'mypy>=1.11' (or the project's dev extra). Until it is built, the "
+            "worker runs the Python core.",
+            file=sys.stderr,
+        )
+        return 1
     except (Exception, SystemExit) as exc:  # setuptools exits on a compiler error
         print(
-            f"leadstream: the core build failed ({exc or type(exc).__name__}). It needs a C "
-            "compiler and Python's headers (Debian: apt-get install gcc python3-dev); without "
-            "a build the worker runs the Python core.",
+            f"leadstream: the core build failed: {exc or type(exc).__name__} (the compiler's "
+            "output is above). It needs a C compiler and Python's headers (Debian: apt-get "
+            "install gcc python3-dev). Until it is built, the worker runs the Python core.",
             file=sys.stderr,
         )
         return 1

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,16 @@ from prometheus_client import CollectorRegistry
 import streams
 from streams.app import create_app
 from streams.lead_model import load_model
-from streams.native import CORE_MODULES, DIR, ENV, _abi, _replace_dir, activate, choose
+from streams.native import (
+    CORE_MODULES,
+    DIR,
+    ENV,
+    _abi,
+    _replace_dir,
+    activate,
+    choose,
+    run_core,
+)
 from streams.settings import Settings
 
 ROOT = Path(__file__).parents[2]
@@ -134,6 +144,58 @@ def test_a_new_build_replaces_the_old_one_whole(tmp_path: Path) -> None:
     _replace_dir(new, out)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "new.so"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [DIR, "staging"]
+
+
+def test_core_status_says_which_core_an_import_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    assert run_core("status", package_dir=_package(tmp_path)) == 0
+    assert capsys.readouterr().out == "core: compiled (mypyc, 2026-11-27T10:00:00Z)\n"
+
+
+def _failing(exc: BaseException) -> Callable[[Path], Path]:
+    def build(package_dir: Path) -> Path:
+        raise exc
+
+    return build
+
+
+@pytest.mark.parametrize(
+    ("exc", "says"),
+    [
+        (
+            ModuleNotFoundError("No module named 'mypyc'"),
+            "leadstream: the core build needs mypyc, which comes with mypy (No module named "
+            "'mypyc'): pip install 'mypy>=1.11' (or the project's dev extra). Until it is "
+            "built, the worker runs the Python core.\n",
+        ),
+        (
+            SystemExit("error: command '/usr/bin/gcc' failed with exit code 1"),
+            "leadstream: the core build failed: error: command '/usr/bin/gcc' failed with exit "
+            "code 1 (the compiler's output is above). It needs a C compiler and Python's "
+            "headers (Debian: apt-get install gcc python3-dev). Until it is built, the worker "
+            "runs the Python core.\n",
+        ),
+    ],
+)
+def test_a_failed_core_build_says_why_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], exc: BaseException, says: str
+) -> None:
+    package = _package(tmp_path, built=False)
+    assert run_core("build", package_dir=package, builder=_failing(exc)) == 1
+    assert capsys.readouterr().err == says
+
+
+def test_a_core_build_that_an_import_would_not_load_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    package = _package(tmp_path)
+    (package / "leads.py").write_text("# edited while it was compiled\n")
+    assert run_core("build", package_dir=package, builder=lambda p: p / DIR) == 1
+    assert capsys.readouterr().out.endswith(
+        "core: python (stale: leads.py changed since the build)\n"
+    )
 
 
 def test_the_worker_exports_which_core_it_runs(tmp_path: Path) -> None:
