@@ -10,7 +10,7 @@ used only while they were built from exactly the source files present now.
 load cannot wait for the settings object). The choice, and why, is `streams.CORE`; the
 worker logs it at start-up and exports it as `leadstream_core_info`.
 
-    leadstream core build    # compile (needs a C compiler and Python's headers; ~20 s)
+    leadstream core build    # compile (needs a C compiler and Python's headers; ~30 s)
     leadstream core status   # which core an import loads, and why
 
 `LEADSTREAM_NATIVE=0` loads the pure-Python core even when a build is there.

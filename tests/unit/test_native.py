@@ -252,12 +252,15 @@ _DIGEST = textwrap.dedent(
                 lead = scored.leads[key]
                 digest.update(key.encode() + (encode(lead) if lead is not None else b"-"))
             store.update(p, scored.leads, scored.rotation)
-    print(streams.CORE.name, decisions, digest.hexdigest())
+    import streams.leads, streams.scoring
+    native = all(type(m.__dict__[f]).__name__ == "builtin_function_or_method"
+                 for m, f in ((streams.leads, "apply_event"), (streams.scoring, "score_lines")))
+    print(streams.CORE.name, native, decisions, digest.hexdigest())
     """
 )
 
 
-def _digest(env: dict[str, str]) -> tuple[str, int, str]:
+def _digest(env: dict[str, str]) -> tuple[str, bool, int, str]:
     done = subprocess.run(
         [sys.executable, "-c", _DIGEST, str(ROOT / "loadtest" / "lead_model.yaml")],
         cwd=ROOT,
@@ -268,8 +271,8 @@ def _digest(env: dict[str, str]) -> tuple[str, int, str]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    core, decisions, digest = done.stdout.split()
-    return core, int(decisions), digest
+    core, native, decisions, digest = done.stdout.split()
+    return core, native == "True", int(decisions), digest
 
 
 def test_the_compiled_core_decides_exactly_as_the_python_source() -> None:
@@ -282,7 +285,8 @@ def test_the_compiled_core_decides_exactly_as_the_python_source() -> None:
     )
     compiled = _digest(env)
     python = _digest({**env, ENV: "0"})
-    assert compiled[0] == "compiled"
-    assert python[0] == "python"
-    assert python[1] > 1000  # the traffic makes decisions: scores, alerts, hand-offs
-    assert compiled[1:] == python[1:]
+    # The choice, and the code that ran: C functions, or Python ones.
+    assert compiled[:2] == ("compiled", True)
+    assert python[:2] == ("python", False)
+    assert python[2] > 1000  # the traffic makes decisions: scores, alerts, hand-offs
+    assert compiled[2:] == python[2:]
