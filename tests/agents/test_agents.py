@@ -17,6 +17,7 @@ from schemas.internal import PersonEvent, PersonEventBatch
 from streams.app import create_app
 from streams.codec import encode
 from streams.lead_model import load_model
+from streams.leads import lead_id_for
 from streams.producer import Record
 from streams.settings import Settings
 from streams.topics import Topics, person_partition
@@ -70,20 +71,25 @@ class FakeProducer:
         return [orjson.loads(s.value) for s in self.sent if s.topic == topic]
 
 
-@pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[tuple[faust.App, FakeProducer, Topics]]:
-    settings = Settings(data_dir=tmp_path, partitions=4, topic_prefix="agent.")
+def _app(tmp_path: Path, **settings: Any) -> tuple[faust.App, FakeProducer, Topics]:
+    """A fresh app on 4 partitions with a fake producer; `settings` override the defaults."""
+    configured = Settings(data_dir=tmp_path, partitions=4, topic_prefix="agent.", **settings)
     producer = FakeProducer()
     app = create_app(
         start_offset=False,  # no broker to ask where a partition reads on
-        settings=settings,
+        settings=configured,
         model=load_model(MODEL),
         registry=CollectorRegistry(),
         clock=lambda: NOW,
         producer=producer,  # type: ignore[arg-type]
     )
     app.finalize()
-    yield app, producer, Topics(settings.topic_prefix)
+    return app, producer, Topics(configured.topic_prefix)
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[tuple[faust.App, FakeProducer, Topics]]:
+    yield _app(tmp_path)
 
 
 async def test_leads_writes_state_only_after_its_outputs_are_acknowledged(
@@ -161,3 +167,56 @@ async def test_the_worker_consumer_waits_at_most_the_configured_fetch_wait(
     thread = app.consumer._thread  # type: ignore[attr-defined]
     consumer = thread._create_worker_consumer(app.transport)
     assert consumer._fetch_max_wait_ms == 123
+
+
+async def test_contact_updates_wait_for_the_partitions_next_flush_and_go_out_together(
+    tmp_path: Path,
+) -> None:
+    """The leads stage holds each batch's contact updates (ContactOutbox) and sends them with
+    the next state flush of the partition, one record per account partition, instead of one
+    account-updates record per batch it scores."""
+    faust_app, producer, topics = _app(tmp_path, state_flush_ms=2000)
+    partition = person_partition("visitor-0", 4)
+    pks = [
+        pk for pk in (f"visitor-{i}" for i in range(100)) if person_partition(pk, 4) == partition
+    ]
+
+    def scored_at_corp(pk: str) -> bytes:  # a lead of corp.example whose score changes
+        events = (
+            PersonEvent(
+                mid=f"{pk}-a",
+                pk=pk,
+                kind="identify",
+                name="",
+                ts_ms=1,
+                aid=pk,
+                traits={"email": f"{pk}@corp.example", "country": "US"},
+            ),
+            PersonEvent(
+                mid=f"{pk}-b", pk=pk, kind="track", name="Whitepaper Downloaded", ts_ms=2, aid=pk
+            ),
+        )
+        return encode(PersonEventBatch(events=events))
+
+    def updates() -> list[list[str]]:
+        return [[u["lead_id"] for u in r["updates"]] for r in producer.on(topics.account_updates)]
+
+    async with faust_app.agents["leads"].test_context() as agent:
+        # The partition's first batch flushes at once: its update goes out with it.
+        await agent.put(scored_at_corp(pks[0]), key=b"p", partition=partition)
+        await producer.until(lambda sent: len(updates()) == 1)
+        # The next two batches come within the flush interval: their updates are held.
+        await agent.put(scored_at_corp(pks[1]), key=b"p", partition=partition)
+        await agent.put(scored_at_corp(pks[2]), key=b"p", partition=partition)
+        await producer.until(lambda sent: len(producer.on(topics.scored)) == 6)
+        await asyncio.sleep(0.3)
+        assert len(updates()) == 1, updates()
+        # A batch after the interval flushes the partition: both held updates, in one record.
+        await asyncio.sleep(2.0)
+        quiet = PersonEvent(mid="q", pk=pks[3], kind="page", name="Home", ts_ms=3, aid=pks[3])
+        await agent.put(encode(PersonEventBatch(events=(quiet,))), key=b"p", partition=partition)
+        await producer.until(lambda sent: len(updates()) == 2)
+
+    first, second = updates()  # each lead's updates: its account, then its new score
+    assert first == [lead_id_for(pks[0])] * 2
+    assert sorted(second) == sorted(lead_id_for(pk) for pk in pks[1:3] for _ in range(2))
