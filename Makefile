@@ -45,10 +45,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) native
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: $(STAMP) browser promtool
+integration: $(STAMP) native browser promtool
 	$(BIN)/python -m pytest -q tests/integration
 
 # The rep inbox's browser test drives Debian's Chromium through chromedriver
