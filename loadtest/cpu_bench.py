@@ -40,10 +40,24 @@ _T = TypeVar("_T")
 _STAGES = ("intake", "forward", "score", "outputs", "state")
 
 
-def run(*, events: int, leads: int, seed: int, batch: int, partitions: int) -> dict[str, float]:
-    """Microseconds of CPU per event, by stage, over `events` events."""
-    now = datetime.now(UTC)
-    gen = Generator(leads=leads, seed=seed)
+def run(
+    *,
+    events: int,
+    leads: int,
+    seed: int,
+    batch: int,
+    partitions: int,
+    now: datetime | None = None,
+    bad_rate: float = 0.0,
+    observe: Callable[[str, Any], None] | None = None,
+) -> dict[str, float]:
+    """Microseconds of CPU per event, by stage, over `events` events.
+
+    `observe(what, value)`, untimed, sees what the stages make: each forwarded record
+    (`forward`), each scored batch (`scored`, a BatchResult) and its output records
+    (`outputs`). The test of the compiled core compares them between cores."""
+    now = now or datetime.now(UTC)
+    gen = Generator(leads=leads, seed=seed, bad_rate=bad_rate)
     now_ms = int(now.timestamp() * 1000)
     raw = [
         RawRecord(m.value, m.key, "engagement.raw", 0, i)
@@ -72,6 +86,8 @@ def run(*, events: int, leads: int, seed: int, batch: int, partitions: int) -> d
             erasure_topic=topics.erasure,
         )
         for record, person_batch in timed("forward", forward_batches, result, topics):
+            if observe is not None:
+                observe("forward", record)
             if person_batch is None or record.partition is None:
                 continue
             p = record.partition
@@ -86,7 +102,10 @@ def run(*, events: int, leads: int, seed: int, batch: int, partitions: int) -> d
                 limits=limits,
                 now=now,
             )
-            timed("outputs", _records, topics, scored.decisions, partitions)
+            records = timed("outputs", _records, topics, scored.decisions, partitions)
+            if observe is not None:
+                observe("scored", scored)
+                observe("outputs", records)
             timed("state", store.update, p, scored.leads, scored.rotation)
         for p in range(partitions):
             entries_out = timed("state", store.take_dirty, p)

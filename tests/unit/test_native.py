@@ -209,60 +209,44 @@ def test_the_worker_exports_which_core_it_runs(tmp_path: Path) -> None:
     assert registry.get_sample_value("leadstream_core_info", {"core": streams.CORE.name}) == 1
 
 
-# Seeded traffic through the intake and the core, as the worker runs them; prints the core
-# in use and a digest of every output record and every lead's state.
+# Seeded traffic through the worker's pure stages, as `cpu_bench` runs them; prints the core
+# in use, whether its functions are compiled, and a digest of every forwarded record, output
+# record and lead state.
 _DIGEST = textwrap.dedent(
     """
-    import hashlib, sys
+    import hashlib
     from datetime import UTC, datetime
-    from itertools import islice
-    import streams
-    from loadtest.generator import Generator
-    from streams.app import _records
+    import streams, streams.leads, streams.scoring
+    from loadtest import cpu_bench
     from streams.codec import encode
-    from streams.identity import apply_person_batch, keys_of
-    from streams.intake import RawRecord, intake_batch
-    from streams.intake_service import forward_batches
-    from streams.lead_model import load_model
-    from streams.lead_store import LeadStore
-    from streams.leads import Limits
-    from streams.table_store import DictTable
-    from streams.topics import Topics
+
+    digest, decisions = hashlib.sha256(), []
+
+    def observe(what, value):
+        if what == "forward":
+            digest.update(value.value or b"")
+        elif what == "outputs":
+            for out in value:
+                digest.update(out.topic.encode() + (out.key or b"") + (out.value or b""))
+        elif what == "scored":
+            decisions.append(len(value.decisions))
+            for key in sorted(value.leads):
+                lead = value.leads[key]
+                digest.update(key.encode() + (encode(lead) if lead is not None else b"-"))
 
     now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-    gen = Generator(leads=300, seed=7, bad_rate=0.01)
-    messages = islice(gen.messages(now_ms=int(now.timestamp() * 1000)), 12000)
-    raw = [RawRecord(m.value, m.key, "engagement.raw", 0, i) for i, m in enumerate(messages)]
-    topics, model, store = Topics(), load_model(sys.argv[1]), LeadStore(DictTable(), cache_size=1000)
-    digest, decisions = hashlib.sha256(), 0
-    for start in range(0, len(raw), 1000):
-        result = intake_batch(raw[start:start + 1000], partitions=4, now=now,
-                              feedback_topic=topics.feedback, erasure_topic=topics.erasure)
-        for record, batch in forward_batches(result, topics):
-            digest.update(record.value or b"")
-            if batch is None or record.partition is None:
-                continue
-            p = record.partition
-            scored = apply_person_batch(store.leads(p, keys_of(batch)), batch, model=model,
-                                        rotation=store.rotation(p), limits=Limits(), now=now)
-            decisions += len(scored.decisions)
-            for out in _records(topics, scored.decisions, 4):
-                digest.update(out.topic.encode() + (out.key or b"") + (out.value or b""))
-            for key in sorted(scored.leads):
-                lead = scored.leads[key]
-                digest.update(key.encode() + (encode(lead) if lead is not None else b"-"))
-            store.update(p, scored.leads, scored.rotation)
-    import streams.leads, streams.scoring
+    cpu_bench.run(events=12000, leads=300, seed=7, batch=1000, partitions=4, now=now,
+                  bad_rate=0.01, observe=observe)
     native = all(type(m.__dict__[f]).__name__ == "builtin_function_or_method"
                  for m, f in ((streams.leads, "apply_event"), (streams.scoring, "score_lines")))
-    print(streams.CORE.name, native, decisions, digest.hexdigest())
+    print(streams.CORE.name, native, sum(decisions), digest.hexdigest())
     """
 )
 
 
 def _digest(env: dict[str, str]) -> tuple[str, bool, int, str]:
     done = subprocess.run(
-        [sys.executable, "-c", _DIGEST, str(ROOT / "loadtest" / "lead_model.yaml")],
+        [sys.executable, "-c", _DIGEST],
         cwd=ROOT,
         env=env,
         capture_output=True,
