@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,8 +21,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from schemas.internal import PersonEvent, PersonEventBatch
-from streams.codec import encode
-from streams.intake import IntakeResult, RawRecord, intake_batch
+from streams.codec import encode, encode_batch
+from streams.intake import IntakeResult, intake_batch
 from streams.kafka_connection import KafkaConnection
 from streams.metrics import Metrics
 from streams.producer import BatchProducer, Record
@@ -69,7 +70,7 @@ def forward_batches(
             batches.append((partition, PersonEventBatch(events=chunk)))
     for partition, batch in batches:
         record = Record(
-            topics.person_events, f"p{partition}".encode(), encode(batch), partition=partition
+            topics.person_events, f"p{partition}".encode(), encode_batch(batch), partition=partition
         )
         out.append((record, batch))
     return out
@@ -165,11 +166,9 @@ class IntakeService(mode.Service):
                 timeout_ms=200, max_records=self._settings.intake_batch_max
             )
             await self._note_lag(consumer)
-            raw = [
-                RawRecord(r.value, r.key, r.topic, r.partition, r.offset)
-                for records in fetched.values()
-                for r in records
-            ]
+            # aiokafka's records as they are: intake_batch reads their value, key, topic,
+            # partition and offset (streams.intake.RawLike).
+            raw = list(itertools.chain.from_iterable(fetched.values()))
             if not raw:
                 # Idle: commit what the last batches forwarded, so that a rebalance or a
                 # stop does not make the next owner read them again.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
+from aiokafka.structs import ConsumerRecord
 
 from streams.codec import decode_batch
 from streams.intake import IntakeResult, RawRecord, intake_batch
@@ -54,6 +55,37 @@ def test_bad_records_become_dead_letters_that_say_where_they_came_from() -> None
         "{oops",
     )
     assert (second.reason, second.offset) == ("empty_value", 102)
+
+
+def test_aiokafka_consumer_records_are_read_as_they_come() -> None:
+    """The intake service hands intake_batch aiokafka's records without copying them."""
+    records = [
+        ConsumerRecord(
+            topic="engagement.raw",
+            partition=5,
+            offset=7 + i,
+            timestamp=0,
+            timestamp_type=0,
+            key=b"k",
+            value=value,
+            checksum=None,
+            serialized_key_size=1,
+            serialized_value_size=len(value),
+            headers=(),
+        )
+        for i, value in enumerate([_page(0), b"{oops"])
+    ]
+    result = intake_batch(records, partitions=2, now=NOW)
+    (event,) = [e for events in result.forward.values() for e in events]
+    assert (event.mid, event.src) == ("m0", (5, 7))
+    ((key, dead),) = result.dead
+    assert (key, dead.reason, dead.source_topic, dead.partition, dead.offset) == (
+        b"k",
+        "invalid_json",
+        "engagement.raw",
+        5,
+        8,
+    )
 
 
 def _records(result: IntakeResult, topics: Topics) -> list[Record]:
