@@ -256,6 +256,29 @@ def encode(record: BaseModel) -> bytes:
     return record.__pydantic_serializer__.to_json(record)
 
 
+def encode_batch(batch: PersonEventBatch) -> bytes:
+    """A `leadstream.person-events` record: the same bytes as `encode`, at a third of the
+    cost for the intake's batches of events alone (every event is written once this way).
+
+    A PersonEvent holds only JSON's own types, in field order, so orjson writes its fields
+    as pydantic would. Other batches (identity messages, feedback, erasure: they hold
+    datetimes), and an event orjson cannot write (an integer trait past 64 bits), take
+    `encode`.
+    """
+    if any(getattr(batch, name) for name in _NO_MESSAGES):
+        return encode(batch)
+    try:
+        return orjson.dumps({"events": [e.__dict__ for e in batch.events], **_NO_MESSAGES})
+    except orjson.JSONEncodeError:
+        return encode(batch)
+
+
+#: The fields of a PersonEventBatch after `events`, empty, in their order.
+_NO_MESSAGES: dict[str, list[object]] = {
+    name: [] for name in PersonEventBatch.model_fields if name != "events"
+}
+
+
 def encode_state(lead: LeadState) -> bytes:
     """A lead for the leads table: the same bytes as `encode`, at half the cost.
 
