@@ -292,7 +292,12 @@ def encode_state(lead: LeadState) -> bytes:
     100,000 leads): orjson builds its output in a larger buffer and shrinks it in place,
     and the space that frees is left in pieces the next values do not fit.
     """
-    return memoryview(orjson.dumps(lead.__dict__)).tobytes()
+    try:
+        return memoryview(orjson.dumps(lead.__dict__)).tobytes()
+    except orjson.JSONEncodeError:
+        # A value orjson cannot write (an integer past 64 bits: a CRM account's head count
+        # may be one): pydantic writes it, and the same bytes for the rest.
+        return encode(lead)
 
 
 def decode_state(value: bytes) -> LeadState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ class RawRecord:
     topic: str
     partition: int
     offset: int
+
+
+log = logging.getLogger(__name__)
 
 
 class RawLike(Protocol):
@@ -116,13 +120,22 @@ def intake_batch(
     for raw in records:
         out.received += 1
         decoded: PersonEvent | SalesFeedback | ErasureRequest | Rejection
-        if raw.topic == feedback_topic:
-            decoded = decode_sales_feedback(raw.value)
-        elif raw.topic == erasure_topic:
-            decoded = decode_erasure_request(raw.value)
-        else:
-            # Where it was read: a lead recognises a re-read by it (streams.leads).
-            decoded = decode_person_event(raw.value, src=(raw.partition, raw.offset))
+        try:
+            if raw.topic == feedback_topic:
+                decoded = decode_sales_feedback(raw.value)
+            elif raw.topic == erasure_topic:
+                decoded = decode_erasure_request(raw.value)
+            else:
+                # Where it was read: a lead recognises a re-read by it (streams.leads).
+                decoded = decode_person_event(raw.value, src=(raw.partition, raw.offset))
+        except Exception as exc:
+            # A bug, by definition (bad input is a Rejection): dead-lettered, so that one
+            # record does not stop the intake, and every restart on it again.
+            log.exception("intake: reading %s[%d]@%d failed", raw.topic, raw.partition, raw.offset)
+            why = (
+                type(exc).__name__ if raw.topic == erasure_topic else f"{type(exc).__name__}: {exc}"
+            )
+            decoded = Rejection("processing_error", f"reading the record failed: {why}"[:500])
         if isinstance(decoded, SalesFeedback):
             key = f"lead:{decoded.lead_id}"
             out.feedback.setdefault(person_partition(key, partitions), []).append(

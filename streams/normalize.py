@@ -218,16 +218,22 @@ def _traits(raw: Mapping[str, Any]) -> dict[str, TraitValue]:
     return out
 
 
+#: A head count at or past this is not one (dropped, like "about 50"). It also keeps a
+#: lead's traits within what the state encoder writes (64-bit integers), and a long digit
+#: string from Python's int conversion limit (4,300 digits: ValueError).
+_MAX_COUNT = 10**12
+
+
 def _int_or_none(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value == value and abs(value) < 1e12:
+        return value if abs(value) < _MAX_COUNT else None
+    if isinstance(value, float) and value == value and abs(value) < _MAX_COUNT:
         return int(value)
     if isinstance(value, str):
         digits = value.replace(",", "").strip()
-        if digits.isdigit():
+        if digits.isdigit() and len(digits) <= 12:
             return int(digits)
     return None
 

@@ -164,6 +164,42 @@ def test_bad_inputs_land_in_the_dlq_with_their_reason_and_good_ones_around_them_
     assert _metric(metrics, "leadstream_events_received_total") == 2 * len(BAD_INPUTS) + 1
 
 
+def test_a_head_count_too_large_to_be_one_is_dropped_and_the_lead_goes_on(
+    make_worker: Any,
+) -> None:
+    """Head counts past 64 bits, or past Python's int conversion limit, once stopped the
+    state write or the intake (and every restart on them again). They are dropped now, as
+    words are: the lead is scored, alerted and written."""
+    worker = make_worker()
+    worker.send(
+        identify(
+            "h-1", anon="anon-h", email="kim@shop.example", country="JP", employees="9" * 5000
+        ),
+        identify("h-2", anon="anon-h", employees="1180591620717411303424"),
+        track("h-3", "Whitepaper Downloaded", anon="anon-h"),
+        identify("h-4", anon="anon-h", employees="1,200"),
+    )
+    alerts = worker.read(worker.topics.alerts, lambda r: len(r) >= 1)
+    assert alerts[0]["rep_id"] == "jp-rep"
+    wait_for(
+        lambda: (
+            _metric(worker.metrics(), "leadstream_events_processed_total") == 4
+            and _metric(worker.metrics(), "leadstream_state_bytes") > 0
+        ),
+        timeout_s=20,
+        what="all four events applied and the lead written",
+    )
+    dead = [
+        line
+        for line in worker.metrics().splitlines()
+        if line.startswith("leadstream_events_dead_lettered_total{")
+    ]
+    assert dead and all(line.endswith(" 0.0") for line in dead), dead
+    scored = worker.read(worker.topics.scored, lambda r: len(r) >= 2)
+    assert [s["score"] for s in scored] == [0, 30]
+    assert worker.proc is not None and worker.proc.poll() is None
+
+
 def test_a_resent_message_id_is_applied_once(make_worker: Any) -> None:
     worker = make_worker()
     hello = identify("r-1", anon="anon-r", email="sam@shop.example", country="JP")

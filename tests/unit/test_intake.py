@@ -132,6 +132,12 @@ def test_long_names_are_truncated() -> None:
         pytest.param({"employees": 250.9}, {"employees": 250}, id="employees-float"),
         pytest.param({"employees": "about 50"}, {}, id="employees-words"),
         pytest.param({"employees": True}, {}, id="employees-bool"),
+        pytest.param(
+            {"employees": "999,999,999,999"}, {"employees": 999_999_999_999}, id="employees-largest"
+        ),
+        pytest.param({"employees": 10**12}, {}, id="employees-not-a-head-count"),
+        pytest.param({"employees": "1180591620717411303424"}, {}, id="employees-past-64-bits"),
+        pytest.param({"employees": "9" * 5000}, {}, id="employees-past-int-conversion-limit"),
         pytest.param({"country": " de "}, {"country": "DE"}, id="country-upper"),
         pytest.param(
             {"firstName": "Jane", "lastName": "Doe", "purchaseTimeline": "this quarter"},

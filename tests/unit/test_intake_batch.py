@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
+import pytest
 from aiokafka.structs import ConsumerRecord
 
+from streams import intake
 from streams.codec import decode_batch
 from streams.intake import IntakeResult, RawRecord, intake_batch
 from streams.intake_service import forward_batches
@@ -157,3 +160,30 @@ def test_the_batch_handed_over_is_what_the_consumer_decodes_from_its_record() ->
     for record, batch in handed:
         assert record.value is not None
         assert decode_batch(record.value) == batch
+
+
+def test_a_record_whose_reading_fails_is_dead_lettered_and_the_rest_go_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in reading one record (bad input is a rejection, not an exception) must not
+    stop the intake: the record goes to the DLQ as a processing error, saying what failed."""
+    real = intake.decode_person_event
+
+    def flaky(value: bytes | None, **kwargs: Any) -> Any:
+        if value == _page(1):
+            raise ValueError("boom")
+        return real(value, **kwargs)
+
+    monkeypatch.setattr(intake, "decode_person_event", flaky)
+    result = intake_batch(_raw([_page(0), _page(1), _page(2)]), partitions=2, now=NOW)
+    assert sorted(e.mid for events in result.forward.values() for e in events) == ["m0", "m2"]
+    ((key, dead),) = result.dead
+    assert (key, dead.reason, dead.offset, dead.value) == (
+        b"k",
+        "processing_error",
+        101,
+        _page(1).decode(),
+    )
+    assert dead.message == "reading the record failed: ValueError: boom"
+    assert dict(result.rejected) == {"processing_error": 1}
+    assert "reading engagement.raw[3]@101 failed" in caplog.text
