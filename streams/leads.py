@@ -67,6 +67,7 @@ from streams.sla import due_ms as sla_due_ms
 from streams.sla import sla_alert, sla_started, sla_stopped, step_due
 
 __all__ = [
+    "DIGEST_CHARS",
     "Applied",
     "BatchResult",
     "Decision",
@@ -80,6 +81,7 @@ __all__ = [
     "leave_account",
     "merge_leads",
     "rescore_lead",
+    "seen_digests",
     "sla_tick",
     "with_accounts",
 ]
@@ -182,6 +184,25 @@ def _digest(message_id: str) -> str:
     return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
 
 
+#: The length of a digest in a lead's `seen`, which holds them end to end.
+DIGEST_CHARS = 16
+
+
+def _seen(seen: str, digest: str) -> bool:
+    """Whether `digest` is one of the digests in `seen` (a match across two is not)."""
+    at = seen.find(digest)
+    while at >= 0:
+        if at % DIGEST_CHARS == 0:
+            return True
+        at = seen.find(digest, at + 1)
+    return False
+
+
+def seen_digests(lead: LeadState) -> tuple[str, ...]:
+    """The digests of the messageIds a lead remembers, oldest first."""
+    return tuple(lead.seen[i : i + DIGEST_CHARS] for i in range(0, len(lead.seen), DIGEST_CHARS))
+
+
 def _stable_id(*parts: str) -> str:
     return hashlib.blake2b("\x00".join(parts).encode("utf-8"), digest_size=12).hexdigest()
 
@@ -264,7 +285,7 @@ def apply_event(
     digest = _digest(event.mid)
     read_at = _read_at(event)
     if lead is not None and (
-        digest in lead.seen
+        _seen(lead.seen, digest)
         or (read_at is not None and lead.applied.get(read_at[0], -1) >= read_at[1])
     ):
         return Applied(lead, (), as_state(rotation), duplicate=True)
@@ -289,7 +310,7 @@ def apply_event(
             "last_ms": clock,
             "events": lead.events + 1,
             "history": _add_history(lead.history, event, limits, clock=clock),
-            "seen": (*lead.seen, digest)[-limits.dedupe_window :],
+            "seen": (lead.seen + digest)[-limits.dedupe_window * DIGEST_CHARS :],
             "applied": _applied(lead.applied, read_at),
             **_first_touch(lead, event),
         }
@@ -318,7 +339,7 @@ def apply_event(
         "events": lead.events + 1,
         "model": model.version,
         "history": _add_history(lead.history, event, limits, clock=clock),
-        "seen": (*lead.seen, digest)[-limits.dedupe_window :],
+        "seen": (lead.seen + digest)[-limits.dedupe_window * DIGEST_CHARS :],
         "applied": _applied(lead.applied, read_at),
         **_first_touch(lead, event),
     }
@@ -787,7 +808,7 @@ def merge_leads(
         "history": _retained(
             history[-limits.history_kept :], limits, max(survivor.last_ms, other.last_ms)
         ),
-        "seen": (*survivor.seen, *other.seen)[-limits.dedupe_window * 2 :],
+        "seen": (survivor.seen + other.seen)[-limits.dedupe_window * 2 * DIGEST_CHARS :],
         "applied": {
             k: max(survivor.applied.get(k, -1), other.applied.get(k, -1))
             for k in {*survivor.applied, *other.applied}
@@ -925,7 +946,7 @@ def apply_feedback(
     feedback (same feedback_id) changes nothing.
     """
     digest = _digest(f"feedback:{feedback.feedback_id}")
-    if digest in lead.seen:
+    if _seen(lead.seen, digest):
         return Applied(lead, (), RoutingState(), duplicate=True), None
     at_ms = (feedback.occurred_at - _EPOCH) // _MS
     if at_ms < lead.feedback_ms:
@@ -946,7 +967,11 @@ def apply_feedback(
     decisions.extend(moved.decisions)
     new = _replace(
         moved.lead,
-        {"sla": None, "feedback_ms": at_ms, "seen": (*lead.seen, digest)[-_SEEN_WITH_FEEDBACK:]},
+        {
+            "sla": None,
+            "feedback_ms": at_ms,
+            "seen": (lead.seen + digest)[-_SEEN_WITH_FEEDBACK * DIGEST_CHARS :],
+        },
     )
     return Applied(new, tuple(decisions), RoutingState()), None
 

@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from schemas.decisions import Activity, HandOff, LeadScored, RepAlert, SlaEvent
 from schemas.internal import ContactUpdate, Link, PersonEvent
-from streams.codec import decode_state, encode
+from streams.codec import decode_state, encode, encode_state
 from streams.lead_model import DEFAULT_MODEL_PATH, LeadModel, parse_model
 from streams.leads import (
+    DIGEST_CHARS,
     Applied,
     Decision,
     Limits,
@@ -22,6 +24,7 @@ from streams.leads import (
     apply_event,
     lead_id_for,
     rescore_lead,
+    seen_digests,
 )
 from streams.state import LeadState
 
@@ -850,7 +853,7 @@ def test_seen_and_history_are_bounded_by_limits(
     lead = result.lead
     assert lead is not None
 
-    assert len(lead.seen) == window
+    assert len(seen_digests(lead)) == window
     assert [name for _, _, name, _ in lead.history] == [f"/p{n}" for n in range(8 - kept, 8)]
 
     def resend(event: PersonEvent) -> bool:
@@ -859,6 +862,48 @@ def test_seen_and_history_are_bounded_by_limits(
 
     assert resend(events[-1]) is True
     assert resend(events[0]) is False  # outside the dedupe window
+
+
+def test_a_digest_spanning_two_remembered_ones_is_not_taken_for_a_duplicate(
+    segment: Segment, model: LeadModel, now: datetime
+) -> None:
+    """The window holds its digests end to end in one string: a message is a duplicate only
+    when its digest is one of them, not when it reads across two."""
+    event = segment("page", "span-1", day=1, properties={"path": "/p"})
+    lead = run([event], model, now=now).lead
+    assert lead is not None
+    digest = lead.seen[-DIGEST_CHARS:]
+
+    def duplicate(seen: str) -> bool:
+        kept = lead.model_copy(update={"seen": seen})
+        return apply_event(
+            kept, event, model=model, rotation={}, limits=Limits(), now=now
+        ).duplicate
+
+    half = DIGEST_CHARS // 2
+    assert duplicate("0" * half + digest + "0" * half) is False  # across two digests
+    assert duplicate("0" * (DIGEST_CHARS - 1) + digest + "0") is False
+    assert duplicate("0" * DIGEST_CHARS + digest) is True
+    assert duplicate(digest + "0" * DIGEST_CHARS) is True
+
+
+def test_state_written_with_the_window_as_a_list_reads_as_before(
+    segment: Segment, model: LeadModel, now: datetime
+) -> None:
+    """Leads written before the window was one string held a list of digests: a worker
+    reading them still recognises those messages."""
+    events = [segment("page", f"old-{n}", day=n, properties={"path": f"/p{n}"}) for n in range(3)]
+    lead = run(events, model, now=now).lead
+    assert lead is not None
+    old = orjson.loads(encode_state(lead))
+    old["seen"] = list(seen_digests(lead))
+    assert len(old["seen"]) == 3
+
+    read = decode_state(orjson.dumps(old))
+    assert read == lead
+    for event in events:
+        again = apply_event(read, event, model=model, rotation={}, limits=Limits(), now=now)
+        assert again.duplicate
 
 
 def test_history_is_ordered_by_event_time_and_keeps_assets(
