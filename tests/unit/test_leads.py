@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -885,6 +886,20 @@ def test_a_digest_spanning_two_remembered_ones_is_not_taken_for_a_duplicate(
     assert duplicate("0" * (DIGEST_CHARS - 1) + digest + "0") is False
     assert duplicate("0" * DIGEST_CHARS + digest) is True
     assert duplicate(digest + "0" * DIGEST_CHARS) is True
+
+
+def test_the_window_keeps_the_digests_earlier_versions_wrote(
+    segment: Segment, model: LeadModel, now: datetime
+) -> None:
+    """CRC-32 then Adler-32 of the messageId, 8 hex digits each: else a worker upgraded
+    mid-stream would apply again the re-deliveries of messages its predecessor applied."""
+    mids = ["m-1", "ajs-3f0c1b5e-0000-4000-8000-000000000000", "é" * 40, "x"]
+    events = [segment("page", mid, day=n, properties={"path": "/p"}) for n, mid in enumerate(mids)]
+    lead = run(events, model, now=now).lead
+    assert lead is not None
+    assert seen_digests(lead) == tuple(
+        f"{zlib.crc32(m.encode()):08x}{zlib.adler32(m.encode()):08x}" for m in mids
+    )
 
 
 def test_state_written_with_the_window_as_a_list_reads_as_before(
