@@ -488,6 +488,7 @@ class _Index:
         self.competitors = frozenset(model.fit.competitor_domains)
         self.free_mail = frozenset(model.fit.free_mail_domains)
         self.fit_memo: dict[tuple[object, ...], Any] = {}
+        self.qualify_memo: dict[tuple[object, ...], Any] = {}  # streams.qualify.qualify
         self._page_memo: dict[str, tuple[tuple[Score, Rule], ...]] = {}
         self._page_trigger_memo: dict[str, tuple[Trigger, ...]] = {}
 

@@ -1191,6 +1191,7 @@ def _hand_off(
         traits,
         as_of=event_at.date(),
         fiscal_year_start_month=limits.fiscal_year_start_month,
+        memo=model.index.qualify_memo,
     )
     out: list[Decision] = [
         trusted(

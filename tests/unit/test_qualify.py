@@ -267,3 +267,24 @@ def test_qualification_is_frozen() -> None:
 def test_fiscal_year_start_month_is_checked(month: int) -> None:
     with pytest.raises(ValueError, match="fiscal_year_start_month"):
         qualify({}, as_of=AS_OF, fiscal_year_start_month=month)
+
+
+def test_a_memo_gives_the_answers_qualify_reads_without_it() -> None:
+    """Hand-offs pass a memo: the same answers for the same texts, date and fiscal year,
+    and a new reading when any of them differs (relative answers move with the date)."""
+    memo: dict[tuple[object, ...], Qualification] = {}
+    cases: list[tuple[dict[str, TraitValue], date, int]] = [
+        ({"purchase_timeline": "this quarter", "budget": "approved"}, date(2026, 3, 31), 1),
+        ({"purchase_timeline": "this quarter", "budget": "approved"}, date(2026, 4, 1), 1),
+        ({"purchase_timeline": "this quarter", "budget": "approved"}, date(2026, 3, 31), 4),
+        ({"purchase_timeline": "今期中", "authority": "決裁者"}, date(2026, 11, 20), 4),
+        ({"need": True}, date(2026, 11, 20), 1),
+        ({"need": "true"}, date(2026, 11, 20), 1),  # the same answer as a checkbox's
+        ({"need": 1}, date(2026, 11, 20), 1),
+        ({}, date(2026, 11, 20), 1),
+    ]
+    for _ in range(2):
+        for traits, as_of, fy in cases:
+            with_memo = qualify(traits, as_of=as_of, fiscal_year_start_month=fy, memo=memo)
+            assert with_memo == qualify(traits, as_of=as_of, fiscal_year_start_month=fy)
+    assert len(memo) == len(cases) - 1  # True and "true" are one answer
