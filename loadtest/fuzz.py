@@ -2,49 +2,114 @@
 
 Random bytes, invalid UTF-8, deep nesting, strings and arrays around the 64 KiB limit,
 NaN and infinities, wrong types in every field, dates out of range and duplicated keys,
-run through the intake (`engagement.raw`), the `sfa.feedback` and `crm.accounts` decoders
-and the Segment ingest's request handling. Prints cases/s, outcomes and crashes (which
-should be none); `--json` for the figures. tests/unit/test_fuzz.py drives the same
-generators from hypothesis.
+and well-formed messages with odd values inside `traits`, `context` and `properties`
+(integers past 64 bits, digit strings of 5,000 digits, emails and phones of odd shapes,
+10,000-character strings, objects where strings belong), run through the intake
+(`engagement.raw`), the `sfa.feedback` and `crm.accounts` decoders and the Segment
+ingest's request handling; first, every odd value at every place the normalization reads
+(`odd_value_sweep`). What the intake forwards (and what the ingest accepts, through the
+intake) goes on through the lead core as the worker runs it (`LeadStage`), with the CRM
+accounts that decode in its account directory: the person-events records, the lead state
+written and read back, every decision encoded. A crash is an exception, a
+`processing_error` dead letter, an event the core sets aside as failed, anything that reads
+back different, or an event the intake's fast path makes other than the models. Prints
+cases/s, outcomes and crashes by kind with an example of each (which should be none);
+`--json` for the figures. tests/unit/test_fuzz.py drives the same generators from
+hypothesis.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import logging
 import random
+import re
 import sys
 import time
+import traceback
+import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from pathlib import Path
+from typing import Any, Final, TypeVar
 
 import orjson
+from pydantic import BaseModel
 
-from streams.codec import MAX_EVENT_BYTES, Rejection, decode_crm_account, decode_sales_feedback
+from loadtest.harness import MODEL
+from schemas.crm import CrmAccount
+from schemas.internal import (
+    FeedbackIn,
+    Forget,
+    LeadState,
+    Link,
+    MergeIn,
+    MergeRequest,
+    PersonEvent,
+    PersonEventBatch,
+    Unlink,
+)
+from streams import CORE
+from streams.app import _records
+from streams.codec import (
+    MAX_EVENT_BYTES,
+    Rejection,
+    _fast_path,
+    decode_batch,
+    decode_crm_account,
+    decode_event,
+    decode_person_event,
+    decode_rotation,
+    decode_sales_feedback,
+    decode_state,
+    encode,
+    encode_state,
+)
+from streams.identity import apply_person_batch
 from streams.ingest import Accepted, Endpoint, WriteKeys, ingest_request
-from streams.intake import RawRecord, intake_batch
+from streams.intake import IntakeResult, RawRecord, intake_batch
+from streams.intake_service import forward_batches
+from streams.lead_model import LeadModel, load_model
+from streams.leads import Decision, Limits, apply_event, with_accounts
+from streams.matching import AccountDirectory
+from streams.normalize import _TRAIT_NAMES, normalize
+from streams.routing import RoutingState
+from streams.topics import Topics
 
 __all__ = [
+    "CATEGORIES",
     "INGEST_MAX_BODY_BYTES",
+    "NOW",
     "WRITE_KEY",
+    "Bug",
+    "LeadStage",
     "Request",
+    "check_account",
+    "check_event",
+    "check_feedback",
+    "check_request",
     "handle",
     "hostile_account",
     "hostile_event",
     "hostile_feedback",
     "hostile_request",
     "main",
+    "odd_value",
+    "odd_value_sweep",
     "run",
     "valid_event",
 ]
+
+_T = TypeVar("_T")
 
 NOW: Final = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 WRITE_KEY: Final = "fuzz-key"
 INGEST_MAX_BODY_BYTES: Final = 512 * 1024  # the ingest's default limit
 _KEYS: Final = WriteKeys([WRITE_KEY])
+_PARTITIONS: Final = 4
 
 #: Values of every JSON type and then some: each field of a message is tried with these.
 _ODD: Final[tuple[bytes, ...]] = (
@@ -70,6 +135,179 @@ _ODD: Final[tuple[bytes, ...]] = (
     b'"' + b"x" * 300 + b'"',
     b'"\xc3\xa9t\xc3\xa9"',
 )
+
+
+def _texts(*values: str) -> tuple[bytes, ...]:
+    return tuple(orjson.dumps(v) for v in values)
+
+
+# Odd values for the fields inside traits, context and properties, where the message around
+# them is well-formed (JSON text, so numbers keep every digit and NaN can be written).
+_BIG: Final = (2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**70, -(2**63), -(2**63) - 1, 10**12 - 1)
+_NUMBERS: Final = (
+    *(str(n).encode() for n in _BIG),
+    *(b"10000000000000", b"-250", b"-0", b"-0.0", b"1e308", b"-1e308"),
+    *(b"1.7976931348623157e308", b"5e-324", b"999999999999.9", b"1e16", b"1E+2", b"0.5"),
+    b"9" * 5000,  # a JSON number past Python's int conversion limit (4,300 digits)
+)
+_DIGITS: Final = _texts(
+    "1" * 13,
+    "18446744073709551616",  # 20 digits: 2**64
+    "1180591620717411303424",  # 2**70, the head count of the incident
+    "9" * 25,
+    "7" * 5000,
+    "1,2,3",
+    "1,000,000,000,000",
+    " 250 ",
+    "0250",
+    "-5",
+    "+5",
+    "1e3",
+    "1_000",
+    "12.5",
+    "0x10",
+    "²",  # str.isdigit, but not int()
+    "①",
+    "٣٤",  # Arabic-Indic: int() reads them
+    "１２",
+    "NaN",
+    "Infinity",
+)
+_BLANK: Final = _texts(" ", "   ", "\t\n\r", "\u00a0", "\u3000", "\u200b", "\u2028", "\ufeff")
+_LONG: Final = _texts(
+    "x" * 10_000, "é" * 10_000, "😀" * 3000, " " * 10_000 + "a", "a" + " " * 10_000
+)
+_WORDS: Final = _texts(
+    "株式会社テスト",
+    "Ünïcødé",
+    "😀",
+    "\u202eevil",
+    "e\u0301",
+    "ß",  # upper() is two letters
+    "ﬀ",
+    "ı",
+    "İ",
+    "\x00",
+    "\x7f",
+    "<script>",
+    "' OR 1=1 --",
+    "%s%n{0}",
+    "../../etc/passwd",
+    "null",
+    "true",
+)
+_EMAILS: Final = _texts(
+    "@",
+    "a@",
+    "@b",
+    "a@@b",
+    "a@b@c",
+    "user@例え.jp",
+    "user@bücher.de",
+    "ＵＳＥＲ@ＥＸＡＭＰＬＥ.ＣＯＭ",
+    " A@B.COM ",
+    "a@b.",
+    "a@.",
+    "a@b..c",
+    '"q"@x.com',
+    "+@gmail.com",
+    ".@gmail.com",
+    "a.b+tag@googlemail.com",
+    "a@gmail.com.",
+    "a@" + "b" * 300 + ".com",
+    "a@xn--",
+    "a@[127.0.0.1]",
+    "jo@acme.example",
+    "jo@ACME.example.",
+)
+_PHONES: Final = (
+    *_texts("+", "++81", "0" * 40, "+81 (0)3-1234-5678 ext 9", "+1", "03-1234-5678"),
+    *_texts("+999999999999999999999", "１２３", "tel:+81312345678", "+٨١٣١٢٣٤٥٦٧٨", "1" * 200),
+    *(b"81312345678", b"1e20", b"-1", b"3.5"),
+)
+_COUNTRIES: Final = _texts("uk", "jp ", "XX", "ZZZ", "Ｊｐ", "日本", "ı", "ß", "ﬀ", "u\u0301s", "")
+_URLS: Final = _texts(
+    "http://[::1",
+    "http://[",
+    "http://]",
+    "http://a:99999999",
+    "//x",
+    "://",
+    "javascript:alert(1)",
+    "http://exa mple.com/%zz",
+    "/pricing?x=%ff",
+    "http://user@[::1]:80/p",
+    "\\\\server\\share",
+    "data:,",
+    "/pricing" + "/a" * 5000,
+)
+_ANSWERS: Final = _texts(  # purchase timeline and BANT answers
+    "within 999 years",
+    "999 weeks",
+    "2099年度",
+    "2099-12-31",
+    "2026-02-30",
+    "2026年2月30日",
+    "13月",
+    "Q4 2099",
+    "H2",
+    "下期",
+    "来期",
+    "3ヶ月以内",
+    "more than 999 years",
+    "next FY",
+)
+_CONTAINERS: Final = (
+    b'{"name":{"name":"Acme"}}',
+    b'["a@example.com"]',
+    b"[[]]",
+    b'{"":null}',
+    b'{"first":"a","last":"b"}',
+    b'{"name":18446744073709551616}',
+)
+#: Every odd value for a field inside traits, context or properties.
+_ODD_VALUES: Final = (
+    *_ODD,
+    *_NUMBERS,
+    *_DIGITS,
+    *_BLANK,
+    *_LONG,
+    *_WORDS,
+    *_EMAILS,
+    *_PHONES,
+    *_COUNTRIES,
+    *_URLS,
+    *_ANSWERS,
+    *_CONTAINERS,
+)
+#: The odd values most likely to trouble a field, by its name (tried half of the time).
+_ODD_FOR: Final[dict[str, tuple[bytes, ...]]] = {
+    "email": _EMAILS,
+    "phone": _PHONES,
+    "employees": _NUMBERS + _DIGITS,
+    "country": _COUNTRIES,
+    "website": _URLS,
+    "url": _URLS,
+    "path": _URLS,
+    "purchase_timeline": _ANSWERS,
+    "purchaseTimeline": _ANSWERS,
+    "budget": _ANSWERS + _NUMBERS,
+    "authority": _ANSWERS,
+    "need": _ANSWERS,
+}
+#: Segment's trait names the normalization reads (and so does the fuzz).
+_TRAIT_KEYS: Final = tuple(_TRAIT_NAMES)
+_PROPERTY_KEYS: Final = ("path", "url", "asset", "asset_id", "assetId", "title", "name")
+_CONTEXT_PLACES: Final = (
+    *(("context", "traits", k) for k in _TRAIT_KEYS),
+    ("context", "traits", "company", "name"),
+    ("context", "location", "country"),
+    ("context", "campaign", "source"),
+    ("context", "campaign", "name"),
+)
+_TRAIT_PLACES: Final = (*(("traits", k) for k in _TRAIT_KEYS), ("traits", "company", "name"))
+_PROPERTY_PLACES: Final = tuple(("properties", k) for k in _PROPERTY_KEYS)
+
 _DATES: Final[tuple[str, ...]] = (
     "0000-01-01T00:00:00Z",
     "0001-01-01T00:00:00+01:00",
@@ -109,6 +347,20 @@ _EVENT_FIELDS: Final = {
     "group": ("type", "messageId", "anonymousId", "userId", "timestamp", "groupId", "traits"),
 }
 _EXTRA_FIELDS: Final = ("context", "message_id", "anonymous_id", "user_id", "group_id")
+#: How `_mutate` breaks a message; "odd_values" keeps it well-formed.
+CATEGORIES: Final = (
+    "random_bytes",
+    "invalid_utf8",
+    "deep_nesting",
+    "huge",
+    "nan_infinity",
+    "wrong_type",
+    "bad_date",
+    "duplicate_keys",
+    "truncated",
+    "odd_values",
+    "valid",
+)
 
 
 def valid_event(rng: random.Random) -> dict[str, Any]:
@@ -123,14 +375,29 @@ def valid_event(rng: random.Random) -> dict[str, Any]:
     }
     if rng.random() < 0.3:
         doc["userId"] = f"user-{rng.randrange(1000)}"
+    if rng.random() < 0.2:
+        doc["context"]["traits"] = {"email": "a@example.com", "company": "Acme Corp"}
+        doc["context"]["location"] = {"country": "US"}
     if kind == "track":
         doc["event"] = rng.choice(("Whitepaper Downloaded", "Demo Requested"))
-        doc["properties"] = {"asset": "wp-1"}
+        doc["properties"] = rng.choice(({"asset": "wp-1"}, {"title": "Robots 101"}))
     elif kind == "page":
         doc["name"] = "Pricing"
-        doc["properties"] = {"path": "/pricing"}
+        doc["properties"] = rng.choice(({"path": "/pricing"}, {"url": "https://x.example/pricing"}))
     elif kind == "identify":
-        doc["traits"] = {"email": "a@example.com", "employees": 250, "title": "CEO"}
+        doc["traits"] = {
+            "email": rng.choice(("a@example.com", "jo@acme.example")),
+            "employees": 250,
+            "title": "CEO",
+        }
+        if rng.random() < 0.5:  # what the lead core reads further: phone, BANT, accounts
+            doc["traits"] |= {
+                "country": "JP",
+                "phone": "03-1234-5678",
+                "company": "Acme Corp",
+                "purchase_timeline": "this quarter",
+                "budget": "approved",
+            }
     else:
         doc["groupId"] = "acct-1"
         doc["traits"] = {"name": "Acme", "employees": "1,200"}
@@ -157,7 +424,8 @@ def _feedback(rng: random.Random) -> dict[str, Any]:
 
 def _account(rng: random.Random) -> dict[str, Any]:
     return {
-        "account_id": f"001{rng.getrandbits(32):x}",
+        # A few ids only: the ones that decode make the lead stage's account directory.
+        "account_id": f"001{rng.randrange(32):x}",
         "name": "Acme Corp",
         "domains": ["acme.example", "www.acme.example"],
         "employees": 1200,
@@ -189,23 +457,57 @@ def _huge(rng: random.Random) -> bytes:
     return b"[" + b",".join([b"1"] * (size // 2)) + b"]"
 
 
-def _mutate(rng: random.Random, doc: dict[str, Any], fields: tuple[str, ...]) -> tuple[str, bytes]:
-    """One hostile variant of a well-formed document: (category, raw bytes)."""
+def odd_value(rng: random.Random, name: str = "") -> bytes:
+    """An odd value (JSON text) for the field `name`: half of the time one of those that
+    most trouble that field (head counts past 64 bits for `employees`), else any."""
+    fitting = _ODD_FOR.get(name)
+    if fitting and rng.random() < 0.5:
+        return rng.choice(fitting)
+    return rng.choice(_ODD_VALUES)
+
+
+_SLOT: Final = "\x00fuzz-slot-{}\x00"
+
+
+def _with_values(doc: dict[str, Any], values: list[tuple[tuple[str, ...], bytes]]) -> bytes:
+    """`doc` as JSON with each raw value at its path (objects on the way made or replaced)."""
+    doc = dict(doc)
+    for i, (path, _) in enumerate(values):
+        node = doc
+        for key in path[:-1]:
+            child = node.get(key)
+            child = dict(child) if isinstance(child, dict) else {}
+            node[key] = child
+            node = child
+        node[path[-1]] = _SLOT.format(i)
+    text = orjson.dumps(doc)
+    for i, (_, raw) in enumerate(values):
+        text = text.replace(orjson.dumps(_SLOT.format(i)), raw)
+    return text
+
+
+def _odd_values(
+    rng: random.Random, doc: dict[str, Any], places: tuple[tuple[str, ...], ...]
+) -> bytes:
+    """`doc`, well-formed, with one to three odd values at some of `places`."""
+    chosen = [rng.choice(places) for _ in range(rng.choice((1, 1, 1, 2, 3)))]
+    return _with_values(doc, [(path, odd_value(rng, path[-1])) for path in chosen])
+
+
+def _mutate(
+    rng: random.Random,
+    doc: dict[str, Any],
+    fields: tuple[str, ...],
+    *,
+    places: tuple[tuple[str, ...], ...] = (),
+    category: str | None = None,
+) -> tuple[str, bytes]:
+    """One hostile variant of a well-formed document: (category, raw bytes).
+
+    `places`: the paths "odd_values" puts values at (default: the top-level `fields`);
+    `category`: one of CATEGORIES, else chosen at random."""
     members = [(k, orjson.dumps(v)) for k, v in doc.items()]
-    category = rng.choice(
-        (
-            "random_bytes",
-            "invalid_utf8",
-            "deep_nesting",
-            "huge",
-            "nan_infinity",
-            "wrong_type",
-            "bad_date",
-            "duplicate_keys",
-            "truncated",
-            "valid",
-        )
-    )
+    category = category or rng.choice(CATEGORIES)
     field = rng.choice(fields)
 
     def put(value: bytes) -> None:
@@ -218,6 +520,8 @@ def _mutate(rng: random.Random, doc: dict[str, Any], fields: tuple[str, ...]) ->
         text = orjson.dumps(doc)
         cut = rng.randrange(len(text) + 1)
         return category, text[:cut] + rng.choice(_INVALID_UTF8) + text[cut:]
+    if category == "odd_values":
+        return category, _odd_values(rng, doc, places or tuple((f,) for f in fields))
     if category == "deep_nesting":
         nest = _nested(rng.choice(_DEPTHS), rng)
         if rng.random() < 0.3:
@@ -242,24 +546,73 @@ def _mutate(rng: random.Random, doc: dict[str, Any], fields: tuple[str, ...]) ->
     return category, _object(members)
 
 
-def hostile_event(rng: random.Random) -> tuple[str, bytes]:
-    """A record value for `engagement.raw`, mostly broken: (category, value)."""
+def hostile_event(rng: random.Random, *, category: str | None = None) -> tuple[str, bytes]:
+    """A record value for `engagement.raw`, mostly broken: (category, value).
+
+    "odd_values" keeps the message well-formed and puts odd values at every trait name
+    the normalization reads, in `traits` and `context.traits`, at `context.location.country`,
+    `context.campaign.source`/`.name` and the `properties` a track or page reads; a
+    quarter of those messages name the messageId `message_id`, which the models read and
+    the intake's fast path leaves to them (they keep integers past 64 bits, for one)."""
     doc = valid_event(rng)
     fields = _EVENT_FIELDS[doc["type"]] + _EXTRA_FIELDS
-    return _mutate(rng, doc, fields)
+    if doc["type"] in ("identify", "group"):
+        places = _CONTEXT_PLACES + _TRAIT_PLACES * 2  # its own traits, twice as often
+    else:
+        places = _CONTEXT_PLACES + _PROPERTY_PLACES
+    category = category or rng.choice(CATEGORIES)
+    if category == "odd_values" and rng.random() < 0.25:
+        doc = {("message_id" if k == "messageId" else k): v for k, v in doc.items()}
+    return _mutate(rng, doc, fields, places=places, category=category)
 
 
-def hostile_feedback(rng: random.Random) -> tuple[str, bytes]:
+#: The message shapes `odd_value_sweep` fills: a type, and the places it reads.
+_SWEEP_SHAPES: Final = (
+    ("identify", _TRAIT_PLACES),
+    ("group", _TRAIT_PLACES),
+    ("track", _PROPERTY_PLACES + tuple(p for p in _CONTEXT_PLACES if p[1] == "traits")),
+    # context.location.country is read when context.traits has no country; a url when
+    # there is no path
+    ("page", (*(p for p in _CONTEXT_PLACES if p[1] != "traits"), ("properties", "path"))),
+    ("page", (("properties", "url"),)),
+)
+
+
+def odd_value_sweep() -> Iterator[bytes]:
+    """Every odd value at every place the normalization reads: for each value and message
+    shape, messages with the value at all of the shape's places (split where they would
+    pass the 64 KiB limit), once with `messageId` (the intake's fast path) and once with
+    `message_id` (the models). Well-formed, each from its own person; ~2,000 messages."""
+    n = 0
+    for value in _ODD_VALUES:
+        per_message = max(1, (MAX_EVENT_BYTES - 2000) // (len(value) + 64))
+        for kind, places in _SWEEP_SHAPES:
+            for start in range(0, len(places), per_message):
+                for id_field in ("messageId", "message_id"):
+                    n += 1
+                    doc = {
+                        "type": kind,
+                        id_field: f"sweep-{n}",
+                        "anonymousId": f"sweep-{n}",
+                        "timestamp": "2026-11-20T09:00:00.123Z",
+                    }
+                    if kind == "track":
+                        doc["event"] = "Whitepaper Downloaded"
+                    chunk = places[start : start + per_message]
+                    yield _with_values(doc, [(path, value) for path in chunk])
+
+
+def hostile_feedback(rng: random.Random, *, category: str | None = None) -> tuple[str, bytes]:
     """A record value for `sfa.feedback`, mostly broken: (category, value)."""
     doc = _feedback(rng)
     fields = (*doc, "amount", "currency", "reason", "reason_text", "extra")
-    return _mutate(rng, doc, fields)
+    return _mutate(rng, doc, fields, category=category)
 
 
-def hostile_account(rng: random.Random) -> tuple[str, bytes]:
+def hostile_account(rng: random.Random, *, category: str | None = None) -> tuple[str, bytes]:
     """A record value for `crm.accounts`, mostly broken: (category, value)."""
     doc = _account(rng)
-    return _mutate(rng, doc, (*doc, "extra"))
+    return _mutate(rng, doc, (*doc, "extra"), category=category)
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,84 +682,451 @@ def handle(request: Request) -> Accepted | Any:
     )
 
 
+class Bug(Exception):
+    """A fault of ours the fuzz found (bad input is not one: it has an outcome).
+
+    `stage`: where (intake, person-events, lead core, state, outputs...); `kind`: what
+    makes two of them one bug (the stage, the error's type, our innermost frame, or the
+    field that differs); `where`: that frame; `trace`: the traceback of an exception."""
+
+    def __init__(
+        self, stage: str, error: str, *, kind: str = "", where: str = "", trace: str = ""
+    ) -> None:
+        super().__init__(f"{stage}: {error}" + (f" (at {where})" if where else ""))
+        self.stage, self.error, self.where, self.trace = stage, error, where, trace
+        self.kind = kind or f"{stage}: {error}"
+
+
+_ROOT: Final = str(Path(__file__).resolve().parent.parent) + "/"
+
+
+def _raised(stage: str, exc: BaseException) -> Bug:
+    """A Bug for an exception, placed at the innermost frame in streams/ or schemas/ (the
+    compiled core's frames name their files relative to the repository)."""
+    frames = [
+        (f.filename.removeprefix(_ROOT), f.lineno, f.name)
+        for f in traceback.extract_tb(exc.__traceback__)
+    ]
+    ours = [f for f in frames if f[0].startswith(("streams/", "schemas/"))] or frames
+    where = "{}:{} ({})".format(*ours[-1]) if ours else ""
+    # The error's wording without its values: int('①') and int('7' * 5000) are two bugs.
+    wording = re.sub(r"\d+", "N", str(exc).split(":", 1)[0])[:80]
+    return Bug(
+        stage,
+        f"{type(exc).__name__}: {exc}"[:300],
+        kind=f"{stage}: {type(exc).__name__} ({wording}) at {where}",
+        where=where,
+        trace="".join(traceback.format_exception(exc))[-4000:],
+    )
+
+
+def _step(stage: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """`fn(*args, **kwargs)`; an exception out of it is a Bug of `stage`."""
+    try:
+        return fn(*args, **kwargs)
+    except Bug:
+        raise
+    except Exception as exc:
+        raise _raised(stage, exc) from exc
+
+
+_MISSING: Final = object()
+
+
+def _differs(a: Any, b: Any, path: str = "", kind: str = "") -> tuple[str, str]:
+    """The first place two values differ: (`kind`, `path: a != b`). `kind` is the path
+    without indices and keys (`events[].traits{}: float != NoneType`), one for all places
+    of one bug."""
+    if isinstance(a, BaseModel) and type(a) is type(b):
+        for name in type(a).model_fields:
+            x, y = getattr(a, name), getattr(b, name)
+            if not _same(x, y):
+                return _differs(x, y, f"{path}.{name}", f"{kind}.{name}")
+    elif isinstance(a, dict) and isinstance(b, dict):
+        for key in [*a, *(k for k in b if k not in a)]:
+            x, y = a.get(key, _MISSING), b.get(key, _MISSING)
+            if not _same(x, y):
+                return _differs(x, y, f"{path}.{key}", f"{kind}{{}}")
+    elif type(a) is type(b) and isinstance(a, tuple | list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if not _same(x, y):
+                return _differs(x, y, f"{path}[{i}]", f"{kind}[]")
+    kind = f"{kind.lstrip('.') or 'value'}: {_type(a)} != {_type(b)}"
+    return kind, f"{path.lstrip('.') or 'value'}: {_short(a)} != {_short(b)}"
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same types throughout (2**64 == 2.0**64, but not the same)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, BaseModel):
+        return all(_same(getattr(a, f), getattr(b, f)) for f in type(a).model_fields)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, tuple | list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _type(value: Any) -> str:
+    return "(missing)" if value is _MISSING else type(value).__name__
+
+
+def _short(value: Any) -> str:
+    text = "(missing)" if value is _MISSING else repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} chars)"
+
+
+#: Messages the core sends to other entries of the identity graph (person-events again).
+_INTERNAL: Final = (PersonEvent, Link, MergeRequest, MergeIn, FeedbackIn, Forget, Unlink)
+_MAX_ROUNDS: Final = 64
+_MAX_ENTRIES: Final = 200_000
+
+
+class LeadStage:
+    """The worker's work on what the intake forwards, in one process, checked at each step.
+
+    An intake result becomes its person-events records (`forward_batches`), each read back
+    with `decode_batch` as the worker reads it and applied with `apply_person_batch` to a
+    table of leads kept from call to call; the identity messages the core sends to other
+    entries go round the same way until there are none. Every lead the core changes is
+    written with `write_state` (the worker's `encode_state`) and read back with
+    `decode_state` before the next event reads it; the routing state too; every decision is
+    encoded with `_records` and read back. Raises Bug at the first thing ours to fix: an
+    exception, an event the core set aside as failed, state bytes other than `encode`'s,
+    anything that reads back different.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: LeadModel,
+        now: datetime = NOW,
+        partitions: int = _PARTITIONS,
+        accounts: AccountDirectory | None = None,
+        write_state: Callable[[LeadState], bytes] = encode_state,
+    ) -> None:
+        self.model, self.now, self.partitions = model, now, partitions
+        self.write_state = write_state
+        self.accounts = accounts or AccountDirectory.build(())
+        self.limits = with_accounts(Limits(), self.accounts)
+        self.topics = Topics()
+        self.entries: dict[str, LeadState] = {}
+        self.rotation = RoutingState()
+        self.counts: Counter[str] = Counter()
+        self.spent_s = 0.0
+
+    def fresh(self) -> LeadStage:
+        """A stage like this one (model, clock, accounts, state encoder) with no leads."""
+        return LeadStage(
+            model=self.model,
+            now=self.now,
+            partitions=self.partitions,
+            accounts=self.accounts,
+            write_state=self.write_state,
+        )
+
+    def add_account(self, account: CrmAccount) -> None:
+        """A CRM account (`crm.accounts`): leads are matched to it from now on."""
+        self.accounts = self.accounts.updated({account.account_id: account})
+        self.limits = with_accounts(self.limits, self.accounts)
+
+    def take(self, result: IntakeResult) -> None:
+        """What the worker does with one intake result."""
+        started = time.perf_counter()
+        try:
+            records = _step("intake", forward_batches, result, self.topics)
+            self._run([self._read(r.value, b) for r, b in records if b is not None])
+        finally:
+            self.spent_s += time.perf_counter() - started
+
+    def _read(self, value: bytes | None, batch: PersonEventBatch) -> PersonEventBatch:
+        decoded = _step("person-events", decode_batch, value or b"")
+        if decoded != batch:
+            at, text = _differs(batch, decoded)
+            raise Bug(
+                "person-events",
+                f"a batch reads back different: {text}",
+                kind=f"person-events: a batch reads back different at {at}",
+            )
+        return decoded
+
+    def _run(self, queue: list[PersonEventBatch]) -> None:
+        rounds = 0
+        while queue:
+            rounds += 1
+            if rounds > _MAX_ROUNDS:
+                raise Bug("identity", f"messages between entries still flow after {rounds} rounds")
+            batch = queue.pop(0)
+            result = _step(
+                "lead core",
+                apply_person_batch,
+                self.entries,
+                batch,
+                model=self.model,
+                rotation=self.rotation,
+                limits=self.limits,
+                now=self.now,
+            )
+            self.counts["events"] += len(batch.events)
+            if result.failed:
+                raise self._failed(*result.failed[0])
+            self._write(result.leads, result.deleted, result.rotation)
+            queue += self._outputs(result.decisions)
+
+    def _failed(self, event: PersonEvent, error: str) -> Bug:
+        """The core's error for an event it set aside, with the traceback if it repeats."""
+        try:
+            apply_event(
+                self.entries.get(event.pk),
+                event,
+                model=self.model,
+                rotation=self.rotation,
+                limits=self.limits,
+                now=self.now,
+            )
+        except Exception as exc:
+            return _raised("lead core", exc)
+        kind = error.split(":", 1)[0]
+        return Bug("lead core", f"failed: {error}", kind=f"lead core: failed with {kind}")
+
+    def _write(
+        self, leads: dict[str, LeadState], deleted: Iterable[str], rotation: RoutingState
+    ) -> None:
+        if len(self.entries) > _MAX_ENTRIES:
+            self.entries.clear()  # bounded memory on long runs: a worker starting afresh
+        for key, lead in leads.items():
+            written = _step("state", self.write_state, lead)
+            if written != _step("state", encode, lead):
+                raise Bug("state", "encode_state writes other bytes than encode")
+            back = _step("state", decode_state, written)
+            if back != lead:
+                at, text = _differs(lead, back)
+                raise Bug(
+                    "state",
+                    f"a lead reads back different: {text}",
+                    kind=f"state: a lead reads back different at {at}",
+                )
+            self.entries[key] = back
+        for key in deleted:
+            self.entries.pop(key, None)
+        if _step("state", decode_rotation, encode(rotation)) != rotation:
+            raise Bug("state", "the routing state reads back different")
+        self.rotation = rotation
+        self.counts["lead writes"] += len(leads)
+
+    def _outputs(self, decisions: list[Decision]) -> list[PersonEventBatch]:
+        """Encode `decisions` as the worker does; the identity messages, read back."""
+        records = _step("outputs", _records, self.topics, decisions, self.partitions)
+        for d in decisions:
+            if isinstance(d, _INTERNAL):
+                continue  # read back below, from their records
+            back = _step("outputs", type(d).model_validate_json, encode(d))
+            if back != d:
+                at, text = _differs(d, back)
+                name = type(d).__name__
+                raise Bug(
+                    "outputs",
+                    f"a {name} reads back different: {text}",
+                    kind=f"outputs: a {name} reads back different at {at}",
+                )
+        batches = []
+        for record in records:
+            self.counts[f"records {record.topic}"] += 1
+            if record.topic == self.topics.person_events:
+                batch = _step("person-events", decode_batch, record.value or b"")
+                if encode(batch) != record.value:
+                    raise Bug("person-events", "an identity batch reads back different")
+                batches.append(batch)
+        return batches
+
+
 def _raw(value: bytes, *, topic: str, offset: int) -> RawRecord:
     return RawRecord(value=value, key=None, topic=topic, partition=0, offset=offset)
 
 
-def _intake_outcome(value: bytes, offset: int) -> str:
-    result = intake_batch(
-        [_raw(value, topic="engagement.raw", offset=offset)], partitions=4, now=NOW
+def check_event(value: bytes, *, stage: LeadStage, offset: int = 0) -> str:
+    """The intake's outcome for one `engagement.raw` record (`forwarded`, `dlq:<reason>`);
+    what it forwards goes on through `stage`. Raises Bug for a `processing_error` dead
+    letter (an exception inside the intake), for anything the stage finds, and for an
+    event the intake's fast path makes other than the models would."""
+    result = _step(
+        "intake",
+        intake_batch,
+        [_raw(value, topic="engagement.raw", offset=offset)],
+        partitions=stage.partitions,
+        now=stage.now,
     )
-    if result.dead:
-        return f"dlq:{result.dead[0][1].reason}"
-    return "forwarded"
+    for _, letter in result.dead:
+        if letter.reason == "processing_error":
+            try:  # again outside the intake's guard, for the traceback
+                decode_person_event(value, src=(0, offset))
+            except Exception as exc:
+                raise _raised("intake", exc) from exc
+            raise Bug("intake", letter.message, kind="intake: processing_error")
+    stage.take(result)
+    if not result.dead:
+        _same_on_both_paths(value, src=(0, offset))
+    return f"dlq:{result.dead[0][1].reason}" if result.dead else "forwarded"
 
 
-def _feedback_outcome(value: bytes, offset: int) -> str:
-    decoded = decode_sales_feedback(value)
+def _same_on_both_paths(value: bytes, *, src: tuple[int, int]) -> None:
+    """The intake's fast path, where it takes a message, makes the event the models make
+    (`_fast_path`: "never wrong")."""
+    fast = _step("fast path", _fast_path, value, src)
+    if fast is None:
+        return
+    slow = _step("fast path", decode_event, value)
+    if isinstance(slow, Rejection):
+        raise Bug(
+            "fast path",
+            f"takes a message the models reject: {slow.message}",
+            kind=f"fast path: takes a message the models reject ({slow.reason})",
+        )
+    model = _step("fast path", normalize, slow, src=src)
+    if not _same(fast, model):
+        at, text = _differs(model, fast)
+        raise Bug(
+            "fast path",
+            f"makes another event than the models (models != fast path): {text}",
+            kind=f"fast path: makes another event than the models at {at}",
+        )
+
+
+def check_feedback(value: bytes) -> str:
+    """The `sfa.feedback` decoder's outcome (`valid`, `rejected:<reason>`)."""
+    decoded = _step("feedback", decode_sales_feedback, value)
     return f"rejected:{decoded.reason}" if isinstance(decoded, Rejection) else "valid"
 
 
-def _account_outcome(value: bytes, offset: int) -> str:
-    decoded = decode_crm_account(value)
-    return f"rejected:{decoded.reason}" if isinstance(decoded, Rejection) else "valid"
+def check_account(value: bytes, *, stage: LeadStage) -> str:
+    """The `crm.accounts` decoder's outcome (`valid`, `rejected:<reason>`); a valid
+    account joins the directory `stage` matches leads to."""
+    decoded = _step("accounts", decode_crm_account, value)
+    if isinstance(decoded, Rejection):
+        return f"rejected:{decoded.reason}"
+    _step("accounts", stage.add_account, decoded)
+    return "valid"
 
 
-def _ingest_outcome(request: Request) -> str:
-    answer = handle(request)
-    return "200" if isinstance(answer, Accepted) else str(answer.status)
+def check_request(request: Request, *, stage: LeadStage) -> list[str]:
+    """The ingest's status for `request`, then (`record:<outcome>`) `check_event`'s
+    outcome for each record it accepted."""
+    answer = _step("ingest", handle, request)
+    if not isinstance(answer, Accepted):
+        return [str(answer.status)]
+    return ["200", *(f"record:{check_event(v, stage=stage)}" for _, v in answer.records)]
 
 
-_TARGETS: Final[
-    tuple[
-        tuple[str, Callable[[random.Random], tuple[str, bytes]], Callable[[bytes, int], str]], ...
-    ]
-] = (
-    ("intake", hostile_event, _intake_outcome),
-    ("feedback", hostile_feedback, _feedback_outcome),
-    ("accounts", hostile_account, _account_outcome),
+_Make = Callable[[random.Random], tuple[str, Any]]
+_Check = Callable[[Any, int, LeadStage], list[str]]
+_TARGETS: Final[tuple[tuple[str, _Make, _Check], ...]] = (
+    ("intake", hostile_event, lambda v, i, stage: [check_event(v, stage=stage, offset=i)]),
+    ("feedback", hostile_feedback, lambda v, i, stage: [check_feedback(v)]),
+    ("accounts", hostile_account, lambda v, i, stage: [check_account(v, stage=stage)]),
+    (
+        "ingest",
+        lambda rng: ("request", hostile_request(rng)),
+        lambda request, i, stage: check_request(request, stage=stage),
+    ),
 )
 
 
-def run(*, cases: int, seed: int) -> dict[str, Any]:
-    """Run `cases` hostile inputs (split evenly over the four targets); the figures."""
-    rng = random.Random(seed)
-    outcomes: dict[str, Counter[str]] = {
-        name: Counter() for name in ("intake", "feedback", "accounts", "ingest")
-    }
-    categories: Counter[str] = Counter()
-    crashes: list[dict[str, str]] = []
-    crash_count = 0
-    elapsed_s = 0.0
-    for i in range(cases):
-        target = i % 4
+def _shown(case: Any) -> str:
+    """A case as text for a report: the value (a request: its parts), cut at 600 chars."""
+    if isinstance(case, Request):
+        head = f"{case.endpoint} encoding={case.content_encoding} auth={case.authorization} "
         try:
-            if target == 3:
-                request = hostile_request(rng)
-                started = time.perf_counter()
-                outcome = _ingest_outcome(request)
-                elapsed_s += time.perf_counter() - started
-                outcomes["ingest"][outcome] += 1
-                continue
-            name, make, decide = _TARGETS[target]
-            category, value = make(rng)
+            return head + "gzip of " + _shown(gzip.decompress(case.body))
+        except (OSError, EOFError, zlib.error):
+            return head + _shown(case.body)
+    text = case.decode("utf-8", "backslashreplace")
+    return text if len(text) <= 600 else f"{text[:600]}... ({len(case)} bytes)"
+
+
+def _cases(
+    rng: random.Random, cases: int, *, sweep: bool
+) -> Iterator[tuple[str, str, Any, _Check]]:
+    """(target, category, input, check): the sweep's, then `cases` drawn from `rng`."""
+    if sweep:
+        intake = _TARGETS[0][2]
+        for value in odd_value_sweep():
+            yield "intake", "sweep", value, intake
+    for i in range(cases):
+        name, make, check = _TARGETS[i % len(_TARGETS)]
+        category, case = make(rng)
+        yield name, category, case, check
+
+
+def run(
+    *, cases: int, seed: int, sweep: bool = True, stage: LeadStage | None = None
+) -> dict[str, Any]:
+    """`odd_value_sweep` (unless not `sweep`) through the intake, then `cases` hostile
+    inputs split evenly over the four targets, all on one lead stage (`stage`, else one
+    with the load test's model); the figures.
+
+    Crashes are counted by kind (`Bug.kind`), with an example of each: the case, its
+    input, the error and traceback, and whether the input alone does it again on a lead
+    stage with no leads (False: it needs the leads earlier cases made)."""
+    rng = random.Random(seed)
+    stage = stage or LeadStage(model=load_model(MODEL))
+    outcomes: dict[str, Counter[str]] = {name: Counter() for name, _, _ in _TARGETS}
+    categories: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    examples: dict[str, dict[str, Any]] = {}
+    elapsed_s = 0.0
+    i = -1
+    for i, (name, category, case, check) in enumerate(_cases(rng, cases, sweep=sweep)):
+        if name != "ingest":
             categories[category] += 1
-            started = time.perf_counter()
-            outcomes[name][decide(value, i)] += 1
+        started = time.perf_counter()
+        try:
+            for outcome in check(case, i, stage):
+                outcomes[name][outcome] += 1
+        except Exception as exc:  # the point of the run: count them, keep one of each
+            bug = exc if isinstance(exc, Bug) else _raised(name, exc)
+            kinds[bug.kind] += 1
+            if bug.kind not in examples and len(examples) < 30:
+                examples[bug.kind] = _example(i, name, category, case, bug, check, stage)
+        finally:
             elapsed_s += time.perf_counter() - started
-        except Exception as exc:  # the point of the run: count them, keep a few to replay
-            crash_count += 1
-            if len(crashes) < 10:
-                crashes.append({"case": str(i), "error": f"{type(exc).__name__}: {exc}"})
+    core_s = stage.spent_s
     return {
-        "cases": cases,
+        "cases": i + 1,
         "seed": seed,
-        "decode_s": round(elapsed_s, 3),
-        "cases_per_s": round(cases / elapsed_s) if elapsed_s else None,
+        "swept": categories["sweep"],
+        "core": str(CORE),
+        "decode_s": round(elapsed_s - core_s, 3),
+        "lead_stage_s": round(core_s, 3),
+        "cases_per_s": round((i + 1) / elapsed_s) if elapsed_s else None,
         "categories": dict(sorted(categories.items())),
         "outcomes": {k: dict(sorted(v.items())) for k, v in outcomes.items()},
-        "crashes": crash_count,
-        "crash_examples": crashes,
+        "lead_stage": dict(sorted(stage.counts.items())),
+        "crashes": kinds.total(),
+        "crash_kinds": dict(kinds.most_common()),
+        "crash_examples": list(examples.values()),
+    }
+
+
+def _example(
+    i: int, target: str, category: str, case: Any, bug: Bug, check: _Check, stage: LeadStage
+) -> dict[str, Any]:
+    try:
+        check(case, i, stage.fresh())
+        alone = False
+    except Bug as again:
+        alone = again.kind == bug.kind
+    except Exception:
+        alone = False
+    return {
+        "case": i,
+        "target": target,
+        "category": category,
+        "kind": bug.kind,
+        "error": str(bug),
+        "alone": alone,
+        "input": _shown(case),
+        "traceback": bug.trace,
     }
 
 
@@ -415,22 +1135,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--traceback", action="store_true", help="print each crash's traceback")
+    p.add_argument(
+        "--no-sweep", action="store_true", help="only the random cases, not the odd-value sweep"
+    )
     args = p.parse_args(argv)
+    # The intake logs each record it fails to read, with its traceback: the run reports
+    # them itself (counted by kind, one example each), so not thousands of times.
+    logging.getLogger("streams.intake").addHandler(logging.NullHandler())
+    logging.getLogger("streams.intake").propagate = False
     started = time.perf_counter()
-    figures = run(cases=args.cases, seed=args.seed)
+    figures = run(cases=args.cases, seed=args.seed, sweep=not args.no_sweep)
     figures["wall_s"] = round(time.perf_counter() - started, 1)
     if args.json:
         sys.stdout.write(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 1 if figures["crashes"] else 0
     print(
-        f"{figures['cases']} cases (seed {figures['seed']}): {figures['cases_per_s']} cases/s "
-        f"in the decoders ({figures['wall_s']} s with generation); crashes: {figures['crashes']}"
+        f"{figures['cases']} cases ({figures['swept']} of the sweep; seed {figures['seed']}; "
+        f"{figures['core']} core): "
+        f"{figures['cases_per_s']} cases/s ({figures['decode_s']} s in the decoders, "
+        f"{figures['lead_stage_s']} s in the lead stage; {figures['wall_s']} s with "
+        f"generation); crashes: {figures['crashes']}"
     )
     for target, counts in figures["outcomes"].items():
-        shown = ", ".join(f"{k} {v}" for k, v in counts.items())
-        print(f"  {target:9} {shown}")
-    for crash in figures["crash_examples"]:
-        print(f"  crash at case {crash['case']}: {crash['error']}")
+        if counts:
+            print(f"  {target:10} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print("  lead stage " + ", ".join(f"{k} {v}" for k, v in figures["lead_stage"].items()))
+    for example in figures["crash_examples"]:
+        count = figures["crash_kinds"][example["kind"]]
+        print(f"  crash x{count} (first at case {example['case']}): {example['error']}")
+        print(f"    {example['target']} input ({example['category']}, alone: {example['alone']}):")
+        print(f"    {example['input'][:300]}")
+        if args.traceback:
+            print("    " + example["traceback"].replace("\n", "\n    "))
     return 1 if figures["crashes"] else 0
 
 
