@@ -105,6 +105,8 @@ _ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:
 
 def _fast_path(value: bytes, src: tuple[int, int] | None = None) -> PersonEvent | None:
     """The normalized event if `value` is plainly valid; None when unsure (never wrong)."""
+    if value.count(b"{") + value.count(b"[") > _FAST_PATH_MAX_BRACKETS:
+        return None  # maybe nested deeper than the models read (orjson reads deeper)
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError:
@@ -162,6 +164,10 @@ def _fast_path(value: bytes, src: tuple[int, int] | None = None) -> PersonEvent 
         src=src,
     )
 
+
+#: The models reject a document nested 200 levels deep (orjson reads 1,024): one with more
+#: opening brackets than this, however nested, is left to them.
+_FAST_PATH_MAX_BRACKETS = 150
 
 _KINDS = frozenset({"track", "page", "identify", "group"})
 _FIELD_NAMES = frozenset({"message_id", "anonymous_id", "user_id", "group_id"})

@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import math
 import zlib
 from collections.abc import Iterable
@@ -40,6 +41,8 @@ __all__ = [
     "decode_body",
     "ingest_request",
 ]
+
+log = logging.getLogger(__name__)
 
 Endpoint = Literal["batch", "track", "page", "identify", "group"]
 ENDPOINTS: Final[tuple[Endpoint, ...]] = get_args(Endpoint)
@@ -279,7 +282,14 @@ def ingest_request(
                 f"the messages are over {limit} bytes with the batch context merged into "
                 f"each; send smaller batches"
             )
-        decoded = decode_person_event(value)  # the path the intake takes
+        try:
+            decoded = decode_person_event(value)  # the path the intake takes
+        except Exception:
+            # A bug, by definition (bad input is a Rejection). Forwarded all the same: the
+            # intake dead-letters it as a processing error. A 500 would have the sender
+            # retry the whole batch, and fail again, for ever.
+            log.exception("ingest: reading a message failed; forwarded for the DLQ")
+            decoded = Rejection("processing_error", "reading the message failed")
         if isinstance(decoded, Rejection):
             invalid += 1
             records.append((None, value))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -182,8 +183,8 @@ def _asset(properties: Mapping[str, Any]) -> str | None:
         value = properties.get(key)
         if isinstance(value, str) and value.strip():
             return value.strip()[:_MAX_TRAIT_CHARS]
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
+        if isinstance(value, int) and not isinstance(value, bool) and _INT_MIN <= value < _INT_END:
+            return str(value)  # past 64 bits the fast path reads a float: not an id, either way
     return None
 
 
@@ -193,7 +194,10 @@ def _page_path(properties: Mapping[str, Any], page_name: str | None) -> str:
         return path
     url = properties.get("url")
     if isinstance(url, str) and url:
-        return urlsplit(url).path or "/"
+        try:
+            return urlsplit(url).path or "/"
+        except ValueError:  # not a URL urlsplit can read ("http://[::1"): no path from it
+            pass
     return page_name or "/"
 
 
@@ -211,11 +215,34 @@ def _traits(raw: Mapping[str, Any]) -> dict[str, TraitValue]:
             value = normalize_email(value)
         elif isinstance(value, str):
             value = value.strip()[:_MAX_TRAIT_CHARS] or None
-        elif not isinstance(value, int | float | bool):
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            value = _number(value)
+        elif not isinstance(value, bool):
             value = None
         if value is not None:
             out[ours] = value
     return out
+
+
+#: The integers orjson reads as integers: [-2^63, 2^64). It reads others as floats.
+_INT_MIN, _INT_END = -(2**63), 2**64
+
+
+def _number(value: int | float) -> int | float | None:
+    """A number as a trait keeps it: the same on both intake paths, and writable.
+
+    The fast path (orjson) reads an integer past 64 bits as a float, the models keep it
+    whole: it is a float either way. NaN and infinities (1e400 reads as one) are no
+    answer, and JSON cannot write them: dropped.
+    """
+    if type(value) is int:
+        if _INT_MIN <= value < _INT_END:
+            return value
+        try:
+            value = float(value)
+        except OverflowError:  # past the largest float
+            return None
+    return value if math.isfinite(value) else None
 
 
 #: A head count at or past this is not one (dropped, like "about 50"). It also keeps a
@@ -233,7 +260,8 @@ def _int_or_none(value: Any) -> int | None:
         return int(value)
     if isinstance(value, str):
         digits = value.replace(",", "").strip()
-        if digits.isdigit() and len(digits) <= 12:
+        # isdecimal, not isdigit: "²" and "①" are digits int() cannot read ("１２０" it can).
+        if digits.isdecimal() and len(digits) <= 12:
             return int(digits)
     return None
 

@@ -467,18 +467,24 @@ def _timeline(text: str, *, as_of: date, fy_start: int) -> Timeline:
     if _NO_PLAN.search(said):
         return "no_plan"
     deadlines: list[date] = []
-    for pattern, resolve in _WHEN_RULES:
-        for m in pattern.finditer(said):
-            end = resolve(m, as_of, fy_start)
-            if end is None:
-                continue
-            if m.groupdict().get("plus") or _is_later(said, m):
-                end += timedelta(days=1)
-            deadlines.append(end)
-        said = pattern.sub(lambda m: " " * len(m[0]), said)
-    if deadlines:
-        latest = max(deadlines)
-        return _window(as_of, latest) if latest >= as_of else "unknown"  # a date in the past
+    try:
+        for pattern, resolve in _WHEN_RULES:
+            for m in pattern.finditer(said):
+                end = resolve(m, as_of, fy_start)
+                if end is None:
+                    continue
+                if m.groupdict().get("plus") or _is_later(said, m):
+                    end += timedelta(days=1)
+                deadlines.append(end)
+            said = pattern.sub(lambda m: " " * len(m[0]), said)
+        if deadlines:
+            latest = max(deadlines)
+            # A date in the past is no deadline.
+            return _window(as_of, latest) if latest >= as_of else "unknown"
+    except OverflowError:
+        # The deadline, or a window to place it in, is past the calendar's last day (an
+        # event dated in year 9999): it cannot be placed.
+        return "unknown"
     if _NOW.search(said):
         return "within_1_month"
     if _CONSIDERING.search(said):
@@ -503,12 +509,20 @@ def _month_index(day: date) -> int:
 
 def _month_end(index: int) -> date:
     year, month0 = divmod(index, 12)
+    _check_year(year)
     return date(year, month0 + 1, calendar.monthrange(year, month0 + 1)[1])
 
 
 def _add_months(day: date, months: int) -> date:
     year, month0 = divmod(_month_index(day) + months, 12)
+    _check_year(year)
     return date(year, month0 + 1, min(day.day, calendar.monthrange(year, month0 + 1)[1]))
+
+
+def _check_year(year: int) -> None:
+    """A year `date` cannot hold raises OverflowError, as date arithmetic past it does."""
+    if not date.min.year <= year <= date.max.year:
+        raise OverflowError(f"year {year} is out of range")
 
 
 def _fy_start_index(day: date, fy_start: int) -> int:

@@ -167,6 +167,31 @@ def test_a_single_call_takes_its_type_from_the_path(endpoint: Endpoint) -> None:
     assert keys == [b"anon-1"]
 
 
+def test_a_message_the_ingest_fails_to_read_is_forwarded_for_the_dlq(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in reading one message (bad input is a rejection, not an exception) must not
+    answer 500: the sender would retry the whole batch, and fail again, for ever. The
+    message goes on unkeyed, for the intake to dead-letter; the others as always."""
+    from streams import ingest
+
+    real = ingest.decode_person_event
+
+    def flaky(value: bytes, **kwargs: Any) -> Any:
+        if b"m-bad" in value:
+            raise ValueError("boom")
+        return real(value, **kwargs)
+
+    monkeypatch.setattr(ingest, "decode_person_event", flaky)
+    batch = {"batch": [message(messageId="m-1"), message(messageId="m-bad"), message()]}
+    result = call("batch", batch)
+    keys, docs = accepted(result)
+    assert [d["messageId"] for d in docs] == ["m-1", "m-bad", "m-1"]
+    assert keys == [b"anon-1", None, b"anon-1"]
+    assert isinstance(result, Accepted) and result.invalid == 1
+    assert "ingest: reading a message failed" in caplog.text
+
+
 def test_a_type_contradicting_the_path_is_400() -> None:
     assert refused(call("page", message(type="track"))) == (
         400,
