@@ -755,6 +755,17 @@ def _differs(a: Any, b: Any, path: str = "", kind: str = "") -> tuple[str, str]:
     return kind, f"{path.lstrip('.') or 'value'}: {_short(a)} != {_short(b)}"
 
 
+def _read_back(stage: str, what: str, sent: Any, back: Any) -> None:
+    """A Bug of `stage` if `back` (what was read back) differs from `sent`."""
+    if back != sent:
+        at, text = _differs(sent, back)
+        raise Bug(
+            stage,
+            f"a {what} reads back different: {text}",
+            kind=f"{stage}: a {what} reads back different at {at}",
+        )
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equal and of the same types throughout (2**64 == 2.0**64, but not the same)."""
     if type(a) is not type(b):
@@ -842,13 +853,7 @@ class LeadStage:
 
     def _read(self, value: bytes | None, batch: PersonEventBatch) -> PersonEventBatch:
         decoded = _step("person-events", decode_batch, value or b"")
-        if decoded != batch:
-            at, text = _differs(batch, decoded)
-            raise Bug(
-                "person-events",
-                f"a batch reads back different: {text}",
-                kind=f"person-events: a batch reads back different at {at}",
-            )
+        _read_back("person-events", "batch", batch, decoded)
         return decoded
 
     def _run(self, queue: list[PersonEventBatch]) -> None:
@@ -900,13 +905,7 @@ class LeadStage:
             if written != _step("state", encode, lead):
                 raise Bug("state", "encode_state writes other bytes than encode")
             back = _step("state", decode_state, written)
-            if back != lead:
-                at, text = _differs(lead, back)
-                raise Bug(
-                    "state",
-                    f"a lead reads back different: {text}",
-                    kind=f"state: a lead reads back different at {at}",
-                )
+            _read_back("state", "lead", lead, back)
             self.entries[key] = back
         for key in deleted:
             self.entries.pop(key, None)
@@ -922,14 +921,7 @@ class LeadStage:
             if isinstance(d, _INTERNAL):
                 continue  # read back below, from their records
             back = _step("outputs", type(d).model_validate_json, encode(d))
-            if back != d:
-                at, text = _differs(d, back)
-                name = type(d).__name__
-                raise Bug(
-                    "outputs",
-                    f"a {name} reads back different: {text}",
-                    kind=f"outputs: a {name} reads back different at {at}",
-                )
+            _read_back("outputs", type(d).__name__, d, back)
         batches = []
         for record in records:
             self.counts[f"records {record.topic}"] += 1
