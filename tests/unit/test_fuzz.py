@@ -605,3 +605,38 @@ def test_a_hand_off_on_the_last_day_datetime_has_is_made(
     last = _jo(2, type="track", event="Demo Requested", timestamp="9999-12-31T23:59:59Z")
     check_event(last, stage=stage, offset=2)
     assert stage.counts["records leads.routed"] == 1
+
+
+@pytest.mark.parametrize("where", ["person-events", "state"])
+def test_the_lead_stage_finds_what_reads_back_different(
+    fuzz_model: LeadModel, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event whose record reads back other than it was (an infinite trait: JSON holds
+    null), or a lead whose state does, is a Bug of the stage where it happens."""
+    from loadtest import fuzz
+    from schemas.decisions import trusted
+    from streams.intake import IntakeResult
+    from streams.normalize import person_event
+
+    event = person_event(
+        kind="identify",
+        message_id="m1",
+        anonymous_id="anon-jo",
+        user_id=None,
+        ts_ms=1,
+        context={},
+        event=None,
+        properties={},
+        page_name=None,
+        traits={"title": "CEO"},
+    )
+    if where == "person-events":
+        event = trusted(type(event), {**event.__dict__, "traits": {"budget": float("inf")}})
+    else:
+        real = fuzz.decode_state
+        monkeypatch.setattr(
+            fuzz, "decode_state", lambda value: real(value).model_copy(update={"events": 99})
+        )
+    with pytest.raises(Bug, match="reads back different") as bug:
+        LeadStage(model=fuzz_model).take(IntakeResult(forward={0: [event]}))
+    assert bug.value.stage == where
