@@ -27,6 +27,7 @@ from typing import TypeVar, get_args
 
 from schemas.decisions import Authority, Budget, Need, Timeline
 from schemas.internal import TraitValue
+from streams.lead_model import remember
 
 __all__ = [
     "AUTHORITIES",
@@ -90,13 +91,8 @@ def qualify(
     found = memo.get(key)
     if found is None:
         found = _qualify(*texts, as_of=as_of, fy_start=fiscal_year_start_month)
-        if len(memo) >= _MEMO_MAX:
-            memo.clear()  # start over when full: the answers in use repeat
-        memo[key] = found
+        remember(memo, key, found)
     return found
-
-
-_MEMO_MAX = 4096
 
 
 def _qualify(
