@@ -25,7 +25,7 @@ from typing import Any, Final, Literal, get_args
 
 import orjson
 
-from streams.codec import Rejection, decode_person_event
+from streams.codec import Rejection, decode_person_event, read_timestamp
 
 __all__ = [
     "ENDPOINTS",
@@ -259,13 +259,14 @@ def ingest_request(
         context = doc.get("context")
         if context is not None and type(context) is not dict:
             return _bad_request("context must be an object")
-        messages = [_stamped(m, context, received_at) for m in batch]
+        sent_at = doc.get("sentAt")  # the SDKs stamp a batch once
+        messages = [_stamped(m, context, received_at, now=now, sent_at=sent_at) for m in batch]
     else:
         kind = doc.get("type", endpoint)
         if kind != endpoint:
             shown = _shown(kind)
             return _bad_request(f"type {shown} does not match the endpoint /v1/{endpoint}")
-        messages = [_stamped({**doc, "type": endpoint}, None, received_at)]
+        messages = [_stamped({**doc, "type": endpoint}, None, received_at, now=now)]
 
     records: list[tuple[bytes | None, bytes]] = []
     invalid = 0
@@ -298,8 +299,16 @@ def ingest_request(
     return Accepted(records=tuple(records), invalid=invalid)
 
 
-def _stamped(message: Any, context: dict[str, Any] | None, received_at: str) -> Any:
-    """A message as Segment stores it: batch context merged in, receivedAt set, no writeKey.
+def _stamped(
+    message: Any,
+    context: dict[str, Any] | None,
+    received_at: str,
+    *,
+    now: datetime,
+    sent_at: Any = None,
+) -> Any:
+    """A message as Segment stores it: batch context merged in, receivedAt set, no writeKey,
+    and the device's clock corrected (`_corrected`).
 
     Anything but an object is forwarded unchanged (the intake dead-letters it). The message's
     own context keys win over the batch's.
@@ -314,7 +323,34 @@ def _stamped(message: Any, context: dict[str, Any] | None, received_at: str) -> 
         elif type(own) is dict:
             out["context"] = {**context, **own}
     out["receivedAt"] = received_at
+    _corrected(out, sent_at=out.get("sentAt", sent_at), now=now)
     return out
+
+
+def _corrected(message: dict[str, Any], *, sent_at: Any, now: datetime) -> None:
+    """Correct a device clock as Segment's API does: `timestamp` becomes receivedAt -
+    (sentAt - timestamp), and the device's own goes to `originalTimestamp`. A phone whose
+    clock runs a year ahead would otherwise move its lead's clock there (scores decay by
+    the lead's clock).
+
+    Only with a `sentAt` (the device's clock when it sent; Segment's SDKs set it) and a
+    `timestamp` the intake reads; a message with an `originalTimestamp` was corrected
+    already (one Segment delivered), and is left alone.
+    """
+    if "originalTimestamp" in message:
+        return
+    stamp = message.get("timestamp")
+    at, sent = read_timestamp(stamp), read_timestamp(sent_at)
+    if at is None or sent is None:
+        return
+    try:
+        fixed = now - (sent - at)
+    except OverflowError:  # past the calendar either way: the intake reads it as sent
+        return
+    if read_timestamp(_iso(fixed)) is None:
+        return  # at the calendar's edge: the intake reads it as sent
+    message["originalTimestamp"] = stamp
+    message["timestamp"] = _iso(fixed)
 
 
 def _over_rate(limiter: RateLimiter | None, key: str, now: datetime) -> Refused | None:

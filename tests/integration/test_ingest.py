@@ -17,6 +17,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from streams.kafka_io import create_topics, read_until
 from streams.settings import Settings
 from streams.topics import Topics
 from tests.integration.conftest import PARTITIONS, Broker, wait_for
-from tests.integration.segment import page, track, ts
+from tests.integration.segment import identify, page, track, ts
 
 pytestmark = pytest.mark.integration
 
@@ -160,7 +161,11 @@ def test_segment_sdk_calls_arrive_on_engagement_raw(ingest: Ingest) -> None:
         key, value = mine[msg["messageId"]]
         assert key == msg["anonymousId"].encode()
         assert value["type"] == msg["type"]
-        assert value["timestamp"] == msg["timestamp"]
+        # The SDK stamps its batches with sentAt: the device clock is corrected, as Segment
+        # does (here one clock, so by the request's latency), the SDK's own time kept.
+        assert value["originalTimestamp"] == msg["timestamp"]
+        shift = _at(value["timestamp"]) - _at(msg["timestamp"])
+        assert abs(shift.total_seconds()) < 10, shift
         assert value["context"]["library"]["name"] == "analytics-python"
         assert value["receivedAt"].endswith("Z")
         assert "writeKey" not in value  # the SDK sends it in the body too
@@ -278,6 +283,39 @@ def test_ingest_refuses_to_start_without_write_keys(broker: Broker) -> None:
     assert done.returncode == 2
     assert "no write keys: set LEADSTREAM_WRITE_KEYS" in done.stderr
     assert "does not run open" in done.stderr
+
+
+def _at(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
+
+
+def test_a_device_clock_a_year_ahead_is_corrected_before_the_lead_sees_it(
+    make_worker: Any,
+) -> None:
+    """A phone whose clock runs a year ahead: its events are scored at the time the server
+    received them (less what the device says passed before it sent), not a year from now."""
+    worker = make_worker(LEADSTREAM_WRITE_KEYS="wk_worker")
+    wait_for(lambda: wait_for_port(worker.web_port, timeout_s=0.1), timeout_s=60, what="web port")
+    ahead = datetime.now(UTC) + timedelta(days=365)
+    body = {
+        "sentAt": ahead.isoformat(),
+        "batch": [
+            identify(
+                "y-1", anon="anon-y", email="yu@robotics.example", country="JP", days_ago=-365
+            ),
+            track("y-2", "Whitepaper Downloaded", anon="anon-y", days_ago=-365),
+        ],
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{worker.web_port}/v1/batch", data=orjson.dumps(body), method="POST"
+    )
+    request.add_header("Authorization", _basic("wk_worker"))
+    with urllib.request.urlopen(request, timeout=20) as response:
+        assert response.status == 200
+
+    alerts = worker.read(worker.topics.alerts, lambda r: len(r) >= 1)
+    occurred = _at(alerts[0]["event_at"])
+    assert abs((occurred - datetime.now(UTC)).total_seconds()) < 600, occurred
 
 
 def test_sdk_to_the_worker_port_ends_in_an_alert_and_bad_messages_in_the_dlq(

@@ -201,9 +201,68 @@ def test_a_type_contradicting_the_path_is_400() -> None:
 
 
 def test_received_at_is_stamped_by_the_server_and_other_fields_are_kept() -> None:
-    sent = message(receivedAt="1999-01-01T00:00:00Z", sentAt="2026-11-20T09:00:01Z", channel="x")
+    sent = message(receivedAt="1999-01-01T00:00:00Z", channel="x")
     _, [doc] = accepted(call("track", sent))
     assert doc == {**sent, "receivedAt": "2026-12-01T12:00:00.123Z"}
+
+
+def test_a_device_clock_is_corrected_as_segment_does() -> None:
+    """timestamp = receivedAt - (sentAt - timestamp), the device's own kept as
+    originalTimestamp: the event happened 1 s before the device sent it, whatever its
+    clock said (here: a year ahead, and 11 days behind)."""
+    ahead = message(timestamp="2027-12-01T11:59:59.000Z", sentAt="2027-12-01T12:00:00Z")
+    _, [doc] = accepted(call("track", ahead))
+    assert (doc["timestamp"], doc["originalTimestamp"]) == (
+        "2026-12-01T11:59:59.123Z",
+        "2027-12-01T11:59:59.000Z",
+    )
+    assert (
+        doc["sentAt"] == "2027-12-01T12:00:00Z" and doc["receivedAt"] == "2026-12-01T12:00:00.123Z"
+    )
+    behind = message(timestamp="2026-11-20T08:59:59+09:00", sentAt="2026-11-20T09:00:00+09:00")
+    _, [doc] = accepted(call("track", behind))
+    assert doc["timestamp"] == "2026-12-01T11:59:59.123Z"
+
+
+def test_a_batch_sent_at_corrects_each_message_that_has_none_of_its_own() -> None:
+    batch = {
+        "sentAt": "2026-12-01T13:00:00Z",  # an hour ahead
+        "batch": [
+            message(messageId="a", timestamp="2026-12-01T12:59:50Z"),
+            message(messageId="b", timestamp="2026-12-01T12:59:50Z", sentAt="2026-12-01T12:59:55Z"),
+        ],
+    }
+    _, docs = accepted(call("batch", batch))
+    assert [d["timestamp"] for d in docs] == [
+        "2026-12-01T11:59:50.123Z",
+        "2026-12-01T11:59:55.123Z",
+    ]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({}, id="no-sentAt"),
+        pytest.param({"sentAt": "yesterday"}, id="sentAt-unreadable"),
+        pytest.param({"sentAt": 1700000000}, id="sentAt-a-number"),
+        pytest.param(
+            {"sentAt": "2026-11-20T09:00:05Z", "timestamp": "2026-11-20"}, id="timestamp-unreadable"
+        ),
+        pytest.param(
+            {"sentAt": "2026-11-20T09:00:05Z", "originalTimestamp": "2026-11-20T08:00:00Z"},
+            id="corrected-already",
+        ),
+        pytest.param(
+            {"sentAt": "9999-12-31T23:00:00Z", "timestamp": "0002-01-01T00:00:00Z"},
+            id="past-the-calendar",
+        ),
+    ],
+)
+def test_a_timestamp_is_kept_as_sent_when_it_cannot_be_corrected(fields: dict[str, Any]) -> None:
+    sent = message(**fields)
+    _, [doc] = accepted(call("track", sent))
+    assert doc["timestamp"] == sent["timestamp"]
+    assert doc.get("originalTimestamp") == fields.get("originalTimestamp")
 
 
 def test_records_are_keyed_by_anonymous_id_else_user_id() -> None:
