@@ -347,10 +347,11 @@ def _corrected(message: dict[str, Any], *, sent_at: Any, now: datetime) -> None:
         fixed = now - (sent - at)
     except OverflowError:  # past the calendar either way: the intake reads it as sent
         return
-    if read_timestamp(_iso(fixed)) is None:
+    text = _iso(fixed)
+    if read_timestamp(text) is None:
         return  # at the calendar's edge: the intake reads it as sent
     message["originalTimestamp"] = stamp
-    message["timestamp"] = _iso(fixed)
+    message["timestamp"] = text
 
 
 def _over_rate(limiter: RateLimiter | None, key: str, now: datetime) -> Refused | None:
