@@ -16,6 +16,8 @@ Parts (`--drop`):
   stage's input, identity messages between partitions).
 - `accounts`: the contact updates for the accounts stage are not written.
 - `links`: the identity messages between partitions are not written (so fewer leads form).
+- `scored`: the score changes (`leads.scored`) are not written; nothing in the worker reads
+  them, so this is their encoding and produce alone.
 
 A benchmark tool: the patched worker is wrong on purpose. Never point it at real data.
 """
@@ -31,7 +33,7 @@ from typing import Any
 __all__ = ["DROPS", "ENV", "install", "main"]
 
 #: What `--drop` can take out.
-DROPS = ("core", "outputs", "accounts", "links")
+DROPS = ("core", "outputs", "accounts", "links", "scored")
 #: Names the part to take out, for the `sitecustomize` of the workers.
 ENV = "LEADSTREAM_ABLATE"
 _SITE = Path(__file__).resolve().parent / "ablation_site"
@@ -70,7 +72,11 @@ def install(drop: str) -> None:
     ) -> list[Record]:
         if drop == "outputs":
             return []
-        gone = topics.account_updates if drop == "accounts" else topics.person_events
+        gone = {
+            "accounts": topics.account_updates,
+            "links": topics.person_events,
+            "scored": topics.scored,
+        }[drop]
         return [r for r in records(topics, decisions, partitions, **held) if r.topic != gone]
 
     streams.app._records = records_kept
