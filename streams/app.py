@@ -78,7 +78,7 @@ from streams.leads import BatchResult, Decision, rescore_lead, sla_tick, with_ac
 from streams.metrics import CONTENT_TYPE_LATEST, KpiMetrics, Metrics, render, state_gauges
 from streams.model_feed import ModelFeed, ModelHolder
 from streams.offset_guard import OffsetGuard
-from streams.producer import BatchProducer, Record, placed
+from streams.producer import BatchProducer, Coalescer, Record, placed
 from streams.recovery_watch import RecoveryWatchService, recovery_check
 from streams.settings import Settings
 from streams.sla import SlaClocks
@@ -325,6 +325,8 @@ def create_app(
             max_batch_size=settings.producer_batch_bytes,
         )
     out = producer
+    # The leads stage's outputs: those of the records it applies in a row go out together.
+    outputs_out = Coalescer(out)
     # Contact updates for the accounts stage: held, and sent together before the state
     # flushes that made them (ContactOutbox).
     outbox = ContactOutbox(
@@ -615,11 +617,12 @@ def create_app(
         return records
 
     async def send(records: list[Record]) -> asyncio.Future[Any]:
-        """Queue output records (`out.enqueue`). The identity messages among them for
+        """Queue output records (`outputs_out`, with the other records applied in this
+        turn of the event loop). The identity messages among them for
         partitions this worker scores are handed over once written, like the intake's
         records: else each one would stop its partition's handover (the records after it
         are not the next one there) until the consumer delivers it."""
-        outputs = await out.enqueue(records)
+        outputs = await outputs_out.enqueue(records)
         if settings.handover and any(
             r.topic == topics.person_events and r.partition in owned for r in records
         ):

@@ -20,7 +20,7 @@ from aiokafka.partitioner import murmur2
 
 from streams.kafka_connection import KafkaConnection, as_connection
 
-__all__ = ["BatchProducer", "Record", "partition_for_key", "placed", "resume_at"]
+__all__ = ["BatchProducer", "Coalescer", "Record", "partition_for_key", "placed", "resume_at"]
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,84 @@ class BatchProducer:
             placed.append(indices)
 
 
+#: What `BatchProducer.enqueue`'s future resolves to: each batch's metadata, with the
+#: indices of its records in what was enqueued (-1: a record of another caller, `Coalescer`).
+Acked = list[tuple[Any, list[int]]]
+
+
+class Coalescer:
+    """Records several callers enqueue in one turn of the event loop, sent as one
+    `BatchProducer.enqueue`: one batch per partition for all of them, not one each.
+
+    The leads stage applies the intake's records for several partitions in a row, and each
+    one's outputs spread over every partition of `leads.scored`, `leads.routed` and
+    `rep.alerts`: a handful of records per batch otherwise, and aiokafka's cost is mostly
+    per batch (building it, its produce request, its acknowledgement). Nothing waits for
+    more records to come: what is queued by the time the event loop runs the send goes.
+
+    Each caller's future resolves as `BatchProducer.enqueue`'s does, to the batches holding
+    its records, with the indices of its own records and -1 for the others' (`placed` and
+    `resume_at` read that). Order is kept per partition: a send queues its records only
+    after the one before it has queued all of its own, and a caller waits for that when it
+    has not (the producer's buffer full: the back-pressure `enqueue` gives).
+    """
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer  # a BatchProducer, or anything with its `enqueue`
+        self._records: list[Record] = []
+        self._waiters: list[tuple[int, int, asyncio.Future[Acked]]] = []
+        self._queuing: asyncio.Future[None] | None = None  # the last send, until queued
+
+    async def enqueue(self, records: Sequence[Record]) -> asyncio.Future[Acked]:
+        """Queue `records` with the others of this turn; the future resolves once all of
+        them are acknowledged (or raises what their send raised)."""
+        previous = self._queuing
+        if previous is not None and not previous.done() and not self._records:
+            await asyncio.wait({previous})  # the producer's buffer is full: wait, as it would
+        future: asyncio.Future[Acked] = asyncio.get_running_loop().create_future()
+        if not self._records:
+            self._queuing = asyncio.ensure_future(self._send(self._queuing))
+        self._waiters.append((len(self._records), len(records), future))
+        self._records.extend(records)
+        return future
+
+    async def _send(self, previous: asyncio.Future[None] | None) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous})
+        records, waiters = self._records, self._waiters
+        self._records, self._waiters = [], []
+        try:
+            acked = await self._producer.enqueue(records)
+        except BaseException as exc:
+            _settle(waiters, None, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        acked.add_done_callback(lambda done: _settle(waiters, done, None))
+
+
+def _settle(
+    waiters: list[tuple[int, int, asyncio.Future[Acked]]],
+    acked: asyncio.Future[Acked] | None,
+    error: BaseException | None,
+) -> None:
+    if acked is not None and error is None:
+        error = asyncio.CancelledError() if acked.cancelled() else acked.exception()
+    for start, count, future in waiters:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+            continue
+        assert acked is not None
+        end = start + count
+        mine = []
+        for meta, indices in acked.result():
+            if any(start <= i < end for i in indices):
+                mine.append((meta, [i - start if start <= i < end else -1 for i in indices]))
+        future.set_result(mine)
+
+
 async def _settled(
     futures: list[asyncio.Future[Any]], placed: list[list[int]], where: list[str]
 ) -> list[tuple[Any, list[int], str]]:
@@ -282,5 +360,6 @@ def placed(acked: list[tuple[Any, list[int]]], count: int) -> list[int]:
     for meta, indices in acked:
         # A batch holds records at consecutive offsets from its base offset.
         for n, i in enumerate(indices):
-            offsets[i] = meta.offset + n
+            if i >= 0:  # -1: another caller's record (Coalescer)
+                offsets[i] = meta.offset + n
     return offsets

@@ -1,4 +1,5 @@
-"""BatchProducer: how records become batches, with a fake aiokafka producer passed in."""
+"""BatchProducer and Coalescer: how records become batches, with a fake aiokafka producer
+passed in."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from streams.producer import BatchProducer, Record, partition_for_key
+import pytest
+
+from streams.producer import BatchProducer, Coalescer, Record, partition_for_key, placed, resume_at
 
 
 class FakeBatch:
@@ -208,3 +211,91 @@ async def test_send_placed_tells_where_each_record_was_written_across_batches() 
     for record, offset in zip(records, offsets, strict=True):
         partition = next(p for t, p, recs in fake.sent for _, v in recs if v == record.value)
         assert log[(record.topic, partition)][offset] == record.value
+
+
+async def test_records_enqueued_in_one_turn_go_out_in_one_batch_per_partition() -> None:
+    """The leads stage applies several records in a row: their outputs share batches."""
+    fake = FakeLog(partitions=2)
+    fake.ends[("scored", 0)] = 10
+    coalescer = Coalescer(BatchProducer(kafka="unused", client=fake))
+    first = [Record("scored", b"a", b"a1", 0), Record("alerts", b"r", b"r1", 1)]
+    second = [Record("scored", b"b", b"b1", 0), Record("scored", b"c", b"c1", 1)]
+    third = [Record("scored", b"d", b"d1", 0)]
+    futures = [await coalescer.enqueue(records) for records in (first, second, third)]
+    acked = [await future for future in futures]
+    # One batch per partition for all three callers, in the order they were enqueued.
+    assert sorted((t, p, [v for _, v in recs]) for t, p, recs in fake.sent) == [
+        ("alerts", 1, [b"r1"]),
+        ("scored", 0, [b"a1", b"b1", b"d1"]),
+        ("scored", 1, [b"c1"]),
+    ]
+    # Each caller learns where its own records were written, and only its own.
+    assert placed(acked[0], 2) == [10, 0]
+    assert placed(acked[1], 2) == [11, 0]
+    assert placed(acked[2], 1) == [12]
+    assert resume_at(acked[1]) == {("scored", 0): 10, ("scored", 1): 0}
+    assert resume_at(acked[2]) == {("scored", 0): 10}
+
+
+async def test_records_enqueued_in_later_turns_are_sent_on_their_own_in_order() -> None:
+    fake = FakeLog(partitions=1)
+    coalescer = Coalescer(BatchProducer(kafka="unused", client=fake))
+    first = await coalescer.enqueue([Record("t", None, b"1", 0)])
+    await first
+    second = await coalescer.enqueue([Record("t", None, b"2", 0)])
+    assert placed(await second, 1) == [1]
+    assert [[v for _, v in recs] for _, _, recs in fake.sent] == [[b"1"], [b"2"]]
+
+
+class Blocking:
+    """A BatchProducer stand-in whose `enqueue` waits for `release`, as aiokafka's does
+    when its buffer is full; the acknowledgements follow at once."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.calls: list[list[bytes | None]] = []
+
+    async def enqueue(self, records: list[Record]) -> asyncio.Future[Any]:
+        self.calls.append([r.value for r in records])
+        await self.release.wait()
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(
+            [(SimpleNamespace(topic="t", partition=0, offset=0), list(range(len(records))))]
+        )
+        return done
+
+
+async def test_a_caller_waits_while_the_send_before_is_held_up_and_order_is_kept() -> None:
+    producer = Blocking()
+    coalescer = Coalescer(producer)
+    first = await coalescer.enqueue([Record("t", None, b"1", 0)])
+    await asyncio.sleep(0)  # the send starts, and waits for room in the producer's buffer
+    later = asyncio.ensure_future(coalescer.enqueue([Record("t", None, b"2", 0)]))
+    await asyncio.sleep(0.01)
+    assert not later.done()  # back-pressure: it waits as BatchProducer.enqueue would
+    assert producer.calls == [[b"1"]]
+    producer.release.set()
+    second = await later
+    assert placed(await first, 1) == [0] and placed(await second, 1) == [0]
+    assert producer.calls == [[b"1"], [b"2"]]
+
+
+class Failing:
+    def __init__(self, *, when: str) -> None:
+        self.when = when
+
+    async def enqueue(self, records: list[Record]) -> asyncio.Future[Any]:
+        if self.when == "queueing":
+            raise RuntimeError("broker refused")
+        failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        failed.set_exception(RuntimeError("not acknowledged"))
+        return failed
+
+
+@pytest.mark.parametrize("when", ["queueing", "acknowledging"])
+async def test_every_caller_of_a_send_that_fails_gets_its_error(when: str) -> None:
+    coalescer = Coalescer(Failing(when=when))
+    futures = [await coalescer.enqueue([Record("t", None, b"x", 0)]) for _ in range(3)]
+    for future in futures:
+        with pytest.raises(RuntimeError):
+            await future
