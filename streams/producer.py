@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, NodeNotReadyError
@@ -20,7 +20,15 @@ from aiokafka.partitioner import murmur2
 
 from streams.kafka_connection import KafkaConnection, as_connection
 
-__all__ = ["BatchProducer", "Coalescer", "Record", "partition_for_key", "placed", "resume_at"]
+__all__ = [
+    "BatchProducer",
+    "Coalescer",
+    "Record",
+    "Written",
+    "partition_for_key",
+    "placed",
+    "resume_at",
+]
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +266,16 @@ class BatchProducer:
 
 
 #: What `BatchProducer.enqueue`'s future resolves to: each batch's metadata, with the
-#: indices of its records in what was enqueued (-1: a record of another caller, `Coalescer`).
+#: indices of its records in what was enqueued.
 Acked = list[tuple[Any, list[int]]]
+
+
+class Written(NamedTuple):
+    """Where one record was written (the metadata `Coalescer` gives each of its callers)."""
+
+    topic: str
+    partition: int
+    offset: int
 
 
 class Coalescer:
@@ -272,9 +288,9 @@ class Coalescer:
     per batch (building it, its produce request, its acknowledgement). Nothing waits for
     more records to come: what is queued by the time the event loop runs the send goes.
 
-    Each caller's future resolves as `BatchProducer.enqueue`'s does, to the batches holding
-    its records, with the indices of its own records and -1 for the others' (`placed` and
-    `resume_at` read that). Order is kept per partition: a send queues its records only
+    Each caller's future resolves to what `BatchProducer.enqueue`'s would, one record at a
+    time: where each of its records was written, with its index (`placed` and `resume_at`
+    read that). Order is kept per partition: a send queues its records only
     after the one before it has queued all of its own, and a caller waits for that when it
     has not (the producer's buffer full: the back-pressure `enqueue` gives).
     """
@@ -320,19 +336,24 @@ def _settle(
 ) -> None:
     if acked is not None and error is None:
         error = asyncio.CancelledError() if acked.cancelled() else acked.exception()
-    for start, count, future in waiters:
-        if future.done():
-            continue
-        if error is not None:
-            future.set_exception(error)
-            continue
-        assert acked is not None
-        end = start + count
-        mine = []
-        for meta, indices in acked.result():
-            if any(start <= i < end for i in indices):
-                mine.append((meta, [i - start if start <= i < end else -1 for i in indices]))
-        future.set_result(mine)
+    if error is not None:
+        for _, _, future in waiters:
+            if not future.done():
+                future.set_exception(error)
+        return
+    assert acked is not None
+    owner = [w for w, (_, count, _) in enumerate(waiters) for _ in range(count)]
+    theirs: list[Acked] = [[] for _ in waiters]
+    for meta, indices in acked.result():
+        # A batch holds records at consecutive offsets from its base offset.
+        for n, i in enumerate(indices):
+            w = owner[i]
+            theirs[w].append(
+                (Written(meta.topic, meta.partition, meta.offset + n), [i - waiters[w][0]])
+            )
+    for (_, _, future), mine in zip(waiters, theirs, strict=True):
+        if not future.done():
+            future.set_result(mine)
 
 
 async def _settled(
@@ -360,6 +381,5 @@ def placed(acked: list[tuple[Any, list[int]]], count: int) -> list[int]:
     for meta, indices in acked:
         # A batch holds records at consecutive offsets from its base offset.
         for n, i in enumerate(indices):
-            if i >= 0:  # -1: another caller's record (Coalescer)
-                offsets[i] = meta.offset + n
+            offsets[i] = meta.offset + n
     return offsets

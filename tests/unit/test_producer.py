@@ -233,8 +233,8 @@ async def test_records_enqueued_in_one_turn_go_out_in_one_batch_per_partition() 
     assert placed(acked[0], 2) == [10, 0]
     assert placed(acked[1], 2) == [11, 0]
     assert placed(acked[2], 1) == [12]
-    assert resume_at(acked[1]) == {("scored", 0): 10, ("scored", 1): 0}
-    assert resume_at(acked[2]) == {("scored", 0): 10}
+    assert resume_at(acked[1]) == {("scored", 0): 11, ("scored", 1): 0}
+    assert resume_at(acked[2]) == {("scored", 0): 12}
 
 
 async def test_records_enqueued_in_later_turns_are_sent_on_their_own_in_order() -> None:
