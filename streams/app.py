@@ -492,11 +492,17 @@ def create_app(
         every record; `score` then only acknowledges the ones applied here, once their
         state is written, so offsets commit exactly as before and a crash replays the same
         way.
+
+        The records of one call are applied under one hold of `lock`: released between
+        them, another call (a hand-back of identity messages written after them) could
+        apply its record for a partition first, and the one written before it would no
+        longer be the record that partition expects (~800 records of a 300k backlog went
+        to the consumer that way).
         """
         try:
-            for partition, offset, value, batch in records:
-                written[partition] = max(written.get(partition, 0), offset + 1)
-                async with lock:
+            async with lock:
+                for partition, offset, value, batch in records:
+                    written[partition] = max(written.get(partition, 0), offset + 1)
                     if not (
                         not halted.is_set()
                         and partition in owned
@@ -512,7 +518,7 @@ def create_app(
                     order.check(partition, offset)  # applied: the next one is expected
                     handed[partition][offset] = (outputs, zlib.crc32(value))
                     metrics.handed_over.inc()
-                counted(partition, batch, result)
+                    counted(partition, batch, result)
         except Exception as exc:
             halt(exc, why="leads: processing a handed-over batch failed")
 
