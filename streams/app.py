@@ -71,7 +71,7 @@ from streams.inbox_http import InboxFeed, serve_inbox
 from streams.ingest_http import ROUTE, RUNNER_OPTIONS, IngestHandler
 from streams.intake_service import IntakeService
 from streams.kafka_connection import KafkaConnection, kafka_connection
-from streams.kafka_io import TopicProbe, create_topics
+from streams.kafka_io import HOLDS_WAIT_MS, TopicProbe, create_topics
 from streams.lead_model import LeadModel
 from streams.lead_store import LeadStore
 from streams.leads import BatchResult, Decision, rescore_lead, sla_tick, with_accounts
@@ -781,8 +781,12 @@ def create_app(
         if not behind:
             return ends
         try:
+            # Room for `holds` to wait out every partition asked: a fixed 5 s let it decide
+            # nothing with 3 partitions behind on a broker answering past the end with no
+            # records, and a broker back without our topics never stopped the worker.
             held = await asyncio.wait_for(
-                probe.holds(topics.person_events, behind), timeout=max(settings.broker_check_s, 5.0)
+                probe.holds(topics.person_events, behind),
+                timeout=max(settings.broker_check_s, 5.0) + len(behind) * HOLDS_WAIT_MS / 1000,
             )
         except Exception as exc:
             # Cannot tell this time: the next check asks again (a false "lost" would stop

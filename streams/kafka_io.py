@@ -21,6 +21,7 @@ from streams.kafka_connection import KafkaConnection, as_connection, bootstrap_s
 from streams.producer import BatchProducer, Record
 
 __all__ = [
+    "HOLDS_WAIT_MS",
     "TopicProbe",
     "bootstrap_servers",
     "create_topics",
@@ -31,6 +32,9 @@ __all__ = [
     "read_until",
     "tail",
 ]
+
+#: How long `TopicProbe.holds` waits for a partition's record before it says "not held".
+HOLDS_WAIT_MS = 2000
 
 
 async def create_topics(
@@ -275,7 +279,10 @@ class TopicProbe:
         """Whether the broker still serves the record at each partition's offset.
 
         Asks by fetching it, not by the partition's end: Tansu reports a partition's end as
-        the first offset of its last batch + 1 when that batch holds several records.
+        the first offset of its last batch + 1 when that batch holds several records. A
+        partition whose fetch brings nothing within HOLDS_WAIT_MS does not hold it (a broker
+        may answer an offset past the end with no records rather than an error): a caller's
+        timeout must allow that wait for each partition asked.
         """
         reader = await self._reader_connected()
         held: dict[int, bool] = {}
@@ -285,7 +292,7 @@ class TopicProbe:
                 reader.assign([tp])
                 reader.seek(tp, offset)
                 try:
-                    fetched = await reader.getmany(tp, timeout_ms=2000, max_records=1)
+                    fetched = await reader.getmany(tp, timeout_ms=HOLDS_WAIT_MS, max_records=1)
                 except OffsetOutOfRangeError:
                     held[partition] = False
                     continue
