@@ -781,9 +781,9 @@ def create_app(
         if not behind:
             return ends
         try:
-            # Room for `holds` to wait out every partition asked: a fixed 5 s let it decide
-            # nothing with 3 partitions behind on a broker answering past the end with no
-            # records, and a broker back without our topics never stopped the worker.
+            # Room for `holds` to wait out every partition asked: with a fixed 5 s and 3
+            # partitions behind, a read-back in which each fetch brought nothing timed out
+            # every time, and a broker back without our topics never stopped the worker.
             held = await asyncio.wait_for(
                 probe.holds(topics.person_events, behind),
                 timeout=max(settings.broker_check_s, 5.0) + len(behind) * HOLDS_WAIT_MS / 1000,

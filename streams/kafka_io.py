@@ -280,9 +280,8 @@ class TopicProbe:
 
         Asks by fetching it, not by the partition's end: Tansu reports a partition's end as
         the first offset of its last batch + 1 when that batch holds several records. A
-        partition whose fetch brings nothing within HOLDS_WAIT_MS does not hold it (a broker
-        may answer an offset past the end with no records rather than an error): a caller's
-        timeout must allow that wait for each partition asked.
+        partition whose fetch brings nothing within HOLDS_WAIT_MS does not hold it, so the
+        call may take that long for each partition asked: a caller's timeout must allow it.
         """
         reader = await self._reader_connected()
         held: dict[int, bool] = {}
