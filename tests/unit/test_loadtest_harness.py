@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from loadtest.harness import Sample, Worker, end_to_end, sustained
+from loadtest.harness import (
+    FINAL_POLL_S,
+    POLL_S,
+    Sample,
+    Worker,
+    end_to_end,
+    next_poll_s,
+    sustained,
+)
 from streams.metrics import Metrics
 
 
@@ -64,6 +72,21 @@ def test_end_to_end_runs_from_the_intakes_first_read_to_the_last_event_applied()
 def test_end_to_end_from_the_first_sample_when_the_intake_had_read_before_it() -> None:
     samples = [Sample(2, 0, received=300), Sample(4, 1_000, received=1_000)]
     assert end_to_end(samples, 1_000) == pytest.approx(1_000 / 2)
+
+
+def test_the_last_second_of_a_drain_is_read_ten_times_as_often() -> None:
+    """The end of the end-to-end time is the first read that finds every event applied: at
+    one read per 0.5 s it would fall ~0.25 s late on average."""
+    draining = [Sample(0.0, 0), Sample(0.5, 20_000), Sample(1.0, 40_000)]  # 40,000 events/s
+    assert next_poll_s(draining, 300_000) == POLL_S  # 6.5 s to go
+    assert next_poll_s(draining, 75_000) == FINAL_POLL_S  # 0.9 s to go
+    assert next_poll_s([*draining, Sample(1.05, 42_000)], 75_000) == FINAL_POLL_S
+
+
+def test_a_stalled_or_idle_drain_is_not_read_faster() -> None:
+    stalled = [Sample(0.0, 10_000), Sample(0.5, 10_000), Sample(1.0, 10_000)]
+    assert next_poll_s(stalled, 10_001) == POLL_S
+    assert next_poll_s([Sample(0.0, 0)], 1) == POLL_S  # the first read: no rate yet
 
 
 def _serving(text: str) -> tuple[http.server.HTTPServer, int]:
