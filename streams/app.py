@@ -532,7 +532,7 @@ def create_app(
 
         Without it the intake reads on while the stage is not ready, or while the consumer
         catches up after a record the handover could not take; every record after that one
-        then goes through the consumer too (decoded again, buffered by Faust: ~30 KB each),
+        then goes through the consumer too (decoded again, buffered by Faust),
         and the handover never resumes while the intake stays ahead.
         """
         # The hand-backs under way now (not those started meanwhile: a stage applying

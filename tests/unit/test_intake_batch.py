@@ -9,7 +9,7 @@ import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from streams import intake
+from streams import intake, intake_service
 from streams.codec import decode_batch
 from streams.intake import IntakeResult, RawRecord, intake_batch
 from streams.intake_service import forward_batches
@@ -95,13 +95,30 @@ def _records(result: IntakeResult, topics: Topics) -> list[Record]:
     return [record for record, _ in forward_batches(result, topics)]
 
 
-def test_forward_records_chunk_large_partitions_and_address_them_explicitly() -> None:
-    result = intake_batch(_raw([_page(i) for i in range(400)]), partitions=1, now=NOW)
+def test_a_fetch_sends_one_record_per_partition_addressed_explicitly() -> None:
+    """Each record costs the leads stage something of its own whatever it holds: a
+    fetch's events for one partition go in one record, while they fit."""
+    result = intake_batch(_raw([_page(i) for i in range(1_000)]), partitions=1, now=NOW)
     records = _records(result, Topics("x."))
     assert {r.topic for r in records} == {"x.leadstream.person-events"}
-    assert all(r.partition == 0 for r in records)
-    sizes = [len(orjson.loads(r.value)["events"]) for r in records]
-    assert sizes == [150, 150, 100]
+    assert [(r.partition, r.key) for r in records] == [(0, b"p0")]
+    assert len(orjson.loads(records[0].value)["events"]) == 1_000
+
+
+def test_events_past_the_record_budget_are_split_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(intake_service, "_RECORD_BYTES", 10_000)
+    result = intake_batch(_raw([_page(i) for i in range(400)]), partitions=1, now=NOW)
+    forwarded = forward_batches(result, Topics())
+    assert len(forwarded) > 1
+    mids = []
+    for record, batch in forwarded:
+        assert record.value is not None and batch is not None
+        assert len(record.value) <= 10_000
+        assert decode_batch(record.value) == batch
+        mids += [e.mid for e in batch.events]
+    assert mids == [f"m{i}" for i in range(400)]
 
 
 def test_forward_records_put_dead_letters_on_the_dlq_with_the_original_key() -> None:
