@@ -94,7 +94,6 @@ class IntakeResult:
     forgets: dict[int, list[Forget]] = field(default_factory=dict)  # erasure requests, too
     dead: list[tuple[bytes | None, DeadLetter]] = field(default_factory=list)  # (key, record)
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> count
-    received: int = 0
     valid: int = 0
 
 
@@ -118,7 +117,6 @@ def intake_batch(
     out = IntakeResult()
     good: list[PersonEvent] = []
     for raw in records:
-        out.received += 1
         decoded: PersonEvent | SalesFeedback | ErasureRequest | Rejection
         try:
             if raw.topic == feedback_topic:

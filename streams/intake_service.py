@@ -45,9 +45,9 @@ log = logging.getLogger(__name__)
 
 #: The most bytes of events in one forwarded record, before it is split in halves: the
 #: events a fetch brings for one partition usually fit (5,000 events over 8 partitions are
-#: ~125 KB), since each record costs the leads stage ~100 µs of its own (Faust's delivery,
-#: the apply, its identity messages) whatever it holds. Far under Kafka's 1 MB message
-#: limit; one event is ~6 KiB at most once normalized (64 KiB is the input limit).
+#: ~125 KB), since each record has a cost of its own in the leads stage whatever it holds
+#: (Faust's delivery, the apply, the identity messages it sends). Far under Kafka's 1 MB
+#: message limit; one event is ~6 KiB at most once normalized (64 KiB is the input limit).
 _RECORD_BYTES = 256 * 1024
 
 
