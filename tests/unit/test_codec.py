@@ -18,6 +18,7 @@ from streams.codec import (
     dead_letter,
     decode_batch,
     decode_event,
+    decode_forwarded,
     decode_person_event,
     encode,
     encode_batch,
@@ -389,6 +390,22 @@ def test_the_intakes_batches_encode_as_pydantic_would() -> None:
     for batch in batches:
         assert encode_batch(batch) == encode(batch)
         assert decode_batch(encode_batch(batch)) == batch
+        # The intake process's records, rebuilt for the handover: the same batch.
+        rebuilt = decode_forwarded(encode_batch(batch))
+        assert rebuilt == batch
+        assert [e.__dict__ for e in rebuilt.events] == [e.__dict__ for e in batch.events]
+
+
+def test_an_integer_past_64_bits_is_rebuilt_an_integer() -> None:
+    """The intake keeps trait integers within 64 bits; one past them (a batch built
+    otherwise) is written by pydantic, and orjson would read it back a float."""
+    event = PersonEvent(
+        mid="m", pk="p", kind="identify", name="", ts_ms=1, traits={"n": 2**70 + 1}, src=(1, 2)
+    )
+    batch = PersonEventBatch(events=(event,))
+    rebuilt = decode_forwarded(encode_batch(batch))
+    assert rebuilt == batch
+    assert type(rebuilt.events[0].traits["n"]) is int
 
 
 def test_encode_writes_field_names_and_nulls() -> None:
@@ -492,3 +509,34 @@ def test_a_lead_kept_in_the_table_holds_about_its_encoded_size_in_memory() -> No
     grown, length = map(int, run.stdout.split())
     assert length > 30_000 * 300  # leads with some history and traits
     assert grown < 2 * length, f"RSS grew {grown:,} B for {length:,} B of encoded leads"
+
+
+def test_the_intake_process_records_rebuild_to_what_decode_batch_reads() -> None:
+    """decode_forwarded over realistic traffic (bad messages among it) forwarded as the
+    intake does: each record gives the batch decode_batch gives, and the one the intake
+    built; a batch of feedback or erasures is read by decode_batch."""
+    from datetime import UTC, datetime
+    from itertools import islice
+
+    from loadtest.generator import Generator
+    from streams.intake import RawRecord, intake_batch
+    from streams.intake_service import forward_batches
+    from streams.topics import Topics
+
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    gen = Generator(leads=300, seed=11, bad_rate=0.05)
+    raw = [
+        RawRecord(m.value, m.key, "engagement.raw", 0, i)
+        for i, m in enumerate(islice(gen.messages(now_ms=1_795_000_000_000), 3000))
+    ]
+    topics = Topics()
+    result = intake_batch(
+        raw, partitions=8, now=now, feedback_topic=topics.feedback, erasure_topic=topics.erasure
+    )
+    forwarded = [(r.value, b) for r, b in forward_batches(result, topics) if b is not None]
+    assert sum(len(b.events) for _, b in forwarded) > 2500
+    for value, built in forwarded:
+        assert value is not None
+        rebuilt = decode_forwarded(value)
+        assert rebuilt == decode_batch(value) == built
+        assert all(isinstance(e.src, tuple) for e in rebuilt.events)
