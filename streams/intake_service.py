@@ -107,9 +107,12 @@ class IntakeService(mode.Service):
         clock: Callable[[], datetime],
         handover: Handover | None = None,
         caught_up: CaughtUp | None = None,
+        report: Callable[[], Awaitable[None]] | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        # In an intake process: sends the metrics to the worker's, as they change.
+        self._report = report
         self._handover = handover
         self._caught_up = caught_up
         self._settings = settings
@@ -189,6 +192,8 @@ class IntakeService(mode.Service):
             # Read: counted now, not once forwarded (the load test times a backlog's drain
             # from the first read it sees here).
             self._metrics.events_received.inc(len(raw))
+            if self._report is not None:
+                await self._report()
             if not raw:
                 # Idle: commit what the last batches forwarded, so that a rebalance or a
                 # stop does not make the next owner read them again.
@@ -209,9 +214,13 @@ class IntakeService(mode.Service):
             # the last forward come in while this worked.
             if self._caught_up is not None:
                 await self._caught_up()
+            # Counted before the forward: its effects (scores, alerts) never show before the
+            # counts of the fetch they came from.
+            self._count(result)
+            if self._report is not None:
+                await self._report()
             # Wait for the acknowledgement before the offsets may be committed.
             await self._forward(batches)
-            self._count(result)
             now, uncommitted = time.monotonic(), True
             if now - committed_at >= commit_every_s:
                 committed_at, uncommitted = now, False

@@ -79,17 +79,57 @@ async def test_records_count_as_received_when_read_not_once_forwarded() -> None:
     loop = asyncio.ensure_future(service._consume(0.0))
     try:
         await asyncio.wait_for(forwarding.wait(), timeout=5)
-        # The fetch is being forwarded (the handover holds it): read, so received already.
+        # The fetch is being forwarded (the handover holds it): read, so received already;
+        # and counted valid before any of its effects can show.
         assert registry.get_sample_value("leadstream_events_received_total") == 3
-        assert registry.get_sample_value("leadstream_events_valid_total") == 0
-        release.set()
-        for _ in range(100):
-            if registry.get_sample_value("leadstream_events_valid_total") == 3:
-                break
-            await asyncio.sleep(0.01)
         assert registry.get_sample_value("leadstream_events_valid_total") == 3
+        release.set()
+        await asyncio.sleep(0.05)
+        assert registry.get_sample_value("leadstream_events_valid_total") == 3  # once
         assert registry.get_sample_value("leadstream_events_received_total") == 3  # once
         assert sum(len(batch.events) for *_, batch in handed[0]) == 3
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_an_intake_process_reports_its_counts_when_read_and_before_the_forward() -> None:
+    """`report` (the intake process's link to the worker's /metrics) runs once a fetch is
+    read, and again once it is counted, before it is forwarded: the worker's counts never
+    trail the scores and alerts of the events they count."""
+    registry = CollectorRegistry()
+    metrics = Metrics.create(registry)
+    seen: list[tuple[float | None, float | None, int]] = []
+    handed: list[object] = []
+    forwarded = asyncio.Event()
+
+    async def report() -> None:
+        seen.append(
+            (
+                registry.get_sample_value("leadstream_events_received_total"),
+                registry.get_sample_value("leadstream_events_valid_total"),
+                len(handed),
+            )
+        )
+
+    async def handover(records: list[tuple[int, int, bytes, PersonEventBatch]]) -> None:
+        handed.append(records)
+        forwarded.set()
+
+    service = IntakeService(
+        settings=Settings(),
+        kafka=KafkaConnection(bootstrap="unused:9092"),
+        producer=_Producer(),  # type: ignore[arg-type]
+        metrics=metrics,
+        clock=lambda: NOW,
+        handover=handover,
+        report=report,
+    )
+    service._consumer = _Consumer([[_raw(0), _raw(1)]])
+    loop = asyncio.ensure_future(service._consume(0.0))
+    try:
+        await asyncio.wait_for(forwarded.wait(), timeout=5)
+        assert seen[:2] == [(2, 0, 0), (2, 2, 0)]
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
