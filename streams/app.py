@@ -69,6 +69,7 @@ from streams.health import serve_health, worker_probes
 from streams.identity import apply_person_batch, keys_of, to_batch
 from streams.inbox_http import InboxFeed, serve_inbox
 from streams.ingest_http import ROUTE, RUNNER_OPTIONS, IngestHandler
+from streams.intake_process import IntakeProcess
 from streams.intake_service import IntakeService
 from streams.kafka_connection import KafkaConnection, kafka_connection
 from streams.kafka_io import HOLDS_WAIT_MS, TopicProbe, create_topics
@@ -113,7 +114,7 @@ class _Lifecycle:
     ensure_topics: Callable[[], Awaitable[None]]  # before Faust starts
     models: ModelFeed  # catches up on lead.model before Faust starts, then follows it
     accounts: AccountFeed  # the same for crm.accounts
-    intake: IntakeService  # joins its group while Faust joins its own
+    intake: IntakeService | IntakeProcess  # joins its group while Faust joins its own
     flush: Callable[[], Awaitable[None]]  # on stop: write state, so the commit covers it
     # then: offsets past what Faust can commit (records the handover applied, written)
     handed_offsets: Callable[[], dict[TP, int]]
@@ -901,7 +902,15 @@ def create_app(
             fetch_wait_ms=settings.accounts_fetch_wait_ms,
             catch_up_timeout_s=settings.accounts_catch_up_timeout_s,
         ),
-        intake=IntakeService(
+        intake=IntakeProcess(
+            settings=settings,
+            metrics=metrics,
+            handover=handover if settings.handover else None,
+            caught_up=caught_up if settings.handover else None,
+            crash=lambda exc: app.crash_soon(exc, why="intake: its process failed"),
+        )
+        if settings.intake_process
+        else IntakeService(
             settings=settings,
             kafka=kafka,
             producer=out,

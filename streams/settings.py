@@ -102,6 +102,14 @@ class Settings(BaseSettings):
             "for an event's alert). Off: every record goes through the consumer."
         ),
     )
+    intake_process: bool = Field(
+        default=False,
+        description=(
+            "Run the intake (reading, validating and forwarding engagement.raw) in a child "
+            "process of the worker, on another core than the scoring: more events per second "
+            "where the worker has a second core to itself (README, Performance)."
+        ),
+    )
     model_fetch_wait_ms: int = Field(
         default=500,
         ge=1,
