@@ -59,6 +59,13 @@ def main() -> int:
         "inside a worker; --no-handover sends every record through the consumer",
     )
     p.add_argument(
+        "--intake-process",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="LEADSTREAM_INTAKE_PROCESS (the worker's default: off): the intake runs in a "
+        "child process of each worker, on another core (its CPU and memory are counted)",
+    )
+    p.add_argument(
         "--json", type=Path, help="where to write the results (default: loadtest/results/)"
     )
     a = p.parse_args()
@@ -79,6 +86,7 @@ def main() -> int:
         repartition_fetch_wait_ms=a.repartition_fetch_wait_ms,
         cover=a.cover,
         handover=a.handover,
+        intake_process=a.intake_process,
     )
     report = run(opts)
     print_table(report.results)

@@ -13,7 +13,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -57,6 +57,7 @@ class Options:
     heartbeat_interval_s: float = 1
     store: str = "memory"  # LEADSTREAM_STORE of the workers
     handover: bool = True  # LEADSTREAM_HANDOVER of the workers
+    intake_process: bool | None = None  # LEADSTREAM_INTAKE_PROCESS; None: as the env says
 
 
 def log(text: str) -> None:
@@ -98,15 +99,36 @@ class Worker:
         return found.group(1) if found else "unknown"
 
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        """CPU seconds of the worker and of its processes (the intake process)."""
+        total = 0
+        for pid in process_tree(self.proc.pid):
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / _CLK_TCK
 
     def rss_mib(self) -> float:
-        pages = int(Path(f"/proc/{self.proc.pid}/statm").read_text().split()[1])
+        """Resident memory of the worker and of its processes."""
+        pages = 0
+        for pid in process_tree(self.proc.pid):
+            with contextlib.suppress(OSError):
+                pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
         return pages * _PAGE / 2**20
 
     def stop(self) -> None:
         stop_process_group(self.proc, timeout_s=20)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and the processes it started, theirs too (Linux's /proc task children)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += (int(c) for c in (task / "children").read_text().split())
+    return found
 
 
 def start_workers(
@@ -145,6 +167,9 @@ def start_workers(
                 heartbeat_interval_s=opts.heartbeat_interval_s,
                 log_level="warning",
                 model_path=MODEL,
+                intake_process=Settings().intake_process
+                if opts.intake_process is None
+                else opts.intake_process,
             ).to_env(),
         }
         workers.append(Worker(start_worker_process(env, log_path), port, log_path))
@@ -508,6 +533,8 @@ def broker_for(opts: Options, workdir: Path) -> Iterator[str]:
 def run(opts: Options, *, phases: list[Callable[..., Any]] | None = None) -> Report:
     workdir = Path("loadtest/results").resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    if opts.intake_process is None:  # as the environment sets it: say which
+        opts = replace(opts, intake_process=Settings().intake_process)
     report = Report(
         options={k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
     )
