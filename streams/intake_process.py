@@ -148,10 +148,6 @@ class IntakeProcess(mode.Service):
         """The child joined its consumer group and holds partitions (what /readyz asks)."""
         return self._assigned
 
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
-
     async def on_start(self) -> None:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
