@@ -340,10 +340,6 @@ def decode_forwarded(value: bytes) -> PersonEventBatch:
     handover: the batch `decode_batch` gives, for less. `encode_batch` writes every field of
     an event, of JSON's own types, so events are rebuilt unvalidated; a record of anything
     else (feedback, erasure) goes through `decode_batch`."""
-    if _LONG_NUMBER.search(value):
-        # 19 digits or more may be an integer past 64 bits (the intake keeps traits within
-        # them, but a batch built otherwise may hold one): orjson would read a float.
-        return decode_batch(value)
     data = orjson.loads(value)
     if any(data.get(name) for name in _NO_MESSAGES) or data.keys() != _BATCH_FIELDS:
         return decode_batch(value)
@@ -352,14 +348,25 @@ def decode_forwarded(value: bytes) -> PersonEventBatch:
         src = fields["src"]
         if src is not None:
             fields["src"] = tuple(src)
+        traits = fields["traits"]
+        if traits and float in map(type, traits.values()) and _past_64_bits(traits):
+            # An integer past 64 bits (the intake keeps traits within them, but a batch
+            # built otherwise may hold one): orjson reads it as a float, pydantic exactly.
+            return decode_batch(value)
     return trusted(
         PersonEventBatch,
         {"events": tuple([trusted(PersonEvent, fields) for fields in events]), **_EMPTY_MESSAGES},
     )
 
 
+def _past_64_bits(traits: dict[str, Any]) -> bool:
+    """A float orjson may have read from an integer it holds no other way."""
+    return any(
+        type(v) is float and v.is_integer() and not -(2**63) <= v < 2**64 for v in traits.values()
+    )
+
+
 _BATCH_FIELDS = PersonEventBatch.model_fields.keys()
-_LONG_NUMBER = re.compile(rb"[:,\[]-?\d{19}")
 _EMPTY_MESSAGES: dict[str, tuple[()]] = {
     name: () for name in PersonEventBatch.model_fields if name != "events"
 }
