@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas.internal import PersonEventBatch
 from streams.intake import RawRecord
-from streams.intake_service import IntakeService
+from streams.intake_service import Handover, IntakeService
 from streams.kafka_connection import KafkaConnection
 from streams.metrics import Metrics
 from streams.producer import Record
@@ -52,6 +53,26 @@ class _Producer:
         return list(range(len(records)))
 
 
+def _service(
+    fetches: list[list[RawRecord]],
+    metrics: Metrics,
+    handover: Handover,
+    report: Callable[[], Awaitable[None]] | None = None,
+) -> IntakeService:
+    """An intake on a fake consumer handing out `fetches`, and a producer that acks all."""
+    service = IntakeService(
+        settings=Settings(),
+        kafka=KafkaConnection(bootstrap="unused:9092"),
+        producer=_Producer(),  # type: ignore[arg-type]
+        metrics=metrics,
+        clock=lambda: NOW,
+        handover=handover,
+        report=report,
+    )
+    service._consumer = _Consumer(fetches)
+    return service
+
+
 async def test_records_count_as_received_when_read_not_once_forwarded() -> None:
     """`leadstream_events_received_total` counts a fetch as it is read: the load test times a
     backlog from the first read it sees there. Counted after the forward instead, the
@@ -67,15 +88,7 @@ async def test_records_count_as_received_when_read_not_once_forwarded() -> None:
         forwarding.set()
         await release.wait()
 
-    service = IntakeService(
-        settings=Settings(),
-        kafka=KafkaConnection(bootstrap="unused:9092"),
-        producer=_Producer(),  # type: ignore[arg-type]
-        metrics=metrics,
-        clock=lambda: NOW,
-        handover=handover,
-    )
-    service._consumer = _Consumer([[_raw(0), _raw(1), _raw(2)]])
+    service = _service([[_raw(0), _raw(1), _raw(2)]], metrics, handover)
     loop = asyncio.ensure_future(service._consume(0.0))
     try:
         await asyncio.wait_for(forwarding.wait(), timeout=5)
@@ -116,16 +129,7 @@ async def test_an_intake_process_reports_its_counts_when_read_and_before_the_for
         handed.append(records)
         forwarded.set()
 
-    service = IntakeService(
-        settings=Settings(),
-        kafka=KafkaConnection(bootstrap="unused:9092"),
-        producer=_Producer(),  # type: ignore[arg-type]
-        metrics=metrics,
-        clock=lambda: NOW,
-        handover=handover,
-        report=report,
-    )
-    service._consumer = _Consumer([[_raw(0), _raw(1)]])
+    service = _service([[_raw(0), _raw(1)]], metrics, handover, report=report)
     loop = asyncio.ensure_future(service._consume(0.0))
     try:
         await asyncio.wait_for(forwarded.wait(), timeout=5)
