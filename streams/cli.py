@@ -18,7 +18,7 @@ from streams.event_loop import EventLoopUnavailable, loop_name, use_event_loop
 if TYPE_CHECKING:
     from streams.settings import Settings
 
-__all__ = ["main", "tune_gc"]
+__all__ = ["main", "setup_logging", "tune_gc"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,7 +365,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover
 
 
-def _setup_logging(settings: Settings) -> None:
+def setup_logging(settings: Settings) -> None:
+    """Logging as the settings say (format and level), for a process's entry point."""
     import logging.config
 
     from streams.logs import logging_config
@@ -404,7 +405,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         return 2
     kafka = _kafka(settings)
     _use_event_loop(settings)
-    _setup_logging(settings)
+    setup_logging(settings)
     # aiokafka logs each failed connection attempt; the one line below says it all.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
@@ -458,7 +459,7 @@ def _cmd_notifier(args: argparse.Namespace) -> int:
         return 2
     kafka = _kafka(settings)
     _use_event_loop(settings)
-    _setup_logging(settings)
+    setup_logging(settings)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     channels = config.channels()
 

@@ -44,9 +44,12 @@ from typing import Any
 import mode
 from prometheus_client import CollectorRegistry
 
+from streams.cli import setup_logging, tune_gc
 from streams.codec import decode_forwarded
-from streams.intake_service import CaughtUp, Handover
+from streams.intake_service import CaughtUp, Handover, IntakeService
+from streams.kafka_connection import kafka_connection
 from streams.metrics import Metrics
+from streams.producer import BatchProducer
 from streams.settings import Settings
 
 __all__ = ["IntakeProcess", "apply_counters", "intake_counters", "main"]
@@ -240,7 +243,7 @@ class _Link:
         self._reader = reader
         self._writer = writer
         self.metrics = Metrics.create(CollectorRegistry())
-        self.intake: Any = None  # the IntakeService, once made (`assigned`)
+        self.intake: IntakeService | None = None  # once made (`assigned`)
         self.credits = asyncio.Semaphore(0)  # forwards the worker's leads stage allows now
         self.stop = asyncio.Event()  # asked to stop, or the worker is gone
         self._sent: dict[Key, float] = {}
@@ -286,15 +289,11 @@ class _Link:
 
 
 async def _child(read_fd: int, write_fd: int) -> int:
-    # Here, not at the top: the worker itself needs none of them for its side.
-    from streams.intake_service import IntakeService
-    from streams.kafka_connection import kafka_connection
-    from streams.producer import BatchProducer
-
     reader, writer = await _pipes(read_fd, write_fd)
     kind, settings, with_handover = await _read_frame(reader)
     assert kind == "settings"
-    _setup(settings)
+    setup_logging(settings)
+    tune_gc()
     link = _Link(reader, writer)
     kafka = kafka_connection(settings)
     producer = BatchProducer(kafka=kafka, max_batch_size=settings.producer_batch_bytes)
@@ -326,18 +325,6 @@ async def _child(read_fd: int, write_fd: int) -> int:
         log.critical("intake process: the intake failed: %r", failed)
         return 1
     return 0
-
-
-def _setup(settings: Settings) -> None:
-    import logging.config
-
-    from streams.cli import tune_gc
-    from streams.logs import logging_config
-
-    logging.config.dictConfig(
-        logging_config(log_format=settings.log_format, level=settings.log_level)
-    )
-    tune_gc()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,6 +111,20 @@ class Worker:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=5) as r:
             return str(r.read().decode())
 
+    def get_json(self, path: str) -> tuple[int, dict[str, Any]] | None:
+        """(status, JSON body) of one of the worker's pages, or None while nothing listens."""
+        import urllib.error
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.web_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.status, orjson.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, orjson.loads(exc.read())
+        except OSError:
+            return None
+
     def send(self, *messages: dict[str, Any] | bytes | None) -> None:
         """Produce to the raw topic; dict messages are keyed by person, as SDK pipelines do."""
         records: list[tuple[bytes | None, bytes | None]] = []

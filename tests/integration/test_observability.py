@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 from tests.integration.conftest import Worker, wait_for
 from tests.unit.test_observability_files import promtool
-
-
-def _get(worker: Worker, path: str) -> tuple[int, dict[str, Any]] | None:
-    """(status, JSON body), or None while nothing listens yet."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}{path}", timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-    except OSError:
-        return None
 
 
 def test_a_worker_is_alive_then_ready_and_its_metrics_and_logs_pass(
@@ -32,7 +19,7 @@ def test_a_worker_is_alive_then_ready_and_its_metrics_and_logs_pass(
     answers: list[tuple[int, dict[str, Any]]] = []
 
     def ready() -> bool:
-        got = _get(worker, "/readyz")
+        got = worker.get_json("/readyz")
         if got is not None:
             answers.append(got)
         return got is not None and got[0] == 200
@@ -46,7 +33,7 @@ def test_a_worker_is_alive_then_ready_and_its_metrics_and_logs_pass(
     for status, body in answers[:-1]:
         assert status == 503 and body["ready"] is False
         assert any(not v.startswith("ok") for v in body["checks"].values()), body
-    assert _get(worker, "/healthz") == (200, {"alive": True})
+    assert worker.get_json("/healthz") == (200, {"alive": True})
 
     worker.send(
         {
