@@ -62,8 +62,9 @@ def main() -> int:
         "--intake-process",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="LEADSTREAM_INTAKE_PROCESS (the worker's default: off): the intake runs in a "
-        "child process of each worker, on another core (its CPU and memory are counted)",
+        help="LEADSTREAM_INTAKE_PROCESS (the worker's default: auto, on from 2 CPUs): the "
+        "intake runs in a child process of each worker, on another core (its CPU and memory "
+        "are counted)",
     )
     p.add_argument(
         "--json", type=Path, help="where to write the results (default: loadtest/results/)"

@@ -23,6 +23,7 @@ from aiokafka import ConsumerRecord
 
 from loadtest.generator import Generator, Message
 from streams.broker import EmbeddedBroker, free_port, start_worker_process, stop_process_group
+from streams.cpus import available_cpus
 from streams.kafka_io import create_topics, tail
 from streams.metrics import STATE_BYTES_MAX_AGE_S
 from streams.producer import BatchProducer, Record
@@ -167,9 +168,7 @@ def start_workers(
                 heartbeat_interval_s=opts.heartbeat_interval_s,
                 log_level="warning",
                 model_path=MODEL,
-                intake_process=Settings().intake_process
-                if opts.intake_process is None
-                else opts.intake_process,
+                intake_process=_intake_process(opts),
             ).to_env(),
         }
         workers.append(Worker(start_worker_process(env, log_path), port, log_path))
@@ -530,11 +529,19 @@ def broker_for(opts: Options, workdir: Path) -> Iterator[str]:
         yield broker.bootstrap
 
 
+def _intake_process(opts: Options) -> bool:
+    """Whether the workers run their intake in a child process: as asked, else as the
+    environment's LEADSTREAM_INTAKE_PROCESS decides on this machine (auto: from 2 CPUs)."""
+    if opts.intake_process is not None:
+        return opts.intake_process
+    return Settings().intake_in_own_process(available_cpus())
+
+
 def run(opts: Options, *, phases: list[Callable[..., Any]] | None = None) -> Report:
     workdir = Path("loadtest/results").resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     if opts.intake_process is None:  # as the environment sets it: say which
-        opts = replace(opts, intake_process=Settings().intake_process)
+        opts = replace(opts, intake_process=_intake_process(opts))
     report = Report(
         options={k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
     )

@@ -56,6 +56,7 @@ from streams.account_stage import (
 from streams.broker import faust_broker_settings
 from streams.broker_watch import BrokerLost, BrokerWatch, lost_records
 from streams.codec import Rejection, dead_letter, decode_batch, decode_state, encode
+from streams.cpus import available_cpus
 from streams.faust_transport import (
     PASSED_OVER_CHECK_S,
     StartOffset,
@@ -250,6 +251,7 @@ def create_app(
     accounts: AccountsHolder | None = None,
     kafka: KafkaConnection | None = None,
     start_offset: StartOffset | Literal[False] | None = None,
+    cpus: float | None = None,
 ) -> _App:
     """Build a fresh Faust app; nothing is created at import time.
 
@@ -259,7 +261,8 @@ def create_app(
     `kafka` is how every client connects (default: from `settings`, files read now).
     `start_offset` tells where a consumer group reads a partition on from (default: asks
     the broker); False only in tests without a broker: a partition's first record delivered
-    is taken as its start.
+    is taken as its start. `cpus` is how many CPUs the worker may use, for
+    `LEADSTREAM_INTAKE_PROCESS=auto` (default: read off the machine, `streams.cpus`).
     """
     if kafka is None:
         kafka = kafka_connection(settings)
@@ -909,7 +912,7 @@ def create_app(
             caught_up=caught_up if settings.handover else None,
             crash=lambda exc: app.crash_soon(exc, why="intake: its process failed"),
         )
-        if settings.intake_process
+        if settings.intake_in_own_process(available_cpus() if cpus is None else cpus)
         else IntakeService(
             settings=settings,
             kafka=kafka,

@@ -254,6 +254,16 @@ def _settings(**overrides: Any) -> Any:
         raise SystemExit(2) from exc
 
 
+def _intake_mode(settings: Settings, cpus: float) -> str:
+    """The start-up line that says where the intake runs and why."""
+    own = settings.intake_in_own_process(cpus)
+    where = "in a process of its own" if own else "in the worker's process"
+    if settings.intake_process != "auto":
+        return f"{where} (LEADSTREAM_INTAKE_PROCESS={str(own).lower()})"
+    why = f"{cpus:g} CPU{'s' if cpus != 1 else ''} available"
+    return f"{where} (LEADSTREAM_INTAKE_PROCESS=auto: {why}, a child from 2)"
+
+
 def _use_event_loop(settings: Settings) -> None:
     """The event loop the command's loop will be (`LEADSTREAM_EVENT_LOOP`)."""
     try:
@@ -300,6 +310,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from schemas.model_record import text_sha256
     from streams import CORE
     from streams.app import create_app
+    from streams.cpus import available_cpus
     from streams.lead_model import ModelError
     from streams.logs import logging_config
     from streams.model_feed import ModelHolder, read_model
@@ -324,8 +335,14 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         return 2
     kafka = _kafka(settings)
     _use_event_loop(settings)
+    cpus = available_cpus()
     app = create_app(
-        settings=settings, model=model, registry=CollectorRegistry(), models=models, kafka=kafka
+        settings=settings,
+        model=model,
+        registry=CollectorRegistry(),
+        models=models,
+        kafka=kafka,
+        cpus=cpus,
     )
     print(
         f"leadstream worker: model file {model.name} v{model.version} (a model published "
@@ -336,6 +353,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     where = f" under {settings.data_dir.resolve()}" if settings.store == "rocksdb" else ""
     print(f"store: {settings.store}{where}", flush=True)
     print(f"core: {CORE}", flush=True)
+    print(f"intake: {_intake_mode(settings, cpus)}", flush=True)
     if settings.write_keys:
         url = f"http://127.0.0.1:{settings.web_port}/v1/batch"
         print(f"ingest: Segment HTTP API on {url}", flush=True)

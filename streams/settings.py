@@ -27,6 +27,11 @@ _SECRET_FILES = {
 }
 
 
+#: `LEADSTREAM_INTAKE_PROCESS=auto` runs the intake in a child process from this many CPUs:
+#: with fewer the child takes turns with the worker on one core and only adds its cost.
+_INTAKE_PROCESS_MIN_CPUS = 2.0
+
+
 class Settings(BaseSettings):
     """Every knob, with defaults right for Apache Kafka; environment prefix `LEADSTREAM_`."""
 
@@ -102,12 +107,13 @@ class Settings(BaseSettings):
             "for an event's alert). Off: every record goes through the consumer."
         ),
     )
-    intake_process: bool = Field(
-        default=False,
+    intake_process: bool | Literal["auto"] = Field(
+        default="auto",
         description=(
             "Run the intake (reading, validating and forwarding engagement.raw) in a child "
             "process of the worker, on another core than the scoring: more events per second "
-            "where the worker has a second core to itself (README, Performance)."
+            "where the worker has a second core (README, Performance). auto: when the "
+            "process may use 2 CPUs or more (its cores, capped by its cgroup's quota)."
         ),
     )
     model_fetch_wait_ms: int = Field(
@@ -335,6 +341,20 @@ class Settings(BaseSettings):
             value = tuple(v for v in value if v != "")
         return value
 
+    @field_validator("intake_process", mode="before")
+    @classmethod
+    def _true_false_or_auto(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in {"auto", ""}:
+                return "auto"
+            if word in {"true", "1", "yes", "on"}:
+                return True
+            if word in {"false", "0", "no", "off"}:
+                return False
+            raise ValueError(f"true, false or auto, not {value!r}")
+        return value
+
     @field_validator("write_keys")
     @classmethod
     def _usable_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
@@ -416,6 +436,13 @@ class Settings(BaseSettings):
                 "client certificate it belongs to)"
             )
         return self
+
+    def intake_in_own_process(self, cpus: float) -> bool:
+        """Whether the intake runs in a child process, given the CPUs this process may use
+        (`streams.cpus.available_cpus`)."""
+        if self.intake_process == "auto":
+            return cpus >= _INTAKE_PROCESS_MIN_CPUS
+        return self.intake_process
 
     def to_env(self) -> dict[str, str]:
         """These settings as the environment of a child `leadstream` process."""

@@ -1,6 +1,7 @@
 """`LEADSTREAM_INTAKE_PROCESS=true`: the intake runs in a child process of the worker; events
 are scored, alerted and handed over as in-process, a clean stop commits, and a dead intake
-process stops the worker without losing an event."""
+process stops the worker without losing an event. The default, `auto`, runs it in a child
+where the worker may use 2 CPUs, and in the worker's process on one."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from loadtest.harness import process_tree
+from streams.cpus import available_cpus
 from tests.integration.conftest import wait_for
 from tests.integration.segment import identify, page, track
 
@@ -122,3 +124,44 @@ def test_the_worker_stops_when_its_intake_process_dies_and_no_event_is_lost(
     restarted = make_worker(LEADSTREAM_INTAKE_PROCESS="true")
     scored = restarted.read(restarted.topics.scored, lambda r: len(r) >= 2)
     assert [(s["message_id"], s["score"]) for s in scored] == [("d-1", 10), ("d-2", 20)]
+
+
+def test_by_default_the_intake_runs_in_a_child_from_two_cpus(make_worker: Any) -> None:
+    cpus = available_cpus()
+    worker = make_worker()  # LEADSTREAM_INTAKE_PROCESS left at its default, auto
+    worker.send(page("a-1", "/pricing", anon="anon-a"))
+    worker.read(worker.topics.scored, lambda r: len(r) >= 1)
+    if cpus >= 2:
+        assert len(_intake_pids(worker)) == 1
+        assert (
+            f"intake: in a process of its own (LEADSTREAM_INTAKE_PROCESS=auto: {cpus:g} CPUs "
+            "available, a child from 2)" in worker.log()
+        )
+    else:
+        assert _intake_pids(worker) == []
+
+
+def test_on_one_cpu_or_when_turned_off_the_intake_runs_in_the_worker(make_worker: Any) -> None:
+    # A worker started on one core (the affinity its process inherits), as in a container
+    # limited to one CPU, keeps its intake in its own process; so does one told not to.
+    everything = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(everything)})
+    try:
+        one_cpu = make_worker()
+    finally:
+        os.sched_setaffinity(0, everything)
+    one_cpu.send(page("o-1", "/pricing", anon="anon-o"))
+    assert [s["score"] for s in one_cpu.read(one_cpu.topics.scored, lambda r: len(r) >= 1)] == [10]
+    assert _intake_pids(one_cpu) == []
+    assert (
+        "intake: in the worker's process (LEADSTREAM_INTAKE_PROCESS=auto: 1 CPU available, "
+        "a child from 2)" in one_cpu.log()
+    )
+    assert one_cpu.kill(signal.SIGTERM, timeout_s=60) == 0
+
+    turned_off = make_worker(LEADSTREAM_INTAKE_PROCESS="false")
+    turned_off.send(page("o-2", "/pricing", anon="anon-o"))
+    scored = turned_off.read(turned_off.topics.scored, lambda r: len(r) >= 2)
+    assert [s["score"] for s in scored] == [10, 20]
+    assert _intake_pids(turned_off) == []
+    assert "intake: in the worker's process (LEADSTREAM_INTAKE_PROCESS=false)" in (turned_off.log())
