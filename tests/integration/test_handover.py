@@ -1,10 +1,13 @@
 """The intake hands its person-events records to the leads stage in-process: applied once,
-committed as before, and not when switched off."""
+committed as before, and not when switched off. Every test runs with the intake in the
+worker's process and in a process of its own (the default from 2 CPUs): the handover and
+its read-ahead bound take different paths in each."""
 
 from __future__ import annotations
 
 import re
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,6 +17,16 @@ from tests.integration.conftest import PARTITIONS, wait_for
 from tests.integration.segment import identify, page, track
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["false", "true"], ids=["intake-in-worker", "intake-process"])
+def make_worker(make_worker: Callable[..., Any], request: pytest.FixtureRequest) -> Any:
+    """The tier's workers, with LEADSTREAM_INTAKE_PROCESS set to this run's mode."""
+
+    def make(**kwargs: Any) -> Any:
+        return make_worker(**{"LEADSTREAM_INTAKE_PROCESS": request.param, **kwargs})
+
+    return make
 
 
 def _handed_over(metrics: str) -> float:

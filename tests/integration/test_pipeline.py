@@ -32,10 +32,12 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return float(match.group(1))
 
 
+@pytest.mark.parametrize("intake", ["false", "true"], ids=["intake-in-worker", "intake-process"])
 def test_anonymous_visitor_who_identifies_and_downloads_gets_one_alert_to_the_right_rep(
     make_worker: Any,
+    intake: str,
 ) -> None:
-    worker = make_worker()
+    worker = make_worker(LEADSTREAM_INTAKE_PROCESS=intake)
     worker.send(
         page("m-1", "/pricing", anon="anon-1", days_ago=2),
         page("m-2", "/blog/routing", anon="anon-1", days_ago=1),
@@ -128,10 +130,12 @@ BAD_INPUTS: list[tuple[str, bytes | None]] = [
 ]
 
 
+@pytest.mark.parametrize("intake", ["false", "true"], ids=["intake-in-worker", "intake-process"])
 def test_bad_inputs_land_in_the_dlq_with_their_reason_and_good_ones_around_them_are_scored(
     make_worker: Any,
+    intake: str,
 ) -> None:
-    worker = make_worker()
+    worker = make_worker(LEADSTREAM_INTAKE_PROCESS=intake)
     messages: list[bytes | None] = []
     for i, (_, bad) in enumerate(BAD_INPUTS):
         messages.append((_GOOD % (i, i, ts())).encode())
@@ -222,9 +226,10 @@ def test_a_resent_message_id_is_applied_once(make_worker: Any) -> None:
     )
 
 
-def test_lead_state_survives_a_worker_crash(make_worker: Any) -> None:
+@pytest.mark.parametrize("intake", ["false", "true"], ids=["intake-in-worker", "intake-process"])
+def test_lead_state_survives_a_worker_crash(make_worker: Any, intake: str) -> None:
     """Table recovery after SIGKILL: the third pricing view in 7 days still fires."""
-    worker = make_worker()
+    worker = make_worker(LEADSTREAM_INTAKE_PROCESS=intake)
     worker.send(
         identify("c-1", anon="anon-c", email="kim@crash.example", country="US"),
         page("c-2", "/pricing", anon="anon-c", days_ago=3),
@@ -233,7 +238,7 @@ def test_lead_state_survives_a_worker_crash(make_worker: Any) -> None:
     worker.read(worker.topics.scored, lambda r: any(s["score"] == 20 for s in r))
     worker.kill()  # SIGKILL: no commit, no flush
 
-    restarted = make_worker()
+    restarted = make_worker(LEADSTREAM_INTAKE_PROCESS=intake)
     restarted.send(page("c-4", "/pricing", anon="anon-c"))
     alerts = restarted.read(restarted.topics.alerts, lambda r: len(r) >= 1)
     assert [(a["trigger"], a["score"]) for a in alerts] == [("pricing-3x-7d", 30)]
