@@ -1,4 +1,5 @@
-"""The intake in a process of its own (`LEADSTREAM_INTAKE_PROCESS=true`): reading, validating
+"""The intake in a process of its own (`LEADSTREAM_INTAKE_PROCESS=true`, or `auto`, the default,
+where the worker may use 2 CPUs: `streams.cpus`): reading, validating
 and forwarding raw events on another core than the leads stage.
 
 The worker's Python thread is its bottleneck: of its CPU per event, a quarter is the intake
