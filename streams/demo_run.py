@@ -71,6 +71,9 @@ def run_demo(
         print(f"port {old} is taken; /metrics is served on {web_port}")
     broker = EmbeddedBroker(port, log=data_dir / "broker.log")
     worker: subprocess.Popen[bytes] | None = None
+    # `kill PID`, `timeout` or a supervisor stop the demo as Ctrl-C does: the worker and the
+    # broker run in process groups of their own, and would be left running.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     settings = Settings(
         broker=broker.url,
         broker_flavor="tansu",
@@ -116,10 +119,16 @@ def run_demo(
         print(f"leadstream: {exc}", file=sys.stderr)
         return 1
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one: the cleanup goes on
         if worker is not None:
             stop_process_group(worker, timeout_s=15)
         broker.stop()
+        signal.signal(signal.SIGTERM, previous)
         print("stopped the worker and the broker.", flush=True)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 async def _demo(
@@ -151,7 +160,9 @@ async def _demo(
     # Ctrl-C ends the demo from inside the loop, so that everything below stops in order
     # and within bounds (not by cancelling whatever happens to be awaited at that moment).
     interrupted = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, interrupted.set)
     try:
         docs = [orjson.loads(line) for line in lines if line.strip()]
         newest = max(_parse_ts(d["timestamp"]) for d in docs)
@@ -176,7 +187,9 @@ async def _demo(
         print("\nstopping ...", flush=True)
         return 0
     finally:
-        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        signal.signal(signal.SIGTERM, _terminated)  # the loop's removal set the default
         for task in watchers:
             task.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)

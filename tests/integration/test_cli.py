@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 import streams
+from loadtest.harness import process_tree
 from streams.broker import free_port, port_is_free, wait_for_port
 from streams.kafka_io import create_topics, read_until
 from streams.topics import Topics
@@ -98,7 +99,13 @@ def test_model_check_prints_a_summary_for_the_bundled_model() -> None:
     assert "3 hot triggers" in done.stdout
 
 
-def test_run_shows_real_alerts_and_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "stop",
+    ["ctrl-c", "sigterm"],
+)
+def test_run_shows_real_alerts_and_ctrl_c_or_sigterm_leaves_no_process_behind(
+    tmp_path: Path, stop: str
+) -> None:
     port, web_port = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streams", "run", "--port", str(port), "--web-port", str(web_port)],
@@ -130,8 +137,15 @@ def test_run_shows_real_alerts_and_ctrl_c_leaves_no_process_behind(tmp_path: Pat
             assert '<h1>Inbox of <span id="rep-name">Carla Gomez</span></h1>' in (
                 response.read().decode()
             )
+        worker_pid = int(re.search(r"worker\s+pid (\d+)", "".join(output)).group(1))  # type: ignore[union-attr]
+        # The worker's intake process (`LEADSTREAM_INTAKE_PROCESS=auto`) and the broker.
+        children = process_tree(worker_pid)[1:]
+        broker_pids = [p for p in process_tree(proc.pid)[1:] if p != worker_pid]
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
+        if stop == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
+        else:
+            proc.send_signal(signal.SIGTERM)  # `kill PID`, `timeout`, a supervisor
     rest, _ = proc.communicate(timeout=60)
     text = "".join(output) + rest
 
@@ -145,9 +159,9 @@ def test_run_shows_real_alerts_and_ctrl_c_leaves_no_process_behind(tmp_path: Pat
     assert re.search(rf"ingest +http://127.0.0.1:{web_port}/v1/batch .*write key \w+", text)
     assert "timeline within_3_months ('this quarter'), budget approved ('approved')" in text
     assert "stopped the worker and the broker." in text
-    worker_pid = int(re.search(r"worker\s+pid (\d+)", text).group(1))  # type: ignore[union-attr]
-    with pytest.raises(ProcessLookupError):
-        os.kill(worker_pid, 0)
+    for pid in [worker_pid, *children, *broker_pids]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
     assert port_is_free(port) and port_is_free(web_port)
 
 
