@@ -71,9 +71,6 @@ def run_demo(
         print(f"port {old} is taken; /metrics is served on {web_port}")
     broker = EmbeddedBroker(port, log=data_dir / "broker.log")
     worker: subprocess.Popen[bytes] | None = None
-    # `kill PID`, `timeout` or a supervisor stop the demo as Ctrl-C does: the worker and the
-    # broker run in process groups of their own, and would be left running.
-    previous = signal.signal(signal.SIGTERM, _terminated)
     settings = Settings(
         broker=broker.url,
         broker_flavor="tansu",
@@ -88,6 +85,9 @@ def run_demo(
         settings = settings.model_copy(update={"write_keys": (SecretStr(secrets.token_hex(8)),)})
     if settings.inbox_secret is None:  # a random one: links of another run do not open this one
         settings = settings.model_copy(update={"inbox_secret": SecretStr(secrets.token_hex(16))})
+    # `kill PID`, `timeout` or a supervisor stop the demo as Ctrl-C does: the worker and the
+    # broker run in process groups of their own, and would be left running.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         broker.start()
         print(f"broker   Tansu (embedded, memory storage) on {broker.bootstrap}")
