@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    FilePath,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.event_loop import EventLoopChoice
@@ -30,6 +38,7 @@ _SECRET_FILES = {
 #: `LEADSTREAM_INTAKE_PROCESS=auto` runs the intake in a child process from this many CPUs:
 #: with fewer the child takes turns with the worker on one core and only adds its cost.
 _INTAKE_PROCESS_MIN_CPUS = 2.0
+_BOOL = TypeAdapter(bool)
 
 
 class Settings(BaseSettings):
@@ -344,15 +353,15 @@ class Settings(BaseSettings):
     @field_validator("intake_process", mode="before")
     @classmethod
     def _true_false_or_auto(cls, value: Any) -> Any:
+        # One message for a bad value, not one per member of the union; the booleans are
+        # pydantic's own (true/false, 1/0, yes/no, on/off, ...).
         if isinstance(value, str):
-            word = value.strip().lower()
-            if word in {"auto", ""}:
+            if value.strip().lower() == "auto":
                 return "auto"
-            if word in {"true", "1", "yes", "on"}:
-                return True
-            if word in {"false", "0", "no", "off"}:
-                return False
-            raise ValueError(f"true, false or auto, not {value!r}")
+            try:
+                return _BOOL.validate_python(value)
+            except ValidationError:
+                raise ValueError(f"true, false or auto, not {value!r}") from None
         return value
 
     @field_validator("write_keys")

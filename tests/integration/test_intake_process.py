@@ -143,7 +143,8 @@ def test_by_default_the_intake_runs_in_a_child_from_two_cpus(make_worker: Any) -
 
 def test_on_one_cpu_or_when_turned_off_the_intake_runs_in_the_worker(make_worker: Any) -> None:
     # A worker started on one core (the affinity its process inherits), as in a container
-    # limited to one CPU, keeps its intake in its own process; so does one told not to.
+    # limited to one CPU, runs its intake in its own process, not a child; so does one told
+    # not to.
     everything = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(everything)})
     try:
