@@ -301,8 +301,7 @@ def apply_event(
         and (event.uid is None or event.uid == lead.uid)
         and (not event.aid or event.aid in lead.aids)
         and not lead.pending
-        and not model.rules_for(event.kind, event.name)
-        and not model.triggers_for(event.kind, event.name)
+        and not model.index.reads(event.kind, event.name)
         and _points(lead.decay, model, clock) == lead.scores
     ):
         # The common case, an event no rule or trigger reads from a lead we know: nothing

@@ -145,6 +145,33 @@ def test_bundled_model_rule_lookup(
     assert [(s.id, r.id) for s, r in model.rules_for(kind, name)] == rules
 
 
+@pytest.mark.parametrize(
+    ("kind", "name", "reads"),
+    [
+        ("track", "Whitepaper Downloaded", True),  # a rule
+        ("track", "Demo Requested", True),  # a trigger, no rule
+        ("page", "/pricing/plans", True),  # a rule's glob
+        ("page", "/careers/jobs", True),  # a trigger's glob, no rule
+        ("page", "/careers", False),
+        ("track", "Email Clicked", False),
+        ("track", "/pricing", False),  # a page rule does not read track events
+        ("page", "Demo Requested", False),  # nor a track trigger pages
+        ("identify", "", False),
+    ],
+)
+def test_index_reads_is_whether_a_rule_or_trigger_reads_the_event(
+    kind: str, name: str, reads: bool
+) -> None:
+    """The core's fast path asks `reads` alone: an event it says nothing reads is applied
+    without scoring or triggers, so a trigger without a rule must count."""
+    demo = "  - {id: demo, event: Demo Requested, message: requested a demo}\n"
+    careers = '  - {id: careers, page: "/careers/*", message: looked at jobs}\n'
+    model = parse_model(replaced(demo, demo + careers), source="model.yaml")
+    assert model.index.reads(kind, name) is reads
+    assert model.index.reads(kind, name) is reads  # the memo's answer is the same
+    assert reads == bool(model.rules_for(kind, name) or model.triggers_for(kind, name))
+
+
 def test_load_model_reads_a_file(tmp_path: Path) -> None:
     path = tmp_path / "lead_model.yaml"
     path.write_text(VALID, encoding="utf-8")
