@@ -111,11 +111,13 @@ class Decay(_Strict):
     half_life_days: float | None = Field(default=None, gt=0, le=3650)
     reset_after_days: float | None = Field(default=None, gt=0, le=3650)
 
-    @property
+    # Cached in the instance: the scoring core reads these for every event of a lead with a
+    # score, and a property would be a Python call each time from the compiled core.
+    @cached_property
     def half_life_ms(self) -> float | None:
         return None if self.half_life_days is None else self.half_life_days * _DAY_MS
 
-    @property
+    @cached_property
     def reset_after_ms(self) -> float | None:
         return None if self.reset_after_days is None else self.reset_after_days * _DAY_MS
 

@@ -124,7 +124,7 @@ def _roll(
     if current is None:
         decay[score.id] = (0.0, t, _NO_START)
         return
-    reset_ms = _reset_ms(score)
+    reset_ms = score.decay.reset_after_ms
     if reset_ms is None or t - current[1] <= reset_ms:
         return
     # The score's rules, and rules of an earlier model that counted toward it.
@@ -136,7 +136,7 @@ def _roll(
 
 
 def _add(score: Score, value: float, as_of: int, start: int, t: int, points: int) -> DecayState:
-    half_life = _half_life_ms(score)
+    half_life = score.decay.half_life_ms
     if half_life is None:
         return (value + points, max(as_of, t), start)
     if t >= as_of:
@@ -186,19 +186,6 @@ def _capped(
     return points
 
 
-def _half_life_ms(score: Score) -> float | None:
-    """`score.decay.half_life_ms`, computed here: a property of the model is a Python call
-    from the compiled core, on the path of every event of a lead with a score."""
-    days = score.decay.half_life_days
-    return None if days is None else days * _DAY_MS
-
-
-def _reset_ms(score: Score) -> float | None:
-    """`score.decay.reset_after_ms`, computed here (see `_half_life_ms`)."""
-    days = score.decay.reset_after_days
-    return None if days is None else days * _DAY_MS
-
-
 def read_score(decay: Mapping[str, DecayState], score: Score, at_ms: int) -> int:
     """A score's points at `at_ms` (at least its last event time): decayed, or 0 if reset."""
     current = decay.get(score.id)
@@ -206,10 +193,10 @@ def read_score(decay: Mapping[str, DecayState], score: Score, at_ms: int) -> int
         return 0
     value, as_of, _ = current
     idle = max(0, at_ms - as_of)
-    reset_ms = _reset_ms(score)
+    reset_ms = score.decay.reset_after_ms
     if reset_ms is not None and idle > reset_ms:
         return 0
-    half_life = _half_life_ms(score)
+    half_life = score.decay.half_life_ms
     if half_life is not None and idle:
         value *= 2.0 ** (-idle / half_life)
     return math.floor(value + 0.5)  # half up, the same for every order of the same events
@@ -252,7 +239,7 @@ def score_lines(
             )
     if points != counted_total:
         current = state.decay.get(score.id)
-        reset_ms = _reset_ms(score)
+        reset_ms = score.decay.reset_after_ms
         idle = at_ms - current[1] if current is not None else 0
         label = (
             f"reset after {score.decay.reset_after_days:g} idle days"
