@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 
+from loadtest.generator import PAYLOADS
 from loadtest.harness import Options, run
 
 
@@ -33,6 +34,14 @@ def main() -> int:
         help="the first --leads events visit every person once (memory runs)",
     )
     p.add_argument("--bad-rate", type=float, default=0.0, help="share of invalid messages")
+    p.add_argument(
+        "--payload",
+        choices=PAYLOADS,
+        default="browser",
+        help="browser: messages as analytics.js sends them (~880 bytes, the default); lean: "
+        "only the fields Leadstream reads (~210 bytes, the traffic of the figures before "
+        "stop 28)",
+    )
     p.add_argument(
         "--baseline",
         action="store_true",
@@ -88,6 +97,7 @@ def main() -> int:
         cover=a.cover,
         handover=a.handover,
         intake_process=a.intake_process,
+        payload=a.payload,
     )
     report = run(opts)
     print_table(report.results)

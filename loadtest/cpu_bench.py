@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, TypeVar
 
-from loadtest.generator import Generator
+from loadtest.generator import PAYLOADS, Generator, Payload
 from loadtest.harness import MODEL
 from streams import CORE
 from streams.app import _records
@@ -49,6 +49,7 @@ def run(
     partitions: int,
     now: datetime | None = None,
     bad_rate: float = 0.0,
+    payload: Payload = "browser",
     observe: Callable[[str, Any], None] | None = None,
 ) -> dict[str, float]:
     """Microseconds of CPU per event, by stage, over `events` events.
@@ -57,7 +58,7 @@ def run(
     (`forward`), each scored batch (`scored`, a BatchResult) and its output records
     (`outputs`). The test of the compiled core compares them between cores."""
     now = now or datetime.now(UTC)
-    gen = Generator(leads=leads, seed=seed, bad_rate=bad_rate)
+    gen = Generator(leads=leads, seed=seed, bad_rate=bad_rate, payload=payload)
     now_ms = int(now.timestamp() * 1000)
     raw = [
         RawRecord(m.value, m.key, "engagement.raw", 0, i)
@@ -122,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--batch", type=int, default=5000, help="records per intake batch")
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument(
+        "--payload", choices=PAYLOADS, default="browser", help="loadtest/generator.py's messages"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs; the fastest is shown")
     parser.add_argument("--profile", action="store_true", help="print the top functions")
     args = parser.parse_args(argv)
@@ -132,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "batch": args.batch,
         "partitions": args.partitions,
+        "payload": args.payload,
     }
     if args.profile:
         profiler = cProfile.Profile()

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import orjson
 
-__all__ = ["Generator", "Message"]
+__all__ = ["PAYLOADS", "Generator", "Message", "Payload"]
+
+#: What each message carries besides the fields Leadstream reads:
+#: - `lean`: only those (~210 bytes; the traffic of every figure before stop 28);
+#: - `browser`: what analytics.js sends through a Segment source (~800 bytes): the page
+#:   it was sent from, user agent, locale, IP, the four timestamps, `ajs-next-` ids.
+Payload = Literal["lean", "browser"]
+PAYLOADS: tuple[Payload, ...] = ("lean", "browser")
 
 _COUNTRIES = ("US", "US", "US", "CA", "DE", "GB", "FR", "JP", "AU", "BR")
 _TITLES = ("VP Marketing", "Head of Sales", "Sales Manager", "Engineer", "Director of Ops", "CEO")
 _BLOG = tuple(f"/blog/post-{i}" for i in range(40))
+_SITE = "https://www.example-saas.com"
+_AGENTS = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.1 Safari/605.1.15",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
+)
+_LOCALES = ("en-US", "en-US", "en-US", "en-GB", "de-DE", "fr-FR", "ja-JP")
+_REFERRERS = ("https://www.google.com/", "https://www.linkedin.com/", "", "https://www.bing.com/")
 _BAD = (
     b"{not json",
     b"[1, 2, 3]",
@@ -42,10 +63,19 @@ class Generator:
     """
 
     def __init__(
-        self, *, leads: int, seed: int, bad_rate: float = 0.0, cover: bool = False
+        self,
+        *,
+        leads: int,
+        seed: int,
+        bad_rate: float = 0.0,
+        cover: bool = False,
+        payload: Payload = "lean",
     ) -> None:
         if leads < 1:
             raise ValueError("leads must be at least 1")
+        if payload not in PAYLOADS:
+            raise ValueError(f"payload must be one of {', '.join(PAYLOADS)}, not {payload!r}")
+        self.payload = payload
         self.leads = leads
         self.seed = seed
         self.bad_rate = bad_rate
@@ -111,7 +141,50 @@ class Generator:
                 hot = roll < 0.65
                 path = "/pricing" if hot else rng.choice(("/product", "/product/routing"))
                 msg = {"type": "page", **base, "properties": {"path": path}}
+        if self.payload == "browser":
+            msg = self._browser(msg, person)
         return Message(anon.encode(), orjson.dumps(msg), hot)
+
+    def _browser(self, msg: dict[str, object], person: int) -> dict[str, object]:
+        """`msg` as analytics.js sends it: the same fields, and what a browser adds. Drawn
+        from the person and the message count, not the traffic's generator: the lean and
+        the browser traffic of a seed are the same events."""
+        pick = random.Random(f"browser-{self.seed}-{person}")  # fixed per person: one browser
+        agent, locale = pick.choice(_AGENTS), pick.choice(_LOCALES)
+        ip = ".".join(str(pick.randrange(low, 255)) for low in (11, 0, 0, 1))
+        ordinal = f"{self.seed}-{self._count}"
+        referrer = _REFERRERS[hash_int(ordinal) % len(_REFERRERS)]
+        props = msg.get("properties")
+        path = props.get("path") if isinstance(props, dict) else None
+        path = path if isinstance(path, str) else "/product"
+        page = {
+            "path": path,
+            "referrer": referrer,
+            "search": "",
+            "title": f"{path.strip('/').replace('/', ' - ').title() or 'Home'} | Example SaaS",
+            "url": _SITE + path,
+        }
+        stamp = msg["timestamp"]
+        out = {
+            **msg,
+            "messageId": "ajs-next-" + _md5(ordinal),
+            "channel": "client",
+            "context": {
+                "ip": ip,
+                "library": {"name": "analytics.js", "version": "npm:next-1.72.0"},
+                "locale": locale,
+                "page": page,
+                "userAgent": agent,
+            },
+            "integrations": {},
+            "originalTimestamp": stamp,
+            "receivedAt": stamp,
+            "sentAt": stamp,
+            "version": 2,
+        }
+        if msg["type"] == "page":
+            out["properties"] = page
+        return out
 
     def _identify(self, base: dict[str, object], person: int) -> dict[str, object]:
         rng = self._rng
@@ -130,3 +203,13 @@ class Generator:
                 "purchase_timeline": rng.choice(("this quarter", "next 6 months", None)),
             },
         }
+
+
+def _md5(text: str) -> str:
+    """32 hex digits, as analytics.js makes its messageIds (an id, not security)."""
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def hash_int(text: str) -> int:
+    """A stable small integer of `text` (Python's own hash is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big")

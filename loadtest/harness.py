@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import orjson
 from aiokafka import ConsumerRecord
 
-from loadtest.generator import Generator, Message
+from loadtest.generator import Generator, Message, Payload
 from streams.broker import EmbeddedBroker, free_port, start_worker_process, stop_process_group
 from streams.cpus import available_cpus
 from streams.kafka_io import create_topics, tail
@@ -59,6 +59,7 @@ class Options:
     store: str = "memory"  # LEADSTREAM_STORE of the workers
     handover: bool = True  # LEADSTREAM_HANDOVER of the workers
     intake_process: bool | None = None  # LEADSTREAM_INTAKE_PROCESS; None: as the env says
+    payload: Payload = "browser"  # the generator's messages (loadtest/generator.py)
 
 
 def log(text: str) -> None:
@@ -364,7 +365,13 @@ def sustained(samples: list[Sample], target: float) -> float:
 
 
 async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Report) -> None:
-    gen = Generator(leads=opts.leads, seed=opts.seed, bad_rate=opts.bad_rate, cover=opts.cover)
+    gen = Generator(
+        leads=opts.leads,
+        seed=opts.seed,
+        bad_rate=opts.bad_rate,
+        cover=opts.cover,
+        payload=opts.payload,
+    )
     now_ms = int(time.time() * 1000)
     messages = [gen.next(now_ms=now_ms) for _ in range(opts.events)]
     valid = sum(1 for m in messages if m.key is not None)
@@ -386,6 +393,8 @@ async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Repor
         result: dict[str, Any] = {
             "events": opts.events,
             "valid": valid,
+            "payload": opts.payload,
+            "bytes_per_event": round(sum(len(m.value) for m in messages) / max(len(messages), 1)),
             "events_per_s": round(rate),
             "sustained_events_per_s": round(drained.sustained),
             "cpu_s_per_1k_events": round(cpu / valid * 1000, 3),
@@ -436,7 +445,9 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
     topics = Topics(prefix=f"lt{run_id}l.")
     await create_topics(bootstrap, topics.all(), opts.partitions)
     workers = start_workers(opts, bootstrap, topics, f"lt{run_id}", workdir)
-    gen = Generator(leads=opts.leads, seed=opts.seed + 1, bad_rate=opts.bad_rate)
+    gen = Generator(
+        leads=opts.leads, seed=opts.seed + 1, bad_rate=opts.bad_rate, payload=opts.payload
+    )
     probe = LatencyProbe()
     watcher = asyncio.create_task(
         tail(bootstrap, topics.alerts, probe, fetch_wait_ms=opts.fetch_wait_ms)
@@ -483,7 +494,9 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
         try:
             assert proc.stdout is not None
             await asyncio.wait_for(proc.stdout.readline(), 60)  # "ready": it owns partitions
-            gen = Generator(leads=opts.leads, seed=opts.seed + 1, bad_rate=opts.bad_rate)
+            gen = Generator(
+                leads=opts.leads, seed=opts.seed + 1, bad_rate=opts.bad_rate, payload=opts.payload
+            )
             await paced(bootstrap, btopic, gen, rate=opts.rate, duration_s=opts.duration_s)
             await asyncio.sleep(3 * opts.fetch_wait_ms / 1000 + 1)
         finally:

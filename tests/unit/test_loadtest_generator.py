@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import orjson
+import pytest
 
 from loadtest.generator import Generator
 from streams.codec import Rejection, decode_person_event
@@ -36,3 +37,37 @@ def test_bad_rate_produces_that_share_of_invalid_messages() -> None:
     values = _take(Generator(leads=100, seed=1, bad_rate=0.1), 5000)
     bad = sum(isinstance(decode_person_event(v), Rejection) for v in values)
     assert 400 < bad < 600
+
+
+def test_browser_payload_is_the_same_traffic_as_analytics_js_sends_it() -> None:
+    lean = _take(Generator(leads=2000, seed=3), 3000)
+    browser = _take(Generator(leads=2000, seed=3, payload="browser"), 3000)
+    read = [decode_person_event(v) for v in lean]
+    read_browser = [decode_person_event(v) for v in browser]
+    assert not [e for e in read_browser if isinstance(e, Rejection)]
+    # What Leadstream reads is the same, event for event; only the messageIds differ.
+    assert [e.model_copy(update={"mid": ""}) for e in read] == [  # type: ignore[union-attr]
+        e.model_copy(update={"mid": ""})
+        for e in read_browser  # type: ignore[union-attr]
+    ]
+    ids = [e.mid for e in read_browser]  # type: ignore[union-attr]
+    assert len(set(ids)) == len(ids) and all(i.startswith("ajs-next-") for i in ids)
+    page = orjson.loads(browser[0])
+    assert page["channel"] == "client" and page["integrations"] == {}
+    assert {"ip", "library", "locale", "page", "userAgent"} <= page["context"].keys()
+    assert page["context"]["page"]["url"].endswith(page["properties"]["path"])
+    stamps = ("originalTimestamp", "receivedAt", "sentAt", "timestamp")
+    assert all(page[s] == page["timestamp"] for s in stamps)
+    # A person keeps one browser.
+    agents = {}
+    for value in browser:
+        msg = orjson.loads(value)
+        agents.setdefault(msg["anonymousId"], set()).add(msg["context"]["userAgent"])
+    assert all(len(seen) == 1 for seen in agents.values())
+    size = sum(map(len, browser)) / len(browser)
+    assert 700 < size < 1000 and sum(map(len, lean)) / len(lean) < 250
+
+
+def test_an_unknown_payload_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="lean, browser"):
+        Generator(leads=10, seed=1, payload="mobile")  # type: ignore[arg-type]
