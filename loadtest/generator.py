@@ -15,7 +15,7 @@ __all__ = ["PAYLOADS", "Generator", "Message", "Payload"]
 
 #: What each message carries besides the fields Leadstream reads:
 #: - `lean`: only those (~210 bytes; the traffic of every figure before stop 28);
-#: - `browser`: what analytics.js sends through a Segment source (~800 bytes): the page
+#: - `browser`: what analytics.js sends through a Segment source (~880 bytes): the page
 #:   it was sent from, user agent, locale, IP, the four timestamps, `ajs-next-` ids.
 Payload = Literal["lean", "browser"]
 PAYLOADS: tuple[Payload, ...] = ("lean", "browser")
@@ -153,7 +153,7 @@ class Generator:
         agent, locale = pick.choice(_AGENTS), pick.choice(_LOCALES)
         ip = ".".join(str(pick.randrange(low, 255)) for low in (11, 0, 0, 1))
         ordinal = f"{self.seed}-{self._count}"
-        referrer = _REFERRERS[hash_int(ordinal) % len(_REFERRERS)]
+        referrer = _REFERRERS[_hash_int(ordinal) % len(_REFERRERS)]
         props = msg.get("properties")
         path = props.get("path") if isinstance(props, dict) else None
         path = path if isinstance(path, str) else "/product"
@@ -210,6 +210,6 @@ def _md5(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
-def hash_int(text: str) -> int:
+def _hash_int(text: str) -> int:
     """A stable small integer of `text` (Python's own hash is salted per process)."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big")
