@@ -12,7 +12,8 @@ from loadtest.generator import PAYLOADS
 from loadtest.harness import Options, run
 
 
-def main() -> int:
+def options(argv: list[str] | None = None) -> Options:
+    """The run's options from the command line."""
     p = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__)
     p.add_argument("--bootstrap", help="a running broker host:port (default: start Tansu)")
     p.add_argument("--flavor", choices=("tansu", "kafka"), help="default: tansu when embedded")
@@ -78,8 +79,8 @@ def main() -> int:
     p.add_argument(
         "--json", type=Path, help="where to write the results (default: loadtest/results/)"
     )
-    a = p.parse_args()
-    opts = Options(
+    a = p.parse_args(argv)
+    return Options(
         bootstrap=a.bootstrap,
         flavor=a.flavor or ("kafka" if a.bootstrap else "tansu"),
         events=a.events,
@@ -99,9 +100,13 @@ def main() -> int:
         intake_process=a.intake_process,
         payload=a.payload,
     )
+
+
+def main() -> int:
+    opts = options()
     report = run(opts)
     print_table(report.results)
-    path = a.json or Path("loadtest/results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path = opts.json_path or Path("loadtest/results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(
         orjson.dumps(

@@ -30,7 +30,16 @@ from streams.producer import BatchProducer, Record
 from streams.settings import Settings
 from streams.topics import Topics
 
-__all__ = ["Drained", "Options", "Sample", "end_to_end", "next_poll_s", "run", "sustained"]
+__all__ = [
+    "Drained",
+    "Options",
+    "Sample",
+    "end_to_end",
+    "next_poll_s",
+    "run",
+    "sustained",
+    "traffic",
+]
 
 MODEL = Path(__file__).parent / "lead_model.yaml"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -364,14 +373,19 @@ def sustained(samples: list[Sample], target: float) -> float:
     return (hi.done - lo.done) / (hi.at - lo.at)
 
 
-async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Report) -> None:
-    gen = Generator(
+def traffic(opts: Options, *, seed: int | None = None, cover: bool = False) -> Generator:
+    """The run's traffic: `opts`' people, seed, bad-message rate and payload."""
+    return Generator(
         leads=opts.leads,
-        seed=opts.seed,
+        seed=opts.seed if seed is None else seed,
         bad_rate=opts.bad_rate,
-        cover=opts.cover,
+        cover=cover,
         payload=opts.payload,
     )
+
+
+async def throughput(opts: Options, bootstrap: str, workdir: Path, report: Report) -> None:
+    gen = traffic(opts, cover=opts.cover)
     now_ms = int(time.time() * 1000)
     messages = [gen.next(now_ms=now_ms) for _ in range(opts.events)]
     valid = sum(1 for m in messages if m.key is not None)
@@ -445,9 +459,7 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
     topics = Topics(prefix=f"lt{run_id}l.")
     await create_topics(bootstrap, topics.all(), opts.partitions)
     workers = start_workers(opts, bootstrap, topics, f"lt{run_id}", workdir)
-    gen = Generator(
-        leads=opts.leads, seed=opts.seed + 1, bad_rate=opts.bad_rate, payload=opts.payload
-    )
+    gen = traffic(opts, seed=opts.seed + 1)
     probe = LatencyProbe()
     watcher = asyncio.create_task(
         tail(bootstrap, topics.alerts, probe, fetch_wait_ms=opts.fetch_wait_ms)
@@ -494,9 +506,7 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
         try:
             assert proc.stdout is not None
             await asyncio.wait_for(proc.stdout.readline(), 60)  # "ready": it owns partitions
-            gen = Generator(
-                leads=opts.leads, seed=opts.seed + 1, bad_rate=opts.bad_rate, payload=opts.payload
-            )
+            gen = traffic(opts, seed=opts.seed + 1)
             await paced(bootstrap, btopic, gen, rate=opts.rate, duration_s=opts.duration_s)
             await asyncio.sleep(3 * opts.fetch_wait_ms / 1000 + 1)
         finally:

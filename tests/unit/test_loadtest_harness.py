@@ -7,9 +7,11 @@ import http.server
 import threading
 from pathlib import Path
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from loadtest.__main__ import options
 from loadtest.harness import (
     FINAL_POLL_S,
     POLL_S,
@@ -18,6 +20,7 @@ from loadtest.harness import (
     end_to_end,
     next_poll_s,
     sustained,
+    traffic,
 )
 from streams.metrics import Metrics
 
@@ -126,3 +129,18 @@ def test_a_worker_that_does_not_answer_runs_an_unknown_core() -> None:
     server.server_close()
     worker = Worker(proc=None, web_port=port, log_path=Path("worker.log"))  # type: ignore[arg-type]
     assert worker.core() == "unknown"
+
+
+def test_a_run_sends_browser_messages_unless_told_lean() -> None:
+    def first(argv: list[str]) -> dict[str, object]:
+        opts = options(["--leads", "50", *argv])
+        message: dict[str, object] = orjson.loads(
+            traffic(opts).next(now_ms=1_795_000_000_000).value
+        )
+        return message
+
+    default, lean = first([]), first(["--payload", "lean"])
+    assert default["channel"] == "client" and "userAgent" in default["context"]  # type: ignore[operator]
+    assert "channel" not in lean and lean["anonymousId"] == default["anonymousId"]
+    with pytest.raises(SystemExit):
+        options(["--payload", "mobile"])
