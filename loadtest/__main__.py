@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from loadtest.generator import PAYLOADS
+from loadtest.generator import DEFAULT_PAYLOAD, PAYLOADS
 from loadtest.harness import Options, run
 
 
@@ -38,7 +38,7 @@ def options(argv: list[str] | None = None) -> Options:
     p.add_argument(
         "--payload",
         choices=PAYLOADS,
-        default="browser",
+        default=DEFAULT_PAYLOAD,
         help="browser: messages as analytics.js sends them (~880 bytes, the default); lean: "
         "only the fields Leadstream reads (~210 bytes, the traffic of the figures before "
         "stop 28)",

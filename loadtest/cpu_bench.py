@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, TypeVar
 
-from loadtest.generator import PAYLOADS, Generator, Payload
+from loadtest.generator import DEFAULT_PAYLOAD, PAYLOADS, Generator, Payload
 from loadtest.harness import MODEL
 from streams import CORE
 from streams.app import _records
@@ -49,7 +49,7 @@ def run(
     partitions: int,
     now: datetime | None = None,
     bad_rate: float = 0.0,
-    payload: Payload = "browser",
+    payload: Payload = DEFAULT_PAYLOAD,
     observe: Callable[[str, Any], None] | None = None,
 ) -> dict[str, float]:
     """Microseconds of CPU per event, by stage, over `events` events.
@@ -124,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=5000, help="records per intake batch")
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument(
-        "--payload", choices=PAYLOADS, default="browser", help="loadtest/generator.py's messages"
+        "--payload",
+        choices=PAYLOADS,
+        default=DEFAULT_PAYLOAD,
+        help="loadtest/generator.py's messages",
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs; the fastest is shown")
     parser.add_argument("--profile", action="store_true", help="print the top functions")

@@ -11,7 +11,7 @@ from typing import Literal
 
 import orjson
 
-__all__ = ["PAYLOADS", "Generator", "Message", "Payload"]
+__all__ = ["DEFAULT_PAYLOAD", "PAYLOADS", "Generator", "Message", "Payload"]
 
 #: What each message carries besides the fields Leadstream reads:
 #: - `lean`: only those (~210 bytes; the traffic of every figure before stop 28);
@@ -19,6 +19,9 @@ __all__ = ["PAYLOADS", "Generator", "Message", "Payload"]
 #:   it was sent from, user agent, locale, IP, the four timestamps, `ajs-next-` ids.
 Payload = Literal["lean", "browser"]
 PAYLOADS: tuple[Payload, ...] = ("lean", "browser")
+#: What the benchmarks send unless told otherwise (`Generator` itself defaults to `lean`,
+#: the traffic the tests were written against).
+DEFAULT_PAYLOAD: Payload = "browser"
 
 _COUNTRIES = ("US", "US", "US", "CA", "DE", "GB", "FR", "JP", "AU", "BR")
 _TITLES = ("VP Marketing", "Head of Sales", "Sales Manager", "Engineer", "Director of Ops", "CEO")

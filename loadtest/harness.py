@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import orjson
 from aiokafka import ConsumerRecord
 
-from loadtest.generator import Generator, Message, Payload
+from loadtest.generator import DEFAULT_PAYLOAD, Generator, Message, Payload
 from streams.broker import EmbeddedBroker, free_port, start_worker_process, stop_process_group
 from streams.cpus import available_cpus
 from streams.kafka_io import create_topics, tail
@@ -68,7 +68,7 @@ class Options:
     store: str = "memory"  # LEADSTREAM_STORE of the workers
     handover: bool = True  # LEADSTREAM_HANDOVER of the workers
     intake_process: bool | None = None  # LEADSTREAM_INTAKE_PROCESS; None: as the env says
-    payload: Payload = "browser"  # the generator's messages (loadtest/generator.py)
+    payload: Payload = DEFAULT_PAYLOAD  # the generator's messages (loadtest/generator.py)
 
 
 def log(text: str) -> None:
