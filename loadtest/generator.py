@@ -15,10 +15,14 @@ __all__ = ["DEFAULT_PAYLOAD", "PAYLOADS", "Generator", "Message", "Payload"]
 
 #: What each message carries besides the fields Leadstream reads:
 #: - `lean`: only those (~210 bytes; the traffic of every figure before stop 28);
+#: - `server`: what a server library (@segment/analytics-node) sends, as it lands on
+#:   engagement.raw through `leadstream ingest` or Segment (~470 bytes): the library, the
+#:   stamps the ingest adds (`receivedAt`, `originalTimestamp`), `node-next-` ids, a
+#:   page's URL besides its path: the events a backend, webinar or form tool sends;
 #: - `browser`: what analytics.js sends through a Segment source (~880 bytes): the page
 #:   it was sent from, user agent, locale, IP, the four timestamps, `ajs-next-` ids.
-Payload = Literal["lean", "browser"]
-PAYLOADS: tuple[Payload, ...] = ("lean", "browser")
+Payload = Literal["lean", "server", "browser"]
+PAYLOADS: tuple[Payload, ...] = ("lean", "server", "browser")
 #: What the benchmarks send unless told otherwise (`Generator` itself defaults to `lean`,
 #: the traffic the tests were written against).
 DEFAULT_PAYLOAD: Payload = "browser"
@@ -146,6 +150,8 @@ class Generator:
                 msg = {"type": "page", **base, "properties": {"path": path}}
         if self.payload == "browser":
             msg = self._browser(msg, person)
+        elif self.payload == "server":
+            msg = self._server(msg, ms)
         return Message(anon.encode(), orjson.dumps(msg), hot)
 
     def _browser(self, msg: dict[str, object], person: int) -> dict[str, object]:
@@ -189,6 +195,25 @@ class Generator:
             out["properties"] = page
         return out
 
+    def _server(self, msg: dict[str, object], ms: int) -> dict[str, object]:
+        """`msg` as @segment/analytics-node sends it, stamped by the ingest: the same fields
+        (a page's URL besides its path), and what the library and the ingest add. Drawn
+        from the message count, not the traffic's generator (the same events as lean)."""
+        stamp = msg["timestamp"]
+        out = {
+            **msg,
+            "messageId": f"node-next-{ms}-{_uuid(f'{self.seed}-{self._count}')}",
+            "context": {"library": {"name": "@segment/analytics-node", "version": "2.1.3"}},
+            "integrations": {},
+            "_metadata": {"jsRuntime": "node"},
+            "originalTimestamp": stamp,
+            "receivedAt": stamp,
+        }
+        props = msg.get("properties")
+        if msg["type"] == "page" and isinstance(props, dict) and isinstance(props.get("path"), str):
+            out["properties"] = {**props, "url": _SITE + props["path"]}
+        return out
+
     def _identify(self, base: dict[str, object], person: int) -> dict[str, object]:
         rng = self._rng
         company = person % 5000
@@ -211,6 +236,12 @@ class Generator:
 def _md5(text: str) -> str:
     """32 hex digits, as analytics.js makes its messageIds (an id, not security)."""
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _uuid(text: str) -> str:
+    """A version-4-shaped UUID of `text` (stable: the traffic is reproducible by seed)."""
+    h = _md5(text)
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
 
 
 def _hash_int(text: str) -> int:

@@ -68,6 +68,29 @@ def test_browser_payload_is_the_same_traffic_as_analytics_js_sends_it() -> None:
     assert 700 < size < 1000 and sum(map(len, lean)) / len(lean) < 250
 
 
+def test_server_payload_is_the_same_traffic_as_analytics_node_sends_it() -> None:
+    lean = _take(Generator(leads=2000, seed=3), 3000)
+    server = _take(Generator(leads=2000, seed=3, payload="server"), 3000)
+    read = [decode_person_event(v) for v in lean]
+    read_server = [decode_person_event(v) for v in server]
+    assert not [e for e in read_server if isinstance(e, Rejection)]
+    # What Leadstream reads is the same, event for event; only the messageIds differ.
+    assert [e.model_copy(update={"mid": ""}) for e in read] == [  # type: ignore[union-attr]
+        e.model_copy(update={"mid": ""})
+        for e in read_server  # type: ignore[union-attr]
+    ]
+    ids = [e.mid for e in read_server]  # type: ignore[union-attr]
+    assert len(set(ids)) == len(ids) and all(i.startswith("node-next-1795000000000-") for i in ids)
+    messages = [orjson.loads(v) for v in server]
+    page = next(m for m in messages if m["type"] == "page")
+    assert page["context"] == {"library": {"name": "@segment/analytics-node", "version": "2.1.3"}}
+    assert page["integrations"] == {} and page["_metadata"] == {"jsRuntime": "node"}
+    assert page["properties"]["url"] == "https://www.example-saas.com" + page["properties"]["path"]
+    # The stamps `leadstream ingest` adds to what a server library sends.
+    assert all(m["receivedAt"] == m["originalTimestamp"] == m["timestamp"] for m in messages)
+    assert 400 < sum(map(len, server)) / len(server) < 550
+
+
 def test_an_unknown_payload_is_refused_with_the_choices() -> None:
-    with pytest.raises(ValueError, match="lean, browser"):
+    with pytest.raises(ValueError, match="lean, server, browser"):
         Generator(leads=10, seed=1, payload="mobile")  # type: ignore[arg-type]

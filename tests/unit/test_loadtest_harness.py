@@ -131,7 +131,7 @@ def test_a_worker_that_does_not_answer_runs_an_unknown_core() -> None:
     assert worker.core() == "unknown"
 
 
-def test_a_run_sends_browser_messages_unless_told_lean() -> None:
+def test_a_run_sends_browser_messages_unless_told_server_or_lean() -> None:
     def first(argv: list[str]) -> dict[str, object]:
         opts = options(["--leads", "50", *argv])
         message: dict[str, object] = orjson.loads(
@@ -140,7 +140,10 @@ def test_a_run_sends_browser_messages_unless_told_lean() -> None:
         return message
 
     default, lean = first([]), first(["--payload", "lean"])
+    server = first(["--payload", "server"])
     assert default["channel"] == "client" and "userAgent" in default["context"]  # type: ignore[operator]
     assert "channel" not in lean and lean["anonymousId"] == default["anonymousId"]
+    assert str(server["messageId"]).startswith("node-next-") and "receivedAt" in server
+    assert server["anonymousId"] == default["anonymousId"]
     with pytest.raises(SystemExit):
         options(["--payload", "mobile"])
