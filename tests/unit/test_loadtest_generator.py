@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import cast
 
 import orjson
 import pytest
 
 from loadtest.generator import Generator
+from schemas.internal import PersonEvent
 from streams.codec import Rejection, decode_person_event
 
 
@@ -39,18 +41,23 @@ def test_bad_rate_produces_that_share_of_invalid_messages() -> None:
     assert 400 < bad < 600
 
 
+def _read_as(lean: list[bytes], other: list[bytes]) -> list[PersonEvent]:
+    """`other` as Leadstream reads it: all valid, and the same events as `lean`, event for
+    event; only the messageIds differ."""
+    read = [decode_person_event(v) for v in lean]
+    read_other = [decode_person_event(v) for v in other]
+    assert not [e for e in read + read_other if isinstance(e, Rejection)]
+    events = cast(list[PersonEvent], read_other)
+    assert [e.model_copy(update={"mid": ""}) for e in cast(list[PersonEvent], read)] == [
+        e.model_copy(update={"mid": ""}) for e in events
+    ]
+    return events
+
+
 def test_browser_payload_is_the_same_traffic_as_analytics_js_sends_it() -> None:
     lean = _take(Generator(leads=2000, seed=3), 3000)
     browser = _take(Generator(leads=2000, seed=3, payload="browser"), 3000)
-    read = [decode_person_event(v) for v in lean]
-    read_browser = [decode_person_event(v) for v in browser]
-    assert not [e for e in read_browser if isinstance(e, Rejection)]
-    # What Leadstream reads is the same, event for event; only the messageIds differ.
-    assert [e.model_copy(update={"mid": ""}) for e in read] == [  # type: ignore[union-attr]
-        e.model_copy(update={"mid": ""})
-        for e in read_browser  # type: ignore[union-attr]
-    ]
-    ids = [e.mid for e in read_browser]  # type: ignore[union-attr]
+    ids = [e.mid for e in _read_as(lean, browser)]
     assert len(set(ids)) == len(ids) and all(i.startswith("ajs-next-") for i in ids)
     page = orjson.loads(browser[0])
     assert page["channel"] == "client" and page["integrations"] == {}
@@ -71,15 +78,7 @@ def test_browser_payload_is_the_same_traffic_as_analytics_js_sends_it() -> None:
 def test_server_payload_is_the_same_traffic_as_analytics_node_sends_it() -> None:
     lean = _take(Generator(leads=2000, seed=3), 3000)
     server = _take(Generator(leads=2000, seed=3, payload="server"), 3000)
-    read = [decode_person_event(v) for v in lean]
-    read_server = [decode_person_event(v) for v in server]
-    assert not [e for e in read_server if isinstance(e, Rejection)]
-    # What Leadstream reads is the same, event for event; only the messageIds differ.
-    assert [e.model_copy(update={"mid": ""}) for e in read] == [  # type: ignore[union-attr]
-        e.model_copy(update={"mid": ""})
-        for e in read_server  # type: ignore[union-attr]
-    ]
-    ids = [e.mid for e in read_server]  # type: ignore[union-attr]
+    ids = [e.mid for e in _read_as(lean, server)]
     assert len(set(ids)) == len(ids) and all(i.startswith("node-next-1795000000000-") for i in ids)
     messages = [orjson.loads(v) for v in server]
     page = next(m for m in messages if m["type"] == "page")
