@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
+from zlib import adler32, crc32
 
 from schemas.decisions import (
     SCHEMA_VERSION,
@@ -182,7 +182,7 @@ def _digest(message_id: str) -> str:
     """
     data = message_id.encode("utf-8")
     # Both as 8 hex digits, CRC first (half the cost of an f-string with two formats).
-    return ((zlib.crc32(data) << 32) | zlib.adler32(data)).to_bytes(8, "big").hex()
+    return ((crc32(data) << 32) | adler32(data)).to_bytes(8, "big").hex()
 
 
 #: The length of a digest in a lead's `seen`, which holds them end to end.
@@ -249,21 +249,26 @@ def apply_batch(
     error, and its lead keeps the state it had: one bad event must not block a partition.
     `apply` replaces `apply_event` in tests.
     """
-    apply = apply or apply_event
     result = BatchResult(rotation=as_state(rotation))
     for event in events:
-        current = result.leads.get(event.pk) or leads.get(event.pk)
+        pk = event.pk
+        current = result.leads.get(pk) or leads.get(pk)
         try:
-            applied = apply(
-                current, event, model=model, rotation=result.rotation, limits=limits, now=now
-            )
+            if apply is None:  # a direct call: compiled, it skips the keyword-argument parsing
+                applied = apply_event(
+                    current, event, model=model, rotation=result.rotation, limits=limits, now=now
+                )
+            else:
+                applied = apply(
+                    current, event, model=model, rotation=result.rotation, limits=limits, now=now
+                )
         except Exception as exc:
             result.failed.append((event, f"{type(exc).__name__}: {exc}"))
             continue
         if applied.duplicate:
             result.duplicates += 1
             continue
-        result.leads[event.pk] = applied.lead
+        result.leads[pk] = applied.lead
         result.decisions.extend(applied.decisions)
         result.rotation = applied.rotation
     return result
@@ -279,43 +284,31 @@ def apply_event(
     now: datetime,
 ) -> Applied:
     """One event: dedupe, identity, score, triggers, stage, routing; the decisions it causes."""
-    if lead is not None and lead.alias_of is not None:
-        # This identifier belongs to another lead now (a merge): the event goes there.
-        forwarded = trusted(PersonEvent, {**event.__dict__, "pk": lead.alias_of})
-        return Applied(lead, (forwarded,), as_state(rotation))
-    digest = _digest(event.mid)
+    fields = event.__dict__  # the hot path reads fields as dict items (see _seen_only)
+    digest = _digest(fields["mid"])
     read_at = _read_at(event)
-    if lead is not None and (
-        _seen(lead.seen, digest)
-        or (read_at is not None and lead.applied.get(read_at[0], -1) >= read_at[1])
-    ):
-        return Applied(lead, (), as_state(rotation), duplicate=True)
+    if lead is not None:
+        state = lead.__dict__
+        alias_of = state["alias_of"]
+        if alias_of is not None:
+            # This identifier belongs to another lead now (a merge): the event goes there.
+            forwarded = trusted(PersonEvent, {**fields, "pk": alias_of})
+            return Applied(lead, (forwarded,), as_state(rotation))
+        offsets: dict[str, int] = state["applied"]
+        if _seen(state["seen"], digest) or (
+            read_at is not None and offsets.get(read_at[0], -1) >= read_at[1]
+        ):
+            return Applied(lead, (), as_state(rotation), duplicate=True)
     if lead is None:
         lead = _NEW(lead_id=lead_id_for(event.pk), pk=event.pk, first_ms=event.ts_ms)
     elif lead.model != model.version:
         lead = _migrate(lead, model)
 
-    clock = max(lead.last_ms, event.ts_ms)
-    if (
-        not event.traits
-        and (event.uid is None or event.uid == lead.uid)
-        and (not event.aid or event.aid in lead.aids)
-        and not lead.pending
-        and not model.index.reads(event.kind, event.name)
-        and _points(lead.decay, model, clock) == lead.scores
-    ):
-        # The common case, an event no rule or trigger reads from a lead we know: nothing
-        # to decide, nothing to emit (about half of all traffic, at a third of the cost).
-        seen_only = {
-            "last_ms": clock,
-            "events": lead.events + 1,
-            "history": _add_history(lead.history, event, limits, clock=clock),
-            "seen": (lead.seen + digest)[-limits.dedupe_window * DIGEST_CHARS :],
-            "applied": _applied(lead.applied, read_at),
-            **_first_touch(lead, event),
-        }
-        return Applied(_replace(lead, seen_only), (), as_state(rotation))
+    seen_only = _seen_only(lead, event, digest, read_at, model=model, limits=limits)
+    if seen_only is not None:
+        return Applied(seen_only, (), as_state(rotation))
 
+    clock = max(lead.last_ms, event.ts_ms)
     aids = lead.aids
     if event.aid and event.aid not in aids:
         aids = (*aids, event.aid)[-_MAX_ANONYMOUS_IDS:]
@@ -355,6 +348,54 @@ def apply_event(
     if event.uid or event.traits or (applied.lead.rep is not None and lead.rep is None):
         return _claim(applied, limits)
     return applied
+
+
+def _seen_only(
+    lead: LeadState,
+    event: PersonEvent,
+    digest: str,
+    read_at: tuple[str, int] | None,
+    *,
+    model: LeadModel,
+    limits: Limits,
+) -> LeadState | None:
+    """The lead after an event no rule or trigger reads, from a lead we know: nothing to
+    decide, nothing to emit (over half of all traffic, at a third of the cost). None for
+    any other event.
+
+    The hottest code of the worker. It reads both models' fields from their `__dict__`,
+    each once: a dict lookup instead of pydantic's attribute hook (~4x cheaper, compiled).
+    """
+    state = lead.__dict__
+    fields = event.__dict__
+    uid = fields["uid"]
+    aid = fields["aid"]
+    if (
+        fields["traits"]
+        or (uid is not None and uid != state["uid"])
+        or (aid and aid not in state["aids"])
+        or state["pending"]
+        or model.index.reads(fields["kind"], fields["name"])
+    ):
+        return None
+    ts_ms: int = fields["ts_ms"]
+    last_ms: int = state["last_ms"]
+    clock = max(last_ms, ts_ms)
+    if _points(state["decay"], model, clock) != state["scores"]:
+        return None  # a score decayed or reset: the lead's scores change
+    events: int = state["events"]
+    seen: str = state["seen"]
+    item = (ts_ms, fields["kind"], fields["name"], fields["asset"])
+    changed = dict(state)
+    changed["last_ms"] = clock
+    changed["events"] = events + 1
+    changed["history"] = _add_item(state["history"], item, limits, clock=clock)
+    changed["seen"] = (seen + digest)[-limits.dedupe_window * DIGEST_CHARS :]
+    changed["applied"] = _applied(state["applied"], read_at)
+    if state["source"] is None and state["campaign"] is None:
+        changed["source"] = fields["source"]  # the first touch: both None until an event has one
+        changed["campaign"] = fields["campaign"]
+    return trusted(LeadState, changed)
 
 
 def _first_touch(lead: LeadState, event: PersonEvent) -> dict[str, object]:
@@ -1040,10 +1081,12 @@ def sla_tick(
 
 def _read_at(event: PersonEvent) -> tuple[str, int] | None:
     """("<person key>|<raw partition>", raw offset) of an event read from engagement.raw."""
-    if event.src is None:
+    fields = event.__dict__  # hot path: dict items, not pydantic attributes
+    src: tuple[int, int] | None = fields["src"]
+    if src is None:
         return None
-    origin = event.aid or event.uid or event.pk
-    return f"{origin}|{event.src[0]}", event.src[1]
+    origin: str = fields["aid"] or fields["uid"] or fields["pk"]
+    return f"{origin}|{src[0]}", src[1]
 
 
 def _applied(applied: dict[str, int], read_at: tuple[str, int] | None) -> dict[str, int]:
@@ -1276,8 +1319,14 @@ def _add_history(history: _History, event: PersonEvent, limits: Limits, *, clock
     """The history with `event`, at most `history_kept` entries, none older than the
     activity retention by the lead's clock `clock` (ms)."""
     item = (event.ts_ms, event.kind, event.name, event.asset)
+    return _add_item(history, item, limits, clock=clock)
+
+
+def _add_item(
+    history: _History, item: tuple[int, str, str, str | None], limits: Limits, *, clock: int
+) -> _History:
     kept = limits.history_kept
-    if not history or history[-1][0] <= event.ts_ms:  # the usual case: in order
+    if not history or history[-1][0] <= item[0]:  # the usual case: in order
         return _retained((*history, item)[-kept:], limits, clock)
     return _retained(tuple(sorted((*history, item), key=lambda a: a[0]))[-kept:], limits, clock)
 
