@@ -334,7 +334,7 @@ def apply_event(
         "history": _add_history(lead.history, event, limits, clock=clock),
         "seen": (lead.seen + digest)[-limits.dedupe_window * DIGEST_CHARS :],
         "applied": _applied(lead.applied, read_at),
-        **_first_touch(lead, event),
+        **_first_touch(lead.__dict__, event.__dict__),
     }
     known = is_known(uid, traits)
     # A trigger that fires while the visitor is anonymous waits until we know who it is.
@@ -392,20 +392,19 @@ def _seen_only(
     changed["history"] = _add_item(state["history"], item, limits, clock=clock)
     changed["seen"] = (seen + digest)[-limits.dedupe_window * DIGEST_CHARS :]
     changed["applied"] = _applied(state["applied"], read_at)
-    if state["source"] is None and state["campaign"] is None:
-        changed["source"] = fields["source"]  # the first touch: both None until an event has one
-        changed["campaign"] = fields["campaign"]
+    changed.update(_first_touch(state, fields))
     return trusted(LeadState, changed)
 
 
-def _first_touch(lead: LeadState, event: PersonEvent) -> dict[str, object]:
+def _first_touch(lead: Mapping[str, object], event: Mapping[str, object]) -> dict[str, object]:
     """The event's UTM source and campaign when it is the lead's first touch (the first
-    event with either); a lead keeps its first touch for good."""
-    if lead.source is not None or lead.campaign is not None:
+    event with either); a lead keeps its first touch for good. Takes the lead's and the
+    event's `__dict__` (the hot path reads fields as dict items)."""
+    if lead["source"] is not None or lead["campaign"] is not None:
         return {}
-    if event.source is None and event.campaign is None:
+    if event["source"] is None and event["campaign"] is None:
         return {}
-    return {"source": event.source, "campaign": event.campaign}
+    return {"source": event["source"], "campaign": event["campaign"]}
 
 
 def identity_keys(
