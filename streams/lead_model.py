@@ -487,6 +487,12 @@ class _Index:
         self.rule_score = {r.id: s.id for s in model.scores for r in s.rules}
         self.rules = {r.id: r for s in model.scores for r in s.rules}
         self.scores = {s.id: s for s in model.scores}
+        # What the core reads for every event of a lead with a score, as plain values: the
+        # primary score's id, and each score's (id, half-life ms, reset ms) in model order.
+        self.primary_id = model.scores[0].id
+        self.decays: tuple[tuple[str, float | None, float | None], ...] = tuple(
+            (s.id, s.decay.half_life_ms, s.decay.reset_after_ms) for s in model.scores
+        )
         self.competitors = frozenset(model.fit.competitor_domains)
         self.free_mail = frozenset(model.fit.free_mail_domains)
         self.fit_memo: dict[tuple[object, ...], Any] = {}

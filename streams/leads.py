@@ -56,11 +56,11 @@ from streams.scoring import (
     Engagement,
     Fire,
     add_engagement,
+    decayed,
     fit_of,
     is_known,
     named_scores,
     next_stage,
-    read_score,
     update_triggers,
 )
 from streams.sla import due_ms as sla_due_ms
@@ -300,24 +300,38 @@ def apply_event(
         ):
             return Applied(lead, (), as_state(rotation), duplicate=True)
     if lead is None:
-        lead = _NEW(lead_id=lead_id_for(event.pk), pk=event.pk, first_ms=event.ts_ms)
-    elif lead.model != model.version:
+        pk: str = fields["pk"]
+        lead = _NEW(lead_id=lead_id_for(pk), pk=pk, first_ms=fields["ts_ms"])
+    elif lead.__dict__["model"] != model.version:
         lead = _migrate(lead, model)
 
     seen_only = _seen_only(lead, event, digest, read_at, model=model, limits=limits)
     if seen_only is not None:
         return Applied(seen_only, (), as_state(rotation))
 
-    clock = max(lead.last_ms, event.ts_ms)
-    aids = lead.aids
-    if event.aid and event.aid not in aids:
-        aids = (*aids, event.aid)[-_MAX_ANONYMOUS_IDS:]
-    uid = event.uid or lead.uid
-    traits = {**lead.traits, **event.traits} if event.traits else lead.traits
-    if "phone" in event.traits:  # E.164 in the lead's country (known only here)
-        traits = normalize_traits(traits, default_region=limits.phone_region)
-    engagement = add_engagement(_engagement(lead), event, model)
-    hits, fired, fires = update_triggers(lead.hits, lead.fired, event, model)
+    # Both models' fields as dict items from here on too (see _seen_only).
+    state = lead.__dict__
+    ts_ms: int = fields["ts_ms"]
+    last_ms: int = state["last_ms"]
+    clock = max(last_ms, ts_ms)
+    aids: tuple[str, ...] = state["aids"]
+    aid: str | None = fields["aid"]
+    if aid and aid not in aids:
+        aids = (*aids, aid)[-_MAX_ANONYMOUS_IDS:]
+    uid: str | None = fields["uid"] or state["uid"]
+    new_traits: dict[str, TraitValue] = fields["traits"]
+    traits: dict[str, TraitValue] = state["traits"]
+    if new_traits:
+        traits = {**traits, **new_traits}
+        if "phone" in new_traits:  # E.164 in the lead's country (known only here)
+            traits = normalize_traits(traits, default_region=limits.phone_region)
+    engagement = add_engagement(
+        Engagement(state["rules"], state["days"], state["assets"], state["decay"]), event, model
+    )
+    hits, fired, fires = update_triggers(state["hits"], state["fired"], event, model)
+    events: int = state["events"]
+    seen: str = state["seen"]
+    item = (ts_ms, fields["kind"], fields["name"], fields["asset"])
     changes: dict[str, object] = {
         "aids": aids,
         "uid": uid,
@@ -329,23 +343,24 @@ def apply_event(
         "hits": hits,
         "fired": fired,
         "last_ms": clock,
-        "events": lead.events + 1,
+        "events": events + 1,
         "model": model.version,
-        "history": _add_history(lead.history, event, limits, clock=clock),
-        "seen": (lead.seen + digest)[-limits.dedupe_window * DIGEST_CHARS :],
-        "applied": _applied(lead.applied, read_at),
-        **_first_touch(lead.__dict__, event.__dict__),
+        "history": _add_item(state["history"], item, limits, clock=clock),
+        "seen": (seen + digest)[-limits.dedupe_window * DIGEST_CHARS :],
+        "applied": _applied(state["applied"], read_at),
+        **_first_touch(state, fields),
     }
     known = is_known(uid, traits)
     # A trigger that fires while the visitor is anonymous waits until we know who it is.
+    pending: tuple[tuple[str, str, int], ...] = state["pending"]
     if known:
-        fires = [Fire(t, m, ts) for t, m, ts in lead.pending] + fires
+        fires = [Fire(t, m, ts) for t, m, ts in pending] + fires
         changes["pending"] = ()
     elif fires:
-        changes["pending"] = lead.pending + tuple((f.trigger, f.message_id, f.ts_ms) for f in fires)
+        changes["pending"] = pending + tuple((f.trigger, f.message_id, f.ts_ms) for f in fires)
         fires = []
     applied = _decide(lead, changes, engagement, fires, event, model, rotation, now, limits=limits)
-    if event.uid or event.traits or (applied.lead.rep is not None and lead.rep is None):
+    if fields["uid"] or new_traits or (applied.lead.rep is not None and state["rep"] is None):
         return _claim(applied, limits)
     return applied
 
@@ -458,47 +473,54 @@ def _decide(
     alert_fires: bool = True,
 ) -> Applied:
     """Scores, grade and stage of the changed lead, and the records that tells the world."""
-    if limits.accounts is not None and "traits" in changes and changes["traits"] is not lead.traits:
-        _match_account(changes, limits.accounts, model)
-    traits: Mapping[str, TraitValue] = changes.get("traits", lead.traits)  # type: ignore[assignment]
-    uid: str | None = changes.get("uid", lead.uid)  # type: ignore[assignment]
-    clock: int = changes.get("last_ms", lead.last_ms)  # type: ignore[assignment]
+    old = lead.__dict__  # fields as dict items (see _seen_only)
+    old_traits: Mapping[str, TraitValue] = old["traits"]
+    accounts = limits.accounts
+    if accounts is not None and "traits" in changes and changes["traits"] is not old_traits:
+        _match_account(changes, accounts, model)
+    traits: Mapping[str, TraitValue] = changes.get("traits", old_traits)  # type: ignore[assignment]
+    uid: str | None = changes.get("uid", old["uid"])  # type: ignore[assignment]
+    last_ms: int = old["last_ms"]
+    clock: int = changes.get("last_ms", last_ms)  # type: ignore[assignment]
     fit, grade, fit_lines = fit_of(traits, model)
     points = _points(engagement.decay, model, clock)
     known = is_known(uid, traits)
-    start, why_start = lead.stage, None
-    if lead.stage == "mql" and clock > lead.last_ms and lead.decay:
+    old_stage: Stage = old["stage"]
+    old_grade: Grade = old["grade"]
+    ts_ms: int = event.__dict__["ts_ms"]
+    start, why_start = old_stage, None
+    if old_stage == "mql" and clock > last_ms and old["decay"]:
         # Time passes before this event counts: an MQL that decayed under its margin is
         # recycled first, whatever the events at this moment add (else the order of events
         # with one timestamp would decide whether a lead stays an MQL).
         start, why_start = next_stage(
             "mql",
             known=known,
-            points=_points(lead.decay, model, clock),
-            grade=lead.grade,  # type: ignore[arg-type]
+            points=_points(old["decay"], model, clock),
+            grade=old_grade,
             model=model,
         )
     stage, reason = next_stage(start, known=known, points=points, grade=grade, model=model)
-    if stage == start and start != lead.stage:
+    if stage == start and start != old_stage:
         reason = why_start
     if reason is not None and reason_prefix:
         reason = reason_prefix + reason
-    primary = points.get(model.primary.id, 0)
+    primary = points.get(model.index.primary_id, 0)
     if fires:
         fires = _fit_enough(fires, grade, lead, changes, model)
-    became_mql = stage == "mql" and lead.stage != "mql"
-    changes.update(
-        scores=points,
-        score=primary,
-        fit=fit,
-        grade=grade,
-        stage=stage,
-        stage_ms=event.ts_ms if stage != lead.stage else lead.stage_ms,
-        mql_ms=event.ts_ms if became_mql else lead.mql_ms,
-    )
+    became_mql = stage == "mql" and old_stage != "mql"
+    changes["scores"] = points
+    changes["score"] = primary
+    changes["fit"] = fit
+    changes["grade"] = grade
+    changes["stage"] = stage
+    changes["stage_ms"] = ts_ms if stage != old_stage else old["stage_ms"]
+    changes["mql_ms"] = ts_ms if became_mql else old["mql_ms"]
     new = _replace(lead, changes)
     decisions: list[Decision] = []
-    changed = points != lead.scores or stage != lead.stage or (grade, fit) != (lead.grade, lead.fit)
+    changed = (
+        points != old["scores"] or stage != old_stage or (grade, fit) != (old_grade, old["fit"])
+    )
     handing_off = bool(fires if alert_fires else ()) or became_mql
     # Lines cost more than the rest of scoring: only built when something goes out.
     named = named_scores(engagement, model, clock) if changed or handing_off else ()
@@ -510,18 +532,18 @@ def _decide(
                     schema_version=SCHEMA_VERSION,
                     lead_id=new.lead_id,
                     score=primary,
-                    previous_score=lead.score,
+                    previous_score=old["score"],
                     breakdown=named[0].breakdown,
                     scores=named,
                     fit=fit,
                     grade=grade,
                     fit_breakdown=fit_lines,
                     stage=stage,
-                    previous_stage=lead.stage,
+                    previous_stage=old_stage,
                     reason=reason,
                     model_version=model.version,
-                    message_id=event.mid,
-                    occurred_at=_ms_to_dt(event.ts_ms),
+                    message_id=event.__dict__["mid"],
+                    occurred_at=_ms_to_dt(ts_ms),
                     created_at=now,
                 ),
             )
@@ -618,7 +640,12 @@ def _points(decay: Mapping[str, DecayState], model: LeadModel, clock: int) -> di
     never score, and their state stays small)."""
     if not decay:
         return {}
-    return {s.id: p for s in model.scores if s.id in decay and (p := read_score(decay, s, clock))}
+    points: dict[str, int] = {}
+    for score_id, half_life_ms, reset_after_ms in model.index.decays:
+        current = decay.get(score_id)
+        if current is not None and (p := decayed(current, half_life_ms, reset_after_ms, clock)):
+            points[score_id] = p
+    return points
 
 
 def _fit_enough(
@@ -1314,16 +1341,11 @@ def _hand_off(
 _History = tuple[tuple[int, str, str, str | None], ...]
 
 
-def _add_history(history: _History, event: PersonEvent, limits: Limits, *, clock: int) -> _History:
-    """The history with `event`, at most `history_kept` entries, none older than the
-    activity retention by the lead's clock `clock` (ms)."""
-    item = (event.ts_ms, event.kind, event.name, event.asset)
-    return _add_item(history, item, limits, clock=clock)
-
-
 def _add_item(
     history: _History, item: tuple[int, str, str, str | None], limits: Limits, *, clock: int
 ) -> _History:
+    """The history with `item` (an event's ms, kind, name, asset), at most `history_kept`
+    entries, none older than the activity retention by the lead's clock `clock` (ms)."""
     kept = limits.history_kept
     if not history or history[-1][0] <= item[0]:  # the usual case: in order
         return _retained((*history, item)[-kept:], limits, clock)

@@ -30,6 +30,7 @@ __all__ = [
     "Engagement",
     "Fire",
     "add_engagement",
+    "decayed",
     "fit_of",
     "is_known",
     "named_scores",
@@ -191,14 +192,20 @@ def read_score(decay: Mapping[str, DecayState], score: Score, at_ms: int) -> int
     current = decay.get(score.id)
     if current is None:
         return 0
+    return decayed(current, score.decay.half_life_ms, score.decay.reset_after_ms, at_ms)
+
+
+def decayed(
+    current: DecayState, half_life_ms: float | None, reset_after_ms: float | None, at_ms: int
+) -> int:
+    """`read_score` of a score's state, with its decay's parameters (the lead model's
+    `index.decays` holds them as plain values, for the per-event check)."""
     value, as_of, _ = current
     idle = max(0, at_ms - as_of)
-    reset_ms = score.decay.reset_after_ms
-    if reset_ms is not None and idle > reset_ms:
+    if reset_after_ms is not None and idle > reset_after_ms:
         return 0
-    half_life = score.decay.half_life_ms
-    if half_life is not None and idle:
-        value *= 2.0 ** (-idle / half_life)
+    if half_life_ms is not None and idle:
+        value *= 2.0 ** (-idle / half_life_ms)
     return math.floor(value + 0.5)  # half up, the same for every order of the same events
 
 
