@@ -338,9 +338,7 @@ def apply_event(
         traits = {**traits, **new_traits}
         if "phone" in new_traits:  # E.164 in the lead's country (known only here)
             traits = normalize_traits(traits, default_region=limits.phone_region)
-    engagement = add_engagement(
-        Engagement(state["rules"], state["days"], state["assets"], state["decay"]), event, model
-    )
+    engagement = add_engagement(_engagement(lead), event, model)
     hits, fired, fires = update_triggers(state["hits"], state["fired"], event, model)
     events: int = state["events"]
     seen: str = state["seen"]
@@ -745,7 +743,8 @@ def _contact(
 
 
 def _engagement(lead: LeadState) -> Engagement:
-    return Engagement(lead.rules, lead.days, lead.assets, lead.decay)
+    state = lead.__dict__  # dict items: it runs for every event that scores (see _seen_only)
+    return Engagement(state["rules"], state["days"], state["assets"], state["decay"])
 
 
 def _migrate(lead: LeadState, model: LeadModel) -> LeadState:
