@@ -188,8 +188,12 @@ def test_a_backlog_of_new_people_keeps_being_handed_over_past_the_stage_s_own_li
     # intake's records. The intake waits for those too before it forwards more: else its
     # next record lands behind a Link not yet applied, is not the one its partition expects,
     # and goes to the consumer, and so does every record after it while the intake reads on.
-    # Measured: 30-38 of ~69 records handed over; 9-13 without waiting for the Links.
-    worker = make_worker(start=False, LEADSTREAM_INTAKE_BATCH_MAX="1000")
+    # Fetches of 250 records, so the backlog is many more records than the read-ahead's
+    # slack (READ_AHEAD_SLACK_RECORDS). Measured with the intake in its own process: 103-105
+    # of ~122 records handed over; 36 without waiting for the Links. (With fetches of 1,000
+    # it was 12 of 36 either way: the slack covered the whole backlog.) In the worker's
+    # process the stage's Links are written before the intake reads on, waited for or not.
+    worker = make_worker(start=False, LEADSTREAM_INTAKE_BATCH_MAX="250")
     events = []
     for n in range(1500):
         events.append(identify(f"n-{n}", anon=f"anon-n{n}", user=f"user-n{n}"))
@@ -209,4 +213,4 @@ def test_a_backlog_of_new_people_keeps_being_handed_over_past_the_stage_s_own_li
         timeout_s=10,
     )
     handed = _handed_over(worker.metrics())
-    assert handed >= len(records) / 3, (handed, len(records))
+    assert handed >= len(records) * 2 / 3, (handed, len(records))
