@@ -353,9 +353,10 @@ class InboxFeed(mode.Service):
                 await consumer._client.force_metadata_update()
                 await asyncio.sleep(0.1)
             tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
+            # Before assigning: a fetch in flight would hold these up (`open_partition`).
             first = await consumer.beginning_offsets(tps)
             end = await consumer.end_offsets(tps)
+            consumer.assign(tps)
             for tp in tps:
                 consumer.seek(tp, max(first[tp], end[tp] - self._backlog))
         except BaseException:

@@ -81,7 +81,9 @@ async def produce(
 
 async def _consumer(
     kafka: KafkaConnection | str, topic: str, fetch_wait_ms: int
-) -> AIOKafkaConsumer:
+) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
+    """A consumer with no group on every partition of `topic` from its beginning, and each
+    partition's end offset now."""
     consumer = AIOKafkaConsumer(
         **as_connection(kafka).client_kwargs(),
         enable_auto_commit=False,
@@ -100,9 +102,14 @@ async def _consumer(
         await consumer._client.force_metadata_update()
         await asyncio.sleep(0.1)
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    try:
+        ends = await consumer.end_offsets(tps)  # before a fetch is in flight (`open_partition`)
+    except BaseException:
+        await consumer.stop()
+        raise
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
-    return consumer
+    return consumer, ends
 
 
 async def read_until(
@@ -114,7 +121,7 @@ async def read_until(
     fetch_wait_ms: int = 100,
 ) -> list[ConsumerRecord]:
     """Read a topic from the beginning until `done(records)` or the deadline; return all read."""
-    consumer = await _consumer(kafka, topic, fetch_wait_ms)
+    consumer, _ = await _consumer(kafka, topic, fetch_wait_ms)
     records: list[ConsumerRecord] = []
     try:
         deadline = time.monotonic() + timeout_s
@@ -135,7 +142,7 @@ async def tail(
     fetch_wait_ms: int = 100,
 ) -> None:
     """Call `on_record` for every record of `topic`, from the beginning, until cancelled."""
-    consumer = await _consumer(kafka, topic, fetch_wait_ms)
+    consumer, _ = await _consumer(kafka, topic, fetch_wait_ms)
     try:
         while True:
             batch = await consumer.getmany(timeout_ms=500)
@@ -156,11 +163,9 @@ async def read_to_end(
 ) -> list[ConsumerRecord]:
     """Every record of `topic` from the beginning to its end as of now, with a record
     timestamp at or after `since_ms`; `progress(records read)` is called as it goes."""
-    consumer = await _consumer(kafka, topic, fetch_wait_ms=100)
+    consumer, end = await _consumer(kafka, topic, fetch_wait_ms=100)
     try:
-        tps = list(consumer.assignment())
-        end = await consumer.end_offsets(tps)
-        left = {tp for tp in tps if end[tp] > 0}
+        left = {tp for tp, offset in end.items() if offset > 0}
         records: list[ConsumerRecord] = []
         read = 0
         deadline = time.monotonic() + timeout_s
@@ -224,9 +229,12 @@ async def open_partition(
         while consumer.partitions_for_topic(topic) is None:
             await consumer._client.force_metadata_update()
             await asyncio.sleep(0.1)
+        # The end first: once assigned, the consumer's first fetch is on its way, and the
+        # broker answers one request of a connection at a time, so the end offset would
+        # wait out that fetch's wait (`fetch_wait_ms` of every worker's start-up, twice).
+        end = (await consumer.end_offsets([tp]))[tp]
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
     except BaseException:
         await consumer.stop()
         raise

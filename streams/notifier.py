@@ -189,6 +189,7 @@ class DeliveredLog:
     async def catch_up(self) -> int:
         """Read up to the topic's end as of now; return the deliveries remembered."""
         consumer = self._consumer
+        end: int | None = None
         if consumer is None:
             consumer = AIOKafkaConsumer(
                 **self._kafka.client_kwargs(),
@@ -202,13 +203,16 @@ class DeliveredLog:
                 while consumer.partitions_for_topic(self._tp.topic) is None:
                     await consumer._client.force_metadata_update()
                     await asyncio.sleep(0.1)  # created moments ago: wait for the metadata
+                # Before assigning: a fetch in flight would hold it up (kafka_io.open_partition).
+                end = (await consumer.end_offsets([self._tp]))[self._tp]
                 consumer.assign([self._tp])
                 await consumer.seek_to_beginning(self._tp)
             except BaseException:
                 await consumer.stop()
                 raise
             self._consumer = consumer
-        end = (await consumer.end_offsets([self._tp]))[self._tp]
+        if end is None:
+            end = (await consumer.end_offsets([self._tp]))[self._tp]
         while await consumer.position(self._tp) < end:
             fetched = await consumer.getmany(self._tp, timeout_ms=200, max_records=10_000)
             now = self._clock()
