@@ -127,6 +127,10 @@ class _Lifecycle:
 
 #: How long a crashing worker may take to stop cleanly before it exits regardless.
 CRASH_GRACE_S = 15.0
+#: The same when the broker is gone or lost its data: the clean stop's writes and commits
+#: cannot land (or would land on topics that lost what came before), so the supervisor's
+#: restart should not wait for them; what they would have written is replayed.
+BROKER_LOST_GRACE_S = 3.0
 #: How long a stopping worker may spend writing its pending state and committing.
 STOP_WRITE_TIMEOUT_S = 10.0
 #: Longest the intake waits before a forward for the leads stage to catch up (`caught_up`): it
@@ -141,8 +145,8 @@ READ_AHEAD_SLACK_RECORDS = 32
 _CAUGHT_UP_POLL_S = 0.005
 
 
-def _exit_now(why: str) -> None:
-    log.critical("the worker did not stop within %g s; exiting now (%s)", CRASH_GRACE_S, why)
+def _exit_now(why: str, grace_s: float) -> None:
+    log.critical("the worker did not stop within %g s; exiting now (%s)", grace_s, why)
     logging.shutdown()
     os._exit(1)
 
@@ -190,7 +194,11 @@ class _App(faust.App):
                 await self.add_runtime_dependency(lc.inbox)
 
     def crash_soon(
-        self, exc: BaseException, *, why: str = "leads: writing lead state failed"
+        self,
+        exc: BaseException,
+        *,
+        why: str = "leads: writing lead state failed",
+        grace_s: float = CRASH_GRACE_S,
     ) -> None:
         if self._crashing:
             return
@@ -198,7 +206,7 @@ class _App(faust.App):
         log.critical("%s; stopping the worker: %r", why, exc)
         # A clean stop commits and flushes, which waits on the broker: when that is what
         # failed it could wait forever. The supervisor needs an exit, so one comes anyway.
-        timer = threading.Timer(CRASH_GRACE_S, _exit_now, args=(why,))
+        timer = threading.Timer(grace_s, _exit_now, args=(why, grace_s))
         timer.daemon = True
         timer.start()
         self.add_future(self.crash(exc))
@@ -766,7 +774,7 @@ def create_app(
                 log.warning("broker check: the broker does not answer: %r", exc)
             problem = watch.unreachable(time.monotonic(), repr(exc))
             if problem is not None:
-                app.crash_soon(BrokerLost(problem), why=problem)
+                app.crash_soon(BrokerLost(problem), why=problem, grace_s=BROKER_LOST_GRACE_S)
             return
         if watch.down:
             log.warning("broker check: the broker answers again")
@@ -775,7 +783,7 @@ def create_app(
             ends = await _confirmed_ends(read_up_to, ends)
         problem = lost_records(topics.person_events, read_up_to=read_up_to, ends=ends, topics=names)
         if problem is not None:
-            app.crash_soon(BrokerLost(problem), why=problem)
+            app.crash_soon(BrokerLost(problem), why=problem, grace_s=BROKER_LOST_GRACE_S)
 
     async def _confirmed_ends(read_up_to: dict[int, int], ends: dict[int, int]) -> dict[int, int]:
         """`ends`, raised to what was read where the broker still serves the last record

@@ -110,6 +110,10 @@ def stop_process_group(proc: subprocess.Popen[bytes], *, timeout_s: float) -> No
         proc.wait(timeout=5)
 
 
+#: How long a stopping embedded broker may take before it is killed.
+_STOP_GRACE_S = 1.0
+
+
 class EmbeddedBroker:
     """Tansu with memory storage on 127.0.0.1:`port`, as a child process.
 
@@ -181,7 +185,10 @@ class EmbeddedBroker:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=5)
+            # Tansu's graceful stop waits for its clients' connections and in-flight fetches
+            # (while a worker is connected, for ever); with memory storage it has nothing to
+            # save, so it is not waited for long.
+            proc.wait(timeout=_STOP_GRACE_S)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.app import CRASH_GRACE_S
 from streams.broker import EmbeddedBroker, free_port
 from streams.kafka_io import create_topics
 from streams.topics import Topics
@@ -96,6 +97,9 @@ def test_a_broker_gone_for_longer_than_the_timeout_makes_the_worker_exit_with_th
     assert "the broker has been unreachable for" in log
     assert "LEADSTREAM_BROKER_LOST_TIMEOUT_S=4" in log
     assert took_s >= 4, "exited before its timeout"
+    # Then at once: a clean stop's writes cannot reach the broker, so the supervisor's
+    # restart does not wait for the crash grace of other failures (app.CRASH_GRACE_S, 15 s).
+    assert took_s < 4 + CRASH_GRACE_S - 3, f"exited {took_s:.1f} s after the broker stopped"
 
 
 @pytest.mark.timeout(90)
@@ -109,11 +113,14 @@ def test_a_broker_back_without_the_records_the_worker_read_makes_it_exit_at_once
         _scoring(worker)
         own_broker.stop()
         own_broker.start()
+        restarted = time.monotonic()
         code = _exit_code(worker, timeout_s=45)
+        took_s = time.monotonic() - restarted
     finally:
         worker.kill()
     log = worker.log()
     assert code != 0, log[-3000:]
+    assert took_s < CRASH_GRACE_S - 3, f"exited {took_s:.1f} s after the broker restarted"
     assert "the broker no longer has topic" in log or "the broker lost records of" in log, log[
         -3000:
     ]
