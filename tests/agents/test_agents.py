@@ -221,3 +221,30 @@ async def test_contact_updates_wait_for_the_partitions_next_flush_and_go_out_tog
     first, second = updates()  # each lead's updates: its account, then its new score
     assert first == [lead_id_for(pks[0])] * 2
     assert sorted(second) == sorted(lead_id_for(pk) for pk in pks[1:3] for _ in range(2))
+
+
+async def test_the_tables_are_registered_at_start_up_without_faust_s_one_second_wait(
+    app: tuple[faust.App, FakeProducer, Topics], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Faust's table manager waits a second before it registers the changelogs (for tables
+    # defined while an app runs): every worker start-up paid it. This app's tables all
+    # exist before it starts, so it registers them at once.
+    faust_app, _, _ = app
+    manager = faust_app.tables
+    started: list[bool] = []
+
+    async def start_recovery() -> None:  # no broker here: the registration is what counts
+        started.append(True)
+
+    async def start_table() -> None:  # declaring its changelog would need a broker
+        return None
+
+    monkeypatch.setattr(manager.recovery, "start", start_recovery)
+    for table in manager.values():
+        monkeypatch.setattr(table, "maybe_start", start_table)
+    monkeypatch.setattr(faust_app.consumer, "pause_partitions", lambda tps: None)
+    monkeypatch.setattr(faust_app.consumer, "assignment", lambda: set())
+    await asyncio.wait_for(manager.on_start(), timeout=0.5)
+    await asyncio.wait_for(manager.wait_until_tables_registered(), timeout=0.1)
+    assert started == [True]
+    assert {t.name for t in manager.values()} <= {c.name for c in manager._channels}
