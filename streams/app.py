@@ -98,7 +98,7 @@ from streams.topics import (
     person_partition,
 )
 
-__all__ = ["Clock", "create_app", "utc_now"]
+__all__ = ["Clock", "Worker", "create_app", "utc_now"]
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,23 @@ def _exit_now(why: str, grace_s: float) -> None:
     log.critical("the worker did not stop within %g s; exiting now (%s)", grace_s, why)
     logging.shutdown()
     os._exit(1)
+
+
+#: How long a stopped worker's event loop runs on before it closes (mode's default: 1 s).
+SHUTDOWN_SETTLE_S = 0.1
+
+
+class Worker(faust.Worker):
+    """faust.Worker whose event loop closes 0.1 s after the last task ends, not 1 s.
+
+    mode's worker runs the loop one more second before it closes it, for callbacks of
+    tasks it has just cancelled. Everything here has stopped by then (`_App.on_stop`
+    waits for the intake, the writes and the producer), and the second only delayed every
+    exit: a supervisor's restart, a rolling update, each test's worker.
+    """
+
+    async def _sentinel_task(self) -> None:
+        await asyncio.sleep(SHUTDOWN_SETTLE_S)
 
 
 class _TableManager(TableManager):

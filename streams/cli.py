@@ -304,12 +304,11 @@ def _cmd_broker(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    import faust
     from prometheus_client import CollectorRegistry
 
     from schemas.model_record import text_sha256
     from streams import CORE
-    from streams.app import create_app
+    from streams.app import Worker, create_app
     from streams.cpus import available_cpus
     from streams.lead_model import ModelError
     from streams.logs import logging_config
@@ -368,7 +367,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     else:
         print("inbox: off, no secret (set LEADSTREAM_INBOX_SECRET to serve /inbox)", flush=True)
     tune_gc()
-    worker = faust.Worker(
+    worker = Worker(
         app,
         loglevel=settings.log_level.upper(),
         logging_config=logging_config(log_format=settings.log_format, level=settings.log_level),

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from schemas.internal import PersonEvent, PersonEventBatch
-from streams.app import create_app
+from streams.app import SHUTDOWN_SETTLE_S, Worker, create_app
 from streams.codec import encode
 from streams.lead_model import load_model
 from streams.leads import lead_id_for
@@ -248,3 +248,13 @@ async def test_the_tables_are_registered_at_start_up_without_faust_s_one_second_
     await asyncio.wait_for(manager.wait_until_tables_registered(), timeout=0.1)
     assert started == [True]
     assert {t.name for t in manager.values()} <= {c.name for c in manager._channels}
+
+
+async def test_a_stopped_worker_closes_its_loop_a_tenth_of_a_second_after_its_last_task() -> None:
+    # mode's worker runs the loop a second more before it closes it: every exit (a
+    # supervisor's restart, a rolling update) waited for it. Built without an app: only its
+    # closing step is run.
+    worker = Worker.__new__(Worker)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(worker._sentinel_task(), timeout=0.5)
+    assert asyncio.get_running_loop().time() - started >= SHUTDOWN_SETTLE_S
