@@ -156,7 +156,16 @@ class AccountDirectory:
     repeat in a stream.
     """
 
-    __slots__ = ("_by_domain", "_by_key", "_entries", "_keys", "_memo", "_memo_size", "_min")
+    __slots__ = (
+        "_by_domain",
+        "_by_key",
+        "_entries",
+        "_keys",
+        "_matches",
+        "_memo",
+        "_memo_size",
+        "_min",
+    )
 
     def __init__(self, *, min_confidence: float, memo_size: int) -> None:
         """An empty directory; `build` and `updated` make the others."""
@@ -165,6 +174,10 @@ class AccountDirectory:
         self._min = min_confidence
         self._memo_size = memo_size
         self._memo: OrderedDict[str, tuple[CrmAccount, float] | None] = OrderedDict()
+        # Whole answers of `match` by its arguments: a lead's traits change on every identify
+        # and form, and normalizing the same company and domain again cost more than the
+        # lookups (2-3% of the worker's main thread under load).
+        self._matches: dict[tuple[str | None, str | None, frozenset[str]], AccountMatch | None] = {}
         self._entries: dict[str, tuple[CrmAccount, str]] = {}  # account_id -> (account, key)
         self._by_domain: dict[str, tuple[CrmAccount, ...]] = {}  # sorted by account_id
         # By `_name_key`: its words are sorted already, so `fuzz.ratio` over these is
@@ -269,6 +282,19 @@ class AccountDirectory:
 
         `free_mail`: domains that never match (`free_mail_domains(model.fit.free_mail_domains)`).
         """
+        asked = (email_domain, company, free_mail)
+        matches = self._matches
+        if asked in matches:
+            return matches[asked]
+        found = self._match(email_domain, company, free_mail)
+        matches[asked] = found
+        if len(matches) > self._memo_size:
+            del matches[next(iter(matches))]  # the oldest answer
+        return found
+
+    def _match(
+        self, email_domain: str | None, company: str | None, free_mail: frozenset[str]
+    ) -> AccountMatch | None:
         key = _name_key(company) if company else ""
         domain = normalize_domain(email_domain) if email_domain else None
         if domain is not None and not is_free_mail(domain, free_mail):

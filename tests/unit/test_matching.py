@@ -189,6 +189,28 @@ def test_repeated_lookups_give_the_same_answer() -> None:
     assert first[0] == first[3]
 
 
+def test_a_repeated_lookup_is_answered_without_normalizing_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A lead's traits change on every identify and form, and the same companies repeat.
+    from streams import matching
+
+    normalized: list[str] = []
+    name_key = matching._name_key
+    monkeypatch.setattr(matching, "_name_key", lambda n: normalized.append(n) or name_key(n))
+    directory = AccountDirectory.build(ACCOUNTS, memo_size=2)
+    normalized.clear()
+    asks = [("acme-robotics.com", "Acme"), (None, "Siemens"), ("acme-robotics.com", "Acme")]
+    found = [directory.match(email_domain=d, company=c, free_mail=FREE) for d, c in asks]
+
+    assert found[0] == found[2] and found[0] is not None
+    assert normalized == ["Acme", "Siemens"]
+    # Bounded: past `memo_size` answers, the oldest is worked out again.
+    directory.match(email_domain=None, company="Initech", free_mail=FREE)
+    directory.match(email_domain="acme-robotics.com", company="Acme", free_mail=FREE)
+    assert normalized == ["Acme", "Siemens", "Initech", "Acme"]
+
+
 def test_free_mail_merges_the_maintained_list_japanese_carriers_and_the_model() -> None:
     free = free_mail_domains(("corp-free.example",))
 
