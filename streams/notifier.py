@@ -32,7 +32,7 @@ from schemas.decisions import RepAlert
 from schemas.notify import ChannelType, Delivered, DlqCause
 from streams.codec import decode_output, encode
 from streams.kafka_connection import KafkaConnection
-from streams.kafka_io import create_topics
+from streams.kafka_io import create_topics, open_partition
 from streams.metrics import CONTENT_TYPE_LATEST, NotifierMetrics, render
 from streams.notify import (
     ChannelsConfig,
@@ -189,29 +189,15 @@ class DeliveredLog:
     async def catch_up(self) -> int:
         """Read up to the topic's end as of now; return the deliveries remembered."""
         consumer = self._consumer
-        end: int | None = None
         if consumer is None:
-            consumer = AIOKafkaConsumer(
-                **self._kafka.client_kwargs(),
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                fetch_max_wait_ms=self._fetch_wait_ms,
+            consumer, end = await open_partition(
+                self._kafka,
+                self._tp.topic,
+                partition=self._tp.partition,
+                fetch_wait_ms=self._fetch_wait_ms,
             )
-            await consumer.start()
-            try:
-                while consumer.partitions_for_topic(self._tp.topic) is None:
-                    await consumer._client.force_metadata_update()
-                    await asyncio.sleep(0.1)  # created moments ago: wait for the metadata
-                # Before assigning: a fetch in flight would hold it up (kafka_io.open_partition).
-                end = (await consumer.end_offsets([self._tp]))[self._tp]
-                consumer.assign([self._tp])
-                await consumer.seek_to_beginning(self._tp)
-            except BaseException:
-                await consumer.stop()
-                raise
             self._consumer = consumer
-        if end is None:
+        else:
             end = (await consumer.end_offsets([self._tp]))[self._tp]
         while await consumer.position(self._tp) < end:
             fetched = await consumer.getmany(self._tp, timeout_ms=200, max_records=10_000)
