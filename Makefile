@@ -32,7 +32,7 @@ native:
 	@echo "NATIVE=0: the pure-Python scoring core"
 else
 native: $(NATIVE_BUILD)
-$(NATIVE_BUILD): $(STAMP) streams/leads.py streams/scoring.py streams/native.py
+$(NATIVE_BUILD): $(STAMP) streams/leads.py streams/scoring.py streams/construct.c streams/native.py
 	@command -v $${CC:-cc} >/dev/null 2>&1 || { \
 	  echo "make: compiling the scoring core needs a C compiler and Python's headers (Debian: apt-get install gcc python3-dev), or NATIVE=0 for the pure-Python core" >&2; exit 1; }
 	$(BIN)/leadstream core build

@@ -7,8 +7,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from schemas.decisions import SCHEMA_VERSION, AccountScored, RepAlert, trusted
+from schemas.decisions import SCHEMA_VERSION, AccountScored, RepAlert
 from schemas.internal import ContactUpdate
+from streams.construct import trusted
 from streams.lead_model import LeadModel
 from streams.state import AccountState
 

@@ -12,12 +12,13 @@ import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas.crm import CrmAccount
-from schemas.decisions import DeadLetter, DlqReason, trusted
+from schemas.decisions import DeadLetter, DlqReason
 from schemas.erasure import ErasureRequest
 from schemas.events import MAX_ID_LENGTH, EngagementEvent
 from schemas.feedback import SalesFeedback
 from schemas.internal import ContactUpdateBatch, PersonEvent, PersonEventBatch
 from schemas.model_record import PublishedModel
+from streams.construct import trusted
 from streams.normalize import EPOCH, MS, normalize, person_event
 from streams.routing import RoutingState
 from streams.state import AccountState, LeadState

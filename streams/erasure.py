@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from schemas.decisions import trusted
 from schemas.erasure import ErasureRequest
 from schemas.internal import Forget
+from streams.construct import trusted
 from streams.normalize import DEFAULT_EMAIL_RULES, EmailRules, email_identity
 
 __all__ = ["email_sha256", "forget_of", "user_id_sha256"]

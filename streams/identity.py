@@ -32,7 +32,7 @@ from collections import ChainMap
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from schemas.decisions import SCHEMA_VERSION, LeadForgotten, LeadMerged, trusted
+from schemas.decisions import SCHEMA_VERSION, LeadForgotten, LeadMerged
 from schemas.internal import (
     FeedbackIn,
     Forget,
@@ -44,6 +44,7 @@ from schemas.internal import (
     PersonEventBatch,
     Unlink,
 )
+from streams.construct import trusted
 from streams.lead_model import LeadModel
 from streams.leads import (
     Applied,

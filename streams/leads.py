@@ -25,7 +25,6 @@ from schemas.decisions import (
     RepAlert,
     SlaEvent,
     Stage,
-    trusted,
 )
 from schemas.feedback import SalesFeedback
 from schemas.internal import (
@@ -40,6 +39,7 @@ from schemas.internal import (
     TraitValue,
     Unlink,
 )
+from streams.construct import trusted
 from streams.lead_model import Grade, LeadModel, Rep, grade_at_least
 from streams.matching import AccountDirectory, email_domain, free_mail_domains
 from streams.normalize import (

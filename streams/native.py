@@ -30,10 +30,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CORE_MODULES", "DIR", "ENV", "Choice", "activate", "build", "choose", "run_core"]
+__all__ = [
+    "CORE_MODULES",
+    "C_SOURCES",
+    "DIR",
+    "ENV",
+    "Choice",
+    "activate",
+    "build",
+    "choose",
+    "run_core",
+]
 
 #: The modules compiled: the pure per-event core, nothing that does I/O.
 CORE_MODULES = ("leads", "scoring")
+#: Hand-written C built with them, as `streams.<name without .c, with a leading _>`:
+#: `construct.c` is `schemas.decisions.trusted` in C (streams/construct.py).
+C_SOURCES = ("construct.c",)
 #: Where the build goes, inside the package (so an installed package carries it).
 DIR = "_native"
 ENV = "LEADSTREAM_NATIVE"
@@ -65,6 +78,11 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _sources() -> list[tuple[str, str]]:
+    """What a build is made from, as (its name in the manifest, its file)."""
+    return [(m, f"{m}.py") for m in CORE_MODULES] + [(c, c) for c in C_SOURCES]
+
+
 def choose(package_dir: Path, environ: Mapping[str, str]) -> Choice:
     """The core to load for the package at `package_dir`: the compiled one when it was built
     for this interpreter from the very source files there, else the Python one."""
@@ -83,10 +101,12 @@ def choose(package_dir: Path, environ: Mapping[str, str]) -> Choice:
     if manifest.get("abi") != _abi():
         return Choice(False, f"built for {manifest.get('abi')}, this interpreter is {_abi()}")
     sources: dict[str, object] = manifest["sources"]
-    for module in CORE_MODULES:
-        source = package_dir / f"{module}.py"
-        if sources.get(module) != _digest(source):
-            return Choice(False, f"stale: {module}.py changed since the build")
+    for name, file in _sources():
+        source = package_dir / file
+        if not source.is_file():
+            return Choice(False, f"stale: {file}, built from, is not there")
+        if sources.get(name) != _digest(source):
+            return Choice(False, f"stale: {file} changed since the build")
     files = manifest.get("files")
     if not isinstance(files, list) or not files:
         return Choice(False, f"unreadable {manifest_path}: no files listed")
@@ -124,7 +144,7 @@ def build(package_dir: Path, *, out: Path | None = None) -> Path:
     uses), in a directory of its own: mypy must not take an installed package's
     site-packages, or a checkout's settings, for the program to compile."""
     from mypyc.build import mypycify  # a dev dependency: only the build needs it
-    from setuptools import Distribution
+    from setuptools import Distribution, Extension
 
     import schemas
 
@@ -138,7 +158,7 @@ def build(package_dir: Path, *, out: Path | None = None) -> Path:
             shutil.copytree(package, src / package.name, ignore=skip)
         (src / "mypy.ini").write_text(_MYPY_INI, encoding="utf-8")
         compiled = src / package_dir.name
-        sources = {m: _digest(compiled / f"{m}.py") for m in CORE_MODULES}
+        sources = {name: _digest(compiled / file) for name, file in _sources()}
         cwd = Path.cwd()
         os.chdir(src)  # mypyc names the modules, and reads mypy.ini, from here
         try:
@@ -146,7 +166,12 @@ def build(package_dir: Path, *, out: Path | None = None) -> Path:
                 [f"{package_dir.name}/{m}.py" for m in CORE_MODULES],
                 group_name=f"{package_dir.name}.core",
                 target_dir=str(work / "c"),
-            )
+            ) + [
+                Extension(
+                    f"{package_dir.name}._{c.removesuffix('.c')}", [f"{package_dir.name}/{c}"]
+                )
+                for c in C_SOURCES
+            ]
             # A bare Distribution: setup() would also look for a project's metadata.
             dist = Distribution({"name": "leadstream-core", "ext_modules": extensions})
             dist.verbose = False  # not every compiler command line
@@ -203,7 +228,10 @@ def run_core(
     if command == "status":
         print(f"core: {choose(package_dir, os.environ)}")
         return 0
-    print(f"compiling {', '.join(CORE_MODULES)} with mypyc ...", flush=True)
+    print(
+        f"compiling {', '.join(CORE_MODULES)} with mypyc, and {', '.join(C_SOURCES)} ...",
+        flush=True,
+    )
     try:
         out = builder(package_dir)
     except ImportError as exc:

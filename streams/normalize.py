@@ -15,9 +15,9 @@ import phonenumbers
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from schemas.decisions import trusted
 from schemas.events import EngagementEvent, GroupEvent, IdentifyEvent, PageEvent, TrackEvent
 from schemas.internal import PersonEvent, TraitValue
+from streams.construct import trusted
 
 __all__ = [
     "DEFAULT_EMAIL_RULES",

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, final
 
-from schemas.decisions import BreakdownLine, NamedScore, Stage, trusted
+from schemas.decisions import BreakdownLine, NamedScore, Stage
 from schemas.internal import PersonEvent, TraitValue
+from streams.construct import trusted
 from streams.lead_model import (
     FitRule,
     Grade,

@@ -11,8 +11,9 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, time, timedelta
 
-from schemas.decisions import SCHEMA_VERSION, RepAlert, SlaEvent, trusted
+from schemas.decisions import SCHEMA_VERSION, RepAlert, SlaEvent
 from schemas.internal import LeadState
+from streams.construct import trusted
 from streams.lead_model import LeadModel, Rep, SlaPolicy
 from streams.routing_model import Schedule, wall_instant
 

@@ -18,6 +18,7 @@ import streams
 from streams.app import create_app
 from streams.lead_model import load_model
 from streams.native import (
+    C_SOURCES,
     CORE_MODULES,
     DIR,
     ENV,
@@ -38,10 +39,10 @@ def _package(tmp_path: Path, *, abi: str | None = None, built: bool = True) -> P
     package = tmp_path / "streams"
     (package / DIR).mkdir(parents=True)
     sources = {}
-    for module in CORE_MODULES:
-        text = f"# {module}\n"
-        (package / f"{module}.py").write_text(text)
-        sources[module] = hashlib.sha256(text.encode()).hexdigest()
+    for name, file in [(m, f"{m}.py") for m in CORE_MODULES] + [(c, c) for c in C_SOURCES]:
+        text = f"# {name}\n"
+        (package / file).write_text(text)
+        sources[name] = hashlib.sha256(text.encode()).hexdigest()
     if built:
         files = [
             "leads.cpython-311-x86_64-linux-gnu.so",
@@ -73,12 +74,23 @@ def test_without_a_build_the_python_core_is_loaded_and_the_reason_says_how_to_bu
     assert str(choice) == "python (not built: leadstream core build)"
 
 
-def test_a_source_changed_since_the_build_makes_the_build_stale(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["scoring.py", "construct.c"])
+def test_a_source_changed_since_the_build_makes_the_build_stale(
+    tmp_path: Path, source: str
+) -> None:
     package = _package(tmp_path)
-    (package / "scoring.py").write_text("# scoring, edited\n")
+    (package / source).write_text("/* edited */\n")
     choice = choose(package, {})
     assert not choice.compiled
-    assert choice.reason == "stale: scoring.py changed since the build"
+    assert choice.reason == f"stale: {source} changed since the build"
+
+
+def test_a_source_gone_since_the_build_makes_the_build_stale(tmp_path: Path) -> None:
+    package = _package(tmp_path)
+    (package / "construct.c").unlink()
+    choice = choose(package, {})
+    assert not choice.compiled
+    assert choice.reason == "stale: construct.c, built from, is not there"
 
 
 def test_a_build_for_another_interpreter_is_not_loaded(tmp_path: Path) -> None:

@@ -1,0 +1,131 @@
+"""`trusted` in C (streams/construct.c) against its reference, schemas.decisions.trusted.
+
+The compiled core's decisions are compared whole with the Python core's in test_native.py;
+these check the function itself: the same models, the same errors, no leaked references."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+import streams
+import streams.construct
+from schemas.decisions import Activity, BreakdownLine, trusted
+from schemas.internal import LeadState, Link, PersonEvent
+from streams.leads import lead_id_for
+from streams.native import ENV
+
+
+def _c_trusted() -> Any:
+    if os.environ.get(ENV, "").strip().lower() in {"0", "false", "no", "off"}:
+        pytest.skip(f"{ENV}={os.environ[ENV]}: the suite runs the Python core alone")
+    assert streams.CORE.compiled, f"the compiled core is not in use: {streams.CORE.reason}"
+    from streams._construct import trusted as c_trusted
+
+    return c_trusted
+
+
+def _lead() -> LeadState:
+    return LeadState.model_validate(
+        {"lead_id": lead_id_for("u1"), "pk": "u1", "traits": {"email": "ana@acme.io"}}
+    )
+
+
+def _event() -> PersonEvent:
+    return PersonEvent.model_validate(
+        {
+            "pk": "u1",
+            "mid": "m1",
+            "ts_ms": 1_700_000_000_000,
+            "kind": "track",
+            "name": "Whitepaper Downloaded",
+            "traits": {"plan": "pro"},
+        }
+    )
+
+
+def test_the_compiled_core_builds_models_with_the_c_function() -> None:
+    c_trusted = _c_trusted()
+    assert streams.construct.trusted is c_trusted
+    assert streams.construct.python_trusted is trusted
+    assert type(c_trusted).__name__ == "builtin_function_or_method"
+
+
+@pytest.mark.parametrize("model", [_lead, _event])
+def test_the_c_function_builds_what_the_reference_builds(model: Any) -> None:
+    c_trusted = _c_trusted()
+    original = model()
+    cls = type(original)
+    built = c_trusted(cls, dict(original.__dict__))
+    reference = trusted(cls, dict(original.__dict__))
+    assert type(built) is cls
+    assert built == reference == original
+    assert built.model_dump() == reference.model_dump()
+    assert built.model_dump_json() == reference.model_dump_json()
+    assert built.model_fields_set == reference.model_fields_set == set(cls.model_fields)
+    assert repr(built) == repr(reference)
+    assert built.__pydantic_extra__ is None and built.__pydantic_private__ is None
+    # What the core does with them afterwards: copies, updates, attribute reads.
+    copied = built.model_copy(update={"pk": "u2"})
+    assert copied.pk == "u2" and built.pk == "u1"
+    assert c_trusted(cls, {**built.__dict__, "pk": "u3"}).pk == "u3"
+
+
+def test_the_instances_of_a_class_share_one_fields_set() -> None:
+    c_trusted = _c_trusted()
+    a = c_trusted(Link, {"key": "k1", "owner": "o", "why": "email"})
+    b = c_trusted(Link, {"key": "k2", "owner": "o", "why": "email"})
+    assert a.__pydantic_fields_set__ is b.__pydantic_fields_set__
+
+
+def test_the_c_function_keeps_the_values_dict_it_is_given_and_leaks_nothing() -> None:
+    c_trusted = _c_trusted()
+    values = {"rule": "pricing", "label": "Pricing page", "points": 10, "count": 2}
+    before = sys.getrefcount(values)
+    built = [c_trusted(BreakdownLine, values) for _ in range(1000)]
+    assert built[0].__dict__ is values  # as the reference: the dict is the model's
+    assert sys.getrefcount(values) == before + 1000
+    fields = built[0].__pydantic_fields_set__
+    fields_refs = sys.getrefcount(fields)
+    del built
+    gc.collect()
+    assert sys.getrefcount(values) == before
+    assert sys.getrefcount(fields) == fields_refs - 1000
+
+
+class _WithNew(BaseModel):
+    x: int
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _WithNew:
+        return super().__new__(cls)
+
+
+@pytest.mark.parametrize(
+    ("cls", "values", "message"),
+    [
+        (_WithNew, {"x": 1}, "_WithNew defines __new__: not built by trusted()"),
+        (dict, {}, "trusted() builds pydantic models, not <class 'dict'>"),
+        (Activity, [("kind", "x")], "trusted() takes a dict of values, not list"),
+    ],
+)
+def test_what_the_c_function_refuses_it_refuses_with_a_type_error(
+    cls: Any, values: Any, message: str
+) -> None:
+    c_trusted = _c_trusted()
+    with pytest.raises(TypeError) as refused:
+        c_trusted(cls, values)
+    assert str(refused.value) == message
+    if cls is _WithNew:  # the reference says the same
+        with pytest.raises(TypeError, match="defines __new__"):
+            trusted(cls, values)
+
+
+def test_the_c_function_takes_two_arguments() -> None:
+    c_trusted = _c_trusted()
+    with pytest.raises(TypeError, match="takes 2 arguments, 1 given"):
+        c_trusted(Link)
