@@ -47,7 +47,7 @@ RUN if [ "$NATIVE" = 1 ]; then \
         && pip install "$(python -c 'import tomllib; print(next(d for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["dev"] if d.startswith("mypy")))')" \
         && leadstream core build \
         && pip uninstall -y mypy \
-        && cd / && python -c 'import streams, streams.leads, streams.scoring; assert streams.CORE.compiled, streams.CORE'; \
+        && cd / && python -c 'import streams, streams.leads, streams.scoring, streams.construct as c; assert streams.CORE.compiled, streams.CORE; assert c.trusted is not c.python_trusted'; \
     fi
 
 # ---- runtime: the interpreter, the virtualenv and nothing else ----
