@@ -61,6 +61,17 @@ def test_email_rules_are_configurable() -> None:
     assert email_identity("j.doe+x@gmail.com", rules=rules) == "j.doe+x@gmail.com"
 
 
+def test_email_rules_in_use_are_still_equal_and_dump_the_same() -> None:
+    # The domain index is cached on the rules at first use: not a field, not compared.
+    fresh = EmailRules(providers=DEFAULT_EMAIL_RULES.providers)
+    used = EmailRules(providers=DEFAULT_EMAIL_RULES.providers)
+    assert email_identity("a.b+c@gmail.com", rules=used) == "ab@gmail.com"
+
+    assert used == fresh
+    assert used.model_dump() == fresh.model_dump() == {"providers": fresh.model_dump()["providers"]}
+    assert EmailRules.model_validate(used.model_dump()) == used
+
+
 def test_email_rules_load_from_config() -> None:
     rules = EmailRules.model_validate(
         {"providers": [{"domains": ["mail.example"], "ignores_dots": True}]}
