@@ -69,3 +69,20 @@ def segment() -> Callable[..., PersonEvent]:
         return normalize(decoded)
 
     return build
+
+
+@pytest.fixture
+def compiled_core() -> None:
+    """For the tests of the compiled core: skipped under an explicit LEADSTREAM_NATIVE=0
+    (`make test NATIVE=0` tests the Python core alone), failed when no build is in use."""
+    import os
+
+    import streams
+    from streams.native import ENV
+
+    if os.environ.get(ENV, "").strip().lower() in {"0", "false", "no", "off"}:
+        pytest.skip(f"{ENV}={os.environ[ENV]}: the suite runs the Python core alone")
+    assert streams.CORE.compiled, (
+        f"the compiled core is not in use: {streams.CORE.reason}. `make test` builds it; "
+        f"`make test NATIVE=0` tests the Python core alone"
+    )

@@ -6,7 +6,6 @@ these check the function itself: the same models, the same errors, no leaked ref
 from __future__ import annotations
 
 import gc
-import os
 import sys
 from typing import Any
 
@@ -18,16 +17,13 @@ import streams.construct
 from schemas.decisions import Activity, BreakdownLine, trusted
 from schemas.internal import LeadState, Link, PersonEvent
 from streams.leads import lead_id_for
-from streams.native import ENV
 
 
-def _c_trusted() -> Any:
-    if os.environ.get(ENV, "").strip().lower() in {"0", "false", "no", "off"}:
-        pytest.skip(f"{ENV}={os.environ[ENV]}: the suite runs the Python core alone")
-    assert streams.CORE.compiled, f"the compiled core is not in use: {streams.CORE.reason}"
-    from streams._construct import trusted as c_trusted
+@pytest.fixture
+def c_trusted(compiled_core: None) -> Any:
+    from streams._construct import trusted
 
-    return c_trusted
+    return trusted
 
 
 def _lead() -> LeadState:
@@ -49,17 +45,15 @@ def _event() -> PersonEvent:
     )
 
 
-def test_the_compiled_core_builds_models_with_the_c_function() -> None:
-    c_trusted = _c_trusted()
+def test_the_compiled_core_builds_models_with_the_c_function(c_trusted: Any) -> None:
     assert streams.construct.trusted is c_trusted
     assert streams.construct.python_trusted is trusted
     assert type(c_trusted).__name__ == "builtin_function_or_method"
 
 
-@pytest.mark.parametrize("model", [_lead, _event])
-def test_the_c_function_builds_what_the_reference_builds(model: Any) -> None:
-    c_trusted = _c_trusted()
-    original = model()
+@pytest.mark.parametrize("make", [_lead, _event])
+def test_the_c_function_builds_what_the_reference_builds(c_trusted: Any, make: Any) -> None:
+    original = make()
     cls = type(original)
     built = c_trusted(cls, dict(original.__dict__))
     reference = trusted(cls, dict(original.__dict__))
@@ -76,15 +70,13 @@ def test_the_c_function_builds_what_the_reference_builds(model: Any) -> None:
     assert c_trusted(cls, {**built.__dict__, "pk": "u3"}).pk == "u3"
 
 
-def test_the_instances_of_a_class_share_one_fields_set() -> None:
-    c_trusted = _c_trusted()
+def test_the_instances_of_a_class_share_one_fields_set(c_trusted: Any) -> None:
     a = c_trusted(Link, {"key": "k1", "owner": "o", "why": "email"})
     b = c_trusted(Link, {"key": "k2", "owner": "o", "why": "email"})
     assert a.__pydantic_fields_set__ is b.__pydantic_fields_set__
 
 
-def test_the_c_function_keeps_the_values_dict_it_is_given_and_leaks_nothing() -> None:
-    c_trusted = _c_trusted()
+def test_the_c_function_keeps_the_values_dict_it_is_given_and_leaks_nothing(c_trusted: Any) -> None:
     values = {"rule": "pricing", "label": "Pricing page", "points": 10, "count": 2}
     before = sys.getrefcount(values)
     built = [c_trusted(BreakdownLine, values) for _ in range(1000)]
@@ -114,9 +106,8 @@ class _WithNew(BaseModel):
     ],
 )
 def test_what_the_c_function_refuses_it_refuses_with_a_type_error(
-    cls: Any, values: Any, message: str
+    c_trusted: Any, cls: Any, values: Any, message: str
 ) -> None:
-    c_trusted = _c_trusted()
     with pytest.raises(TypeError) as refused:
         c_trusted(cls, values)
     assert str(refused.value) == message
@@ -125,7 +116,6 @@ def test_what_the_c_function_refuses_it_refuses_with_a_type_error(
             trusted(cls, values)
 
 
-def test_the_c_function_takes_two_arguments() -> None:
-    c_trusted = _c_trusted()
+def test_the_c_function_takes_two_arguments(c_trusted: Any) -> None:
     with pytest.raises(TypeError, match="takes 2 arguments, 1 given"):
         c_trusted(Link)

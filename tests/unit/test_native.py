@@ -271,14 +271,8 @@ def _digest(env: dict[str, str]) -> tuple[str, bool, int, str]:
     return core, native == "True", int(decisions), digest
 
 
-def test_the_compiled_core_decides_exactly_as_the_python_source() -> None:
-    if os.environ.get(ENV, "").strip().lower() in {"0", "false", "no", "off"}:
-        pytest.skip(f"{ENV}={os.environ[ENV]}: the suite runs the Python core alone")
+def test_the_compiled_core_decides_exactly_as_the_python_source(compiled_core: None) -> None:
     env = {k: v for k, v in os.environ.items() if k != ENV}
-    assert streams.CORE.compiled, (
-        f"the compiled core is not in use: {streams.CORE.reason}. `make test` builds it; "
-        f"`make test NATIVE=0` tests the Python core alone"
-    )
     compiled = _digest(env)
     python = _digest({**env, ENV: "0"})
     # The choice, and the code that ran: C functions, or Python ones.
