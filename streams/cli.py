@@ -309,6 +309,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from schemas.model_record import text_sha256
     from streams import CORE
     from streams.app import Worker, create_app
+    from streams.construct import NOT_IN_C, core_line
     from streams.cpus import available_cpus
     from streams.lead_model import ModelError
     from streams.logs import logging_config
@@ -351,7 +352,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     )
     where = f" under {settings.data_dir.resolve()}" if settings.store == "rocksdb" else ""
     print(f"store: {settings.store}{where}", flush=True)
-    print(f"core: {CORE}", flush=True)
+    print(f"core: {core_line(CORE, NOT_IN_C)}", flush=True)
     print(f"intake: {_intake_mode(settings, cpus)}", flush=True)
     if settings.write_keys:
         url = f"http://127.0.0.1:{settings.web_port}/v1/batch"

@@ -16,7 +16,9 @@ import streams
 import streams.construct
 from schemas.decisions import Activity, BreakdownLine, trusted
 from schemas.internal import LeadState, Link, PersonEvent
+from streams.construct import core_line
 from streams.leads import lead_id_for
+from streams.native import Choice
 
 
 @pytest.fixture
@@ -119,3 +121,23 @@ def test_what_the_c_function_refuses_it_refuses_with_a_type_error(
 def test_the_c_function_takes_two_arguments(c_trusted: Any) -> None:
     with pytest.raises(TypeError, match="takes 2 arguments, 1 given"):
         c_trusted(Link)
+
+
+def test_the_worker_says_when_the_compiled_core_runs_without_its_c_function() -> None:
+    compiled = Choice(True, "mypyc, 2026-11-29T12:00:00Z")
+    why = "ImportError: streams._construct: BaseModel.__pydantic_extra__ is not a slot"
+
+    assert core_line(compiled, why) == (
+        "compiled (mypyc, 2026-11-29T12:00:00Z), but trusted() in Python: its C build did "
+        f"not load ({why})"
+    )
+    assert core_line(compiled, None) == "compiled (mypyc, 2026-11-29T12:00:00Z)"
+    # Without a build there is no C function to miss.
+    python = Choice(False, "LEADSTREAM_NATIVE=0")
+    assert core_line(python, "ModuleNotFoundError: No module named 'streams._construct'") == (
+        "python (LEADSTREAM_NATIVE=0)"
+    )
+
+
+def test_with_the_build_in_use_the_c_function_loaded(c_trusted: Any) -> None:
+    assert streams.construct.NOT_IN_C is None
