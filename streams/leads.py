@@ -41,7 +41,7 @@ from schemas.internal import (
 )
 from streams.construct import trusted
 from streams.lead_model import Grade, LeadModel, Rep, grade_at_least
-from streams.matching import AccountDirectory, email_domain, free_mail_domains
+from streams.matching import AccountDirectory, free_mail_domains
 from streams.normalize import (
     DEFAULT_EMAIL_RULES,
     EmailRules,
@@ -630,8 +630,10 @@ def _match_account(
     its firmographics in the traits fit scoring reads (the CRM knows a company's size and
     industry better than a form; a country the lead gave stays)."""
     traits: dict[str, TraitValue] = changes["traits"]  # type: ignore[assignment]
+    email = _text(traits.get("email"))
     found = accounts.match(
-        email_domain=email_domain(_text(traits.get("email"))),
+        # The domain as the email gives it: `match` normalizes it, once per distinct value.
+        email_domain=email.rpartition("@")[2] if email and "@" in email else None,
         company=_text(traits.get("company")),
         free_mail=free_mail_domains(model.fit.free_mail_domains),
     )

@@ -280,6 +280,7 @@ class AccountDirectory:
     ) -> AccountMatch | None:
         """The account of a lead with this email domain and company name, or None.
 
+        `email_domain`: as the email gives it or normalized (`normalize_domain`), here.
         `free_mail`: domains that never match (`free_mail_domains(model.fit.free_mail_domains)`).
         """
         asked = (email_domain, company, free_mail)

@@ -68,6 +68,24 @@ def run(
     return lead, out
 
 
+@pytest.mark.parametrize(
+    ("email", "account"),
+    [
+        pytest.param("Pat@Mail.ACME-Robotics.com.", "A-1", id="case-and-trailing-dot"),
+        pytest.param("pat@www.acme-robotics.com", "A-1", id="www"),
+        pytest.param("acme-robotics.com", None, id="no-at-sign-is-no-domain"),
+        pytest.param("pat@", None, id="nothing-after-the-at-sign"),
+    ],
+)
+def test_the_email_s_domain_is_matched_as_the_directory_normalizes_it(
+    model: LeadModel, email: str, account: str | None
+) -> None:
+    lead, _ = run(
+        [ev(0, type="identify", messageId="i", traits={"email": email})], model, DIRECTORY
+    )
+    assert lead.account == account
+
+
 def test_a_corporate_email_matches_its_account_by_domain(model: LeadModel) -> None:
     lead, out = run(
         [
