@@ -56,7 +56,14 @@ from streams.account_stage import (
 )
 from streams.broker import faust_broker_settings
 from streams.broker_watch import BrokerLost, BrokerWatch, lost_records
-from streams.codec import Rejection, dead_letter, decode_batch, decode_state, encode
+from streams.codec import (
+    Rejection,
+    dead_letter,
+    decode_batch,
+    decode_state,
+    encode,
+    encode_scored,
+)
 from streams.cpus import available_cpus
 from streams.faust_transport import (
     PASSED_OVER_CHECK_S,
@@ -1121,7 +1128,7 @@ def _records(
         elif isinstance(d, HandOff):
             out.append(Record(topics.routed, d.lead_id.encode(), encode(d)))
         elif isinstance(d, LeadScored):
-            out.append(Record(topics.scored, d.lead_id.encode(), encode(d)))
+            out.append(Record(topics.scored, d.lead_id.encode(), encode_scored(d)))
         elif isinstance(d, LeadMerged):
             out.append(Record(topics.merged, d.lead_id.encode(), encode(d)))
         elif isinstance(d, SlaEvent):

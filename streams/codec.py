@@ -12,7 +12,7 @@ import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas.crm import CrmAccount
-from schemas.decisions import DeadLetter, DlqReason
+from schemas.decisions import DeadLetter, DlqReason, LeadScored
 from schemas.erasure import ErasureRequest
 from schemas.events import MAX_ID_LENGTH, EngagementEvent
 from schemas.feedback import SalesFeedback
@@ -42,6 +42,7 @@ __all__ = [
     "decode_state",
     "encode",
     "encode_batch",
+    "encode_scored",
     "encode_state",
     "read_timestamp",
 ]
@@ -288,6 +289,31 @@ def encode_batch(batch: PersonEventBatch) -> bytes:
         return orjson.dumps({"events": [e.__dict__ for e in batch.events], **_NO_MESSAGES})
     except orjson.JSONEncodeError:
         return encode(batch)
+
+
+def encode_scored(scored: LeadScored) -> bytes:
+    """A `leads.scored` record: the same bytes as `encode`, at under half the cost (it runs
+    for every change of a lead's scores; pydantic's serializer took ~7.5 µs for one here,
+    ~5% of the worker's main thread in a backlog).
+
+    orjson writes each model's `__dict__`: its fields in their order, holding JSON's own
+    types and the nested models (score lines), as `encode_state` does for a lead. Times in
+    UTC only (pydantic writes them as orjson does with OPT_UTC_Z); a time in any other
+    zone, and anything else orjson cannot write, takes `encode`. The codec's tests compare
+    the two on generated traffic."""
+    fields = scored.__dict__
+    if fields["occurred_at"].tzinfo is not UTC or fields["created_at"].tzinfo is not UTC:
+        return encode(scored)
+    try:
+        return orjson.dumps(fields, default=_model_fields, option=orjson.OPT_UTC_Z)
+    except orjson.JSONEncodeError:
+        return encode(scored)
+
+
+def _model_fields(value: object) -> dict[str, Any]:
+    if isinstance(value, BaseModel):
+        return value.__dict__
+    raise TypeError(f"not a model: {type(value).__name__}")
 
 
 #: The fields of a PersonEventBatch after `events`, empty, in their order.

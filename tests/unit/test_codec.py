@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -540,3 +540,68 @@ def test_the_intake_process_records_rebuild_to_what_decode_batch_reads() -> None
         rebuilt = decode_forwarded(value)
         assert rebuilt == decode_batch(value) == built
         assert all(isinstance(e.src, tuple) for e in rebuilt.events)
+
+
+@pytest.mark.parametrize("payload", ["lean", "browser"])
+def test_a_score_change_encodes_for_leads_scored_as_pydantic_would(payload: str) -> None:
+    """`encode_scored` (orjson on the models' fields) writes the bytes `encode` writes, for
+    the records the core makes on generated traffic and the same records read back."""
+    from itertools import islice
+
+    from loadtest.generator import Generator
+    from loadtest.harness import MODEL
+    from streams.codec import decode_output, decode_person_event, encode_scored
+    from streams.lead_model import load_model
+    from streams.leads import Limits, apply_batch
+
+    gen = Generator(leads=300, seed=11, payload=payload)  # type: ignore[arg-type]
+    now_ms = int(NOW.timestamp() * 1000)
+    events = [decode_person_event(m.value) for m in islice(gen.messages(now_ms=now_ms), 4000)]
+    result = apply_batch(
+        {},
+        [e for e in events if isinstance(e, PersonEvent)],
+        model=load_model(MODEL),
+        rotation={},
+        limits=Limits(),
+        now=NOW,
+    )
+    scored = [d for d in result.decisions if isinstance(d, LeadScored)]
+    assert len(scored) > 100 and any(d.fit_breakdown for d in scored)
+    assert any(len(d.scores) > 1 for d in scored)
+    read_back = [decode_output(LeadScored, encode(d)) for d in scored]
+    for record in scored + read_back:
+        assert record is not None
+        assert encode_scored(record) == encode(record)
+
+
+def test_a_score_change_at_a_whole_second_or_in_another_zone_encodes_as_pydantic_would() -> None:
+    from streams.codec import encode_scored
+
+    line = BreakdownLine(rule="engagement:pricing", label="page /pricing* 価格", points=5, count=1)
+    base = LeadScored(
+        lead_id="ld_1",
+        score=5,
+        previous_score=0,
+        breakdown=(line,),
+        scores=(NamedScore(id="engagement", points=5, threshold=100, breakdown=(line,)),),
+        fit=0,
+        grade="D",
+        fit_breakdown=(),
+        stage="engaged",
+        previous_stage="known",
+        reason='a "quoted" reason\n',
+        model_version="v1",
+        message_id="m-1",
+        occurred_at=datetime(2026, 11, 26, 9, 0, 0, tzinfo=UTC),  # no microseconds
+        created_at=datetime(2026, 11, 26, 9, 0, 0, 1, tzinfo=UTC),
+    )
+    tokyo = timezone(timedelta(hours=9))
+    for record in (
+        base,
+        base.model_copy(update={"occurred_at": datetime(2026, 11, 26, 18, 0, tzinfo=tokyo)}),
+        base.model_copy(update={"created_at": datetime(2026, 11, 26, 9, 0, 0, 999_999)}),
+    ):
+        assert encode_scored(record) == encode(record)
+    assert b'"occurred_at":"2026-11-26T18:00:00+09:00"' in encode_scored(
+        base.model_copy(update={"occurred_at": datetime(2026, 11, 26, 18, 0, tzinfo=tokyo)})
+    )
