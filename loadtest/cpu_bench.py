@@ -24,7 +24,7 @@ from loadtest.generator import DEFAULT_PAYLOAD, PAYLOADS, Generator, Payload
 from loadtest.harness import MODEL
 from streams import CORE
 from streams.app import _records
-from streams.cli import tune_gc
+from streams.cli import tune_process
 from streams.identity import apply_person_batch, keys_of
 from streams.intake import RawRecord, intake_batch
 from streams.intake_service import forward_batches
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs; the fastest is shown")
     parser.add_argument("--profile", action="store_true", help="print the top functions")
     args = parser.parse_args(argv)
-    tune_gc()  # as the worker does
+    tune_process()  # as the worker does
     kwargs = {
         "events": args.events,
         "leads": args.leads,

@@ -18,7 +18,7 @@ from streams.event_loop import EventLoopUnavailable, loop_name, use_event_loop
 if TYPE_CHECKING:
     from streams.settings import Settings
 
-__all__ = ["main", "setup_logging", "tune_gc"]
+__all__ = ["main", "setup_logging", "tune_gc", "tune_process"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -367,7 +367,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         )
     else:
         print("inbox: off, no secret (set LEADSTREAM_INBOX_SECRET to serve /inbox)", flush=True)
-    tune_gc()
+    tune_process()
     worker = Worker(
         app,
         loglevel=settings.log_level.upper(),
@@ -392,6 +392,16 @@ def setup_logging(settings: Settings) -> None:
     logging.config.dictConfig(
         logging_config(log_format=settings.log_format, level=settings.log_level)
     )
+
+
+def tune_process() -> None:
+    """What a process that scores events does once its modules are imported and its app
+    built: our model classes read their attributes as plain classes do
+    (`streams.construct.plain_attributes`), and `tune_gc`."""
+    from streams.construct import plain_attributes
+
+    plain_attributes()
+    tune_gc()
 
 
 def tune_gc() -> None:
@@ -600,9 +610,11 @@ def _cmd_model_check(args: argparse.Namespace) -> int:
 def _cmd_model_replay(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from streams.construct import plain_attributes
     from streams.replay import run_command
 
     settings = _settings()
+    plain_attributes()
     return run_command(
         events=args.events,
         model=args.model,

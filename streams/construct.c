@@ -1,4 +1,5 @@
-/* streams._construct: `trusted(cls, values)` in C, built with the compiled core.
+/* streams._construct: `trusted(cls, values)` in C, built with the compiled core, and
+ * `plain_getattr(cls)` (below).
  *
  * The same function as schemas.decisions.trusted (the reference, and what runs without a
  * build): a pydantic model from a dict of values the core computed itself, every field
@@ -110,15 +111,66 @@ trusted(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return obj;
 }
 
+/* The attribute reads of a model class, made those of a plain class.
+ *
+ * BaseModel defines __getattr__ (for private attributes and extra fields), so CPython gives
+ * every model class the slot that looks for it on each read: a field read costs ~3x a plain
+ * object's, from C and from Python alike (Python's interpreter does not specialize it).
+ * `streams.construct.plain_attributes` checks that a class has neither private attributes
+ * nor extra fields (its __getattr__ then only ever raises AttributeError, as the generic
+ * read does) and calls this. A later change of the class's __getattr__ or
+ * __getattribute__ puts CPython's slot back. */
+static int
+model_class(PyObject *cls, const char *what)
+{
+    if (!PyType_Check(cls) || (PyTypeObject *)cls == base_model ||
+        !PyType_IsSubtype((PyTypeObject *)cls, base_model) ||
+        !(((PyTypeObject *)cls)->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+        PyErr_Format(PyExc_TypeError, "%s() takes a subclass of pydantic's BaseModel, not %R",
+                     what, cls);
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *
+plain_getattr(PyObject *module, PyObject *cls)
+{
+    if (!model_class(cls, "plain_getattr")) {
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    if (type->tp_getattro == PyObject_GenericGetAttr) {
+        Py_RETURN_FALSE;
+    }
+    type->tp_getattro = PyObject_GenericGetAttr;
+    PyType_Modified(type);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+reads_plainly(PyObject *module, PyObject *cls)
+{
+    if (!model_class(cls, "reads_plainly")) {
+        return NULL;
+    }
+    return PyBool_FromLong(((PyTypeObject *)cls)->tp_getattro == PyObject_GenericGetAttr);
+}
+
 static PyMethodDef methods[] = {
     {"trusted", (PyCFunction)(void (*)(void))trusted, METH_FASTCALL,
      "trusted(cls, values): a model from values naming every field, unvalidated."},
+    {"plain_getattr", plain_getattr, METH_O,
+     "plain_getattr(cls): read cls's attributes as a plain class does; True if it changed."},
+    {"reads_plainly", reads_plainly, METH_O,
+     "reads_plainly(cls): whether cls reads its attributes as a plain class does."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "streams._construct",
-    "schemas.decisions.trusted in C (streams/construct.c).", -1, methods,
+    "schemas.decisions.trusted in C, and plain attribute reads (streams/construct.c).", -1,
+    methods,
 };
 
 PyMODINIT_FUNC

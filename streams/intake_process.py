@@ -45,7 +45,7 @@ from typing import Any
 import mode
 from prometheus_client import CollectorRegistry
 
-from streams.cli import setup_logging, tune_gc
+from streams.cli import setup_logging, tune_process
 from streams.codec import decode_forwarded
 from streams.intake_service import CaughtUp, Handover, IntakeService
 from streams.kafka_connection import kafka_connection
@@ -294,7 +294,7 @@ async def _child(read_fd: int, write_fd: int) -> int:
     kind, settings, with_handover = await _read_frame(reader)
     assert kind == "settings"
     setup_logging(settings)
-    tune_gc()
+    tune_process()
     link = _Link(reader, writer)
     kafka = kafka_connection(settings)
     producer = BatchProducer(kafka=kafka, max_batch_size=settings.producer_batch_bytes)

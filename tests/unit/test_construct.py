@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 import streams
 import streams.construct
@@ -128,8 +128,8 @@ def test_the_worker_says_when_the_compiled_core_runs_without_its_c_function() ->
     why = "ImportError: streams._construct: BaseModel.__pydantic_extra__ is not a slot"
 
     assert core_line(compiled, why) == (
-        "compiled (mypyc, 2026-11-29T12:00:00Z), but trusted() in Python: its C build did "
-        f"not load ({why})"
+        "compiled (mypyc, 2026-11-29T12:00:00Z), but trusted() and model attribute reads in "
+        f"Python: its C build did not load ({why})"
     )
     assert core_line(compiled, None) == "compiled (mypyc, 2026-11-29T12:00:00Z)"
     # Without a build there is no C function to miss.
@@ -141,3 +141,107 @@ def test_the_worker_says_when_the_compiled_core_runs_without_its_c_function() ->
 
 def test_with_the_build_in_use_the_c_function_loaded(c_trusted: Any) -> None:
     assert streams.construct.NOT_IN_C is None
+
+
+# --- plain attribute reads (plain_attributes) ------------------------------------------
+
+
+def test_our_models_read_their_attributes_as_plain_classes_do(compiled_core: None) -> None:
+    """What the worker, its intake process, `model replay` and cpu_bench do at start-up
+    (tune_process): the core's models and the lead model's parts lose pydantic's
+    attribute hook (-8% of the core's instructions per event)."""
+    from schemas.decisions import LeadScored, NamedScore
+    from schemas.internal import PersonEventBatch
+    from streams.construct import plain_attributes, reads_plainly
+    from streams.lead_model import Decay, FitRule, LeadModel, Rule, Score
+
+    hot = (LeadState, PersonEvent, PersonEventBatch, LeadScored, NamedScore, BreakdownLine)
+    hot += (LeadModel, Score, Rule, Decay, FitRule)
+    plain_attributes()
+
+    assert [cls.__name__ for cls in hot if not reads_plainly(cls)] == []
+    assert plain_attributes() == 0  # once is enough
+
+
+def test_a_model_that_reads_plainly_reads_as_before(compiled_core: None) -> None:
+    from loadtest.harness import MODEL
+    from streams.construct import plain_attributes
+    from streams.lead_model import load_model
+
+    plain_attributes()
+    lead, model = _lead(), load_model(MODEL)
+
+    assert lead.pk == "u1" and lead.traits == {"email": "ana@acme.io"}
+    with pytest.raises(AttributeError, match="'LeadState' object has no attribute 'nope'"):
+        lead.nope  # noqa: B018
+    assert getattr(lead, "nope", None) is None and not hasattr(lead, "nope")
+    assert model.index is model.index  # a cached_property, kept in the instance
+    assert model.scores[0].rules[0].id == model.scores[0].rules[0].__dict__["id"]
+    assert lead.model_copy(update={"pk": "u2"}).pk == "u2"
+    assert LeadState.model_validate_json(lead.model_dump_json()) == lead
+
+
+class _Plain(BaseModel):
+    x: int
+
+
+class _WithPrivate(BaseModel):
+    x: int
+    _secret: int = PrivateAttr(default=3)
+
+
+class _WithExtra(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    x: int
+
+
+class _WithGetattr(BaseModel):
+    x: int
+
+    def __getattr__(self, name: str) -> Any:
+        return f"made up {name}"
+
+
+def test_models_pydantics_hook_serves_keep_it(compiled_core: None) -> None:
+    """Private attributes and extra fields are read through BaseModel.__getattr__, and a
+    class may define its own: those classes are left as they are."""
+    from streams.construct import plain_attributes, reads_plainly
+
+    plain_attributes(packages=("tests",))
+
+    assert reads_plainly(_Plain)
+    assert not reads_plainly(_WithPrivate) and _WithPrivate(x=1)._secret == 3
+    assert not reads_plainly(_WithExtra) and _WithExtra(x=1, y=2).y == 2  # type: ignore[attr-defined]
+    assert not reads_plainly(_WithGetattr) and _WithGetattr(x=1).anything == "made up anything"
+
+
+def test_other_packages_models_are_left_as_they_are(compiled_core: None) -> None:
+    from pydantic import RootModel
+    from pydantic_settings import BaseSettings
+
+    from streams.construct import plain_attributes, reads_plainly
+
+    plain_attributes()
+
+    assert not reads_plainly(BaseSettings) and not reads_plainly(RootModel)
+
+
+def test_the_c_function_takes_only_model_classes(compiled_core: None) -> None:
+    from streams._construct import plain_getattr
+
+    for wrong in (BaseModel, int, _Plain(x=1)):
+        with pytest.raises(TypeError, match="takes a subclass of pydantic's BaseModel"):
+            plain_getattr(wrong)
+
+
+def test_without_the_c_build_nothing_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.construct import plain_attributes, reads_plainly
+
+    class Late(BaseModel):
+        x: int
+
+    monkeypatch.setattr(streams.construct, "_plain_getattr", None)
+    monkeypatch.setattr(streams.construct, "_reads_plainly", None)
+
+    assert plain_attributes(packages=("tests",)) == 0
+    assert not reads_plainly(Late)
