@@ -499,21 +499,22 @@ class _Index:
         self.qualify_memo: dict[tuple[object, ...], Any] = {}  # streams.qualify.qualify
         self._page_memo: dict[str, tuple[tuple[Score, Rule], ...]] = {}
         self._page_trigger_memo: dict[str, tuple[Trigger, ...]] = {}
-        # Track events some rule or trigger reads, and pages by name (`reads`).
-        self._track_read = frozenset(self.track_rules) | frozenset(self.track_triggers)
-        self._page_read_memo: dict[str, bool] = {}
+        # Track events some rule or trigger reads, and pages by name (`reads`; the core
+        # reads these two itself, streams.leads._read).
+        self.track_read = frozenset(self.track_rules) | frozenset(self.track_triggers)
+        self.page_read: dict[str, bool] = {}
 
     def reads(self, kind: str, name: str) -> bool:
         """Whether any rule or trigger reads events of `kind` named `name`: one lookup for
         the question every event asks (most events are read by neither)."""
         if kind == "track":
-            return name in self._track_read
+            return name in self.track_read
         if kind != "page":
             return False
-        found = self._page_read_memo.get(name)
+        found = self.page_read.get(name)
         if found is None:
             found = bool(self.rules_for(kind, name) or self.triggers_for(kind, name))
-            remember(self._page_read_memo, name, found)
+            remember(self.page_read, name, found)
         return found
 
     def rules_for(self, kind: str, name: str) -> tuple[tuple[Score, Rule], ...]:

@@ -393,7 +393,7 @@ def _seen_only(
         or (uid is not None and uid != state["uid"])
         or (aid and aid not in state["aids"])
         or state["pending"]
-        or model.index.reads(fields["kind"], fields["name"])
+        or _read(model.index, fields["kind"], fields["name"])
     ):
         return None
     ts_ms: int = fields["ts_ms"]
@@ -404,6 +404,22 @@ def _seen_only(
     changed = dict(state)
     _record(changed, state, fields, digest, read_at, clock=clock, limits=limits)
     return trusted(LeadState, changed)
+
+
+def _read(index: Any, kind: str, name: str) -> bool:
+    """`index.reads(kind, name)` from its two tables, calling it only for a page it has not
+    seen yet: a call of the interpreted method from compiled code cost ~1,500 instructions,
+    2.5% of the core's per event."""
+    if kind == "track":
+        track_read: frozenset[str] = index.track_read
+        return name in track_read
+    if kind == "page":
+        page_read: dict[str, bool] = index.page_read
+        found = page_read.get(name)
+        if found is not None:
+            return found
+        return bool(index.reads(kind, name))
+    return False
 
 
 def _record(

@@ -16,6 +16,7 @@ from streams.lead_model import (
     load_model,
     parse_model,
 )
+from streams.leads import _read
 
 VALID = """\
 version: t1
@@ -167,8 +168,12 @@ def test_index_reads_is_whether_a_rule_or_trigger_reads_the_event(
     demo = "  - {id: demo, event: Demo Requested, message: requested a demo}\n"
     careers = '  - {id: careers, page: "/careers/*", message: looked at jobs}\n'
     model = parse_model(replaced(demo, demo + careers), source="model.yaml")
+    # The core asks it from the index's tables (streams.leads._read), before a page is in
+    # the memo and after.
+    assert _read(model.index, kind, name) is reads
     assert model.index.reads(kind, name) is reads
     assert model.index.reads(kind, name) is reads  # the memo's answer is the same
+    assert _read(model.index, kind, name) is reads
     assert reads == bool(model.rules_for(kind, name) or model.triggers_for(kind, name))
 
 
