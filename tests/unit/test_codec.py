@@ -419,29 +419,35 @@ def test_encode_writes_field_names_and_nulls() -> None:
     assert doc["user_id"] is None
 
 
-def test_a_lead_encodes_for_the_table_as_pydantic_would() -> None:
-    """`encode_state` (orjson on the fields) writes the bytes `encode` writes, for leads
-    the core built (tuples, nested dicts, floats, non-ASCII traits) and leads read back."""
+def _scored_traffic(*, seed: int, events: int, payload: str = "lean") -> Any:
+    """The core's BatchResult for `events` generated messages of 300 leads, as one batch."""
     from itertools import islice
 
     from loadtest.generator import Generator
     from loadtest.harness import MODEL
-    from streams.codec import decode_person_event, decode_state, encode_state
+    from streams.codec import decode_person_event
     from streams.lead_model import load_model
     from streams.leads import Limits, apply_batch
 
-    gen = Generator(leads=300, seed=7)
+    gen = Generator(leads=300, seed=seed, payload=payload)  # type: ignore[arg-type]
     now_ms = int(NOW.timestamp() * 1000)
-    events = [decode_person_event(m.value) for m in islice(gen.messages(now_ms=now_ms), 6000)]
-    result = apply_batch(
+    decoded = [decode_person_event(m.value) for m in islice(gen.messages(now_ms=now_ms), events)]
+    return apply_batch(
         {},
-        [e for e in events if isinstance(e, PersonEvent)],
+        [e for e in decoded if isinstance(e, PersonEvent)],
         model=load_model(MODEL),
         rotation={},
         limits=Limits(),
         now=NOW,
     )
-    leads = list(result.leads.values())
+
+
+def test_a_lead_encodes_for_the_table_as_pydantic_would() -> None:
+    """`encode_state` (orjson on the fields) writes the bytes `encode` writes, for leads
+    the core built (tuples, nested dicts, floats, non-ASCII traits) and leads read back."""
+    from streams.codec import decode_state, encode_state
+
+    leads = list(_scored_traffic(seed=7, events=6000).leads.values())
     assert any(lead.rep for lead in leads) and any(lead.hits for lead in leads)
     first = leads[0]
     leads.append(
@@ -546,25 +552,9 @@ def test_the_intake_process_records_rebuild_to_what_decode_batch_reads() -> None
 def test_a_score_change_encodes_for_leads_scored_as_pydantic_would(payload: str) -> None:
     """`encode_scored` (orjson on the models' fields) writes the bytes `encode` writes, for
     the records the core makes on generated traffic and the same records read back."""
-    from itertools import islice
+    from streams.codec import decode_output, encode_scored
 
-    from loadtest.generator import Generator
-    from loadtest.harness import MODEL
-    from streams.codec import decode_output, decode_person_event, encode_scored
-    from streams.lead_model import load_model
-    from streams.leads import Limits, apply_batch
-
-    gen = Generator(leads=300, seed=11, payload=payload)  # type: ignore[arg-type]
-    now_ms = int(NOW.timestamp() * 1000)
-    events = [decode_person_event(m.value) for m in islice(gen.messages(now_ms=now_ms), 4000)]
-    result = apply_batch(
-        {},
-        [e for e in events if isinstance(e, PersonEvent)],
-        model=load_model(MODEL),
-        rotation={},
-        limits=Limits(),
-        now=NOW,
-    )
+    result = _scored_traffic(seed=11, events=4000, payload=payload)
     scored = [d for d in result.decisions if isinstance(d, LeadScored)]
     assert len(scored) > 100 and any(d.fit_breakdown for d in scored)
     assert any(len(d.scores) > 1 for d in scored)
