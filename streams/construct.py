@@ -9,7 +9,7 @@ Python function runs, and the worker's start-up line says so and why (`core_line
 
 `plain_attributes` (the same C build) makes our model classes read their fields as plain
 classes do: pydantic's BaseModel defines `__getattr__`, which makes every attribute read of
-a model cost ~3x a plain object's (-8% of the core's instructions per event).
+a model cost ~3.5x a plain object's (-7% of the core's instructions per event).
 """
 
 from __future__ import annotations
