@@ -49,12 +49,13 @@ from streams.normalize import (
     normalize_traits,
 )
 from streams.qualify import qualify
-from streams.routing import LeadView, RoutingState, account_domain, choose_rep, route
+from streams.routing import LeadView, RoutingState, choose_rep, route
 from streams.scoring import (
     SALES_STAGES,
     DecayState,
     Engagement,
     Fire,
+    account_domain,
     add_engagement,
     decayed,
     fit_of,

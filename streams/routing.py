@@ -22,6 +22,7 @@ from streams.routing_model import (
     When,
     wall_instant,
 )
+from streams.scoring import account_domain  # compiled with the core, which calls it most
 
 __all__ = [
     "LeadView",
@@ -536,15 +537,6 @@ def _local(at: datetime, schedule: Schedule | None) -> str:
 class Route:
     rep: Rep
     rule: str  # account_owner | account_domain | territory_round_robin | fallback
-
-
-def account_domain(traits: Mapping[str, TraitValue], model: LeadModel) -> str | None:
-    """The company domain of the lead's email, or None for free-mail and unknown emails."""
-    email = traits.get("email")
-    if not isinstance(email, str) or "@" not in email:
-        return None
-    domain = email.rsplit("@", 1)[1]
-    return None if domain in model.index.free_mail else domain
 
 
 def choose_rep(

@@ -31,6 +31,7 @@ __all__ = [
     "DecayState",
     "Engagement",
     "Fire",
+    "account_domain",
     "add_engagement",
     "decayed",
     "fit_of",
@@ -419,6 +420,19 @@ def _fires(trigger: Trigger, times: tuple[int, ...], now_ms: int, last_fired: in
 
 #: Stages that only sales feedback moves a lead out of.
 SALES_STAGES: frozenset[str] = frozenset({"sal", "opportunity", "won", "lost"})
+
+
+def account_domain(traits: Mapping[str, TraitValue], model: LeadModel) -> str | None:
+    """The company domain of the lead's email, or None for free-mail and unknown emails.
+
+    Routing's (streams.routing re-exports it); here so that the core, which asks it at
+    most events that score, calls it compiled (interpreted, a call from compiled code
+    cost ~4,000 instructions, ~2.5% of the core's per event)."""
+    email = traits.get("email")
+    if not isinstance(email, str) or "@" not in email:
+        return None
+    domain = email.rsplit("@", 1)[1]
+    return None if domain in model.index.free_mail else domain
 
 
 def is_known(uid: str | None, traits: Mapping[str, TraitValue]) -> bool:
