@@ -171,10 +171,10 @@ class Settings(BaseSettings):
     # Write-behind of lead state: changed leads go to the changelog at most this often
     # per partition (and before the input they came from is acknowledged). A lead changed
     # several times in between is written once: at 200 ms the load test's 2,000-lead
-    # backlog wrote ~2x the bytes of state that it read of events (README, Architecture).
-    # Faust commits input offsets every 2.8 s (broker_commit_interval) whatever this is.
+    # backlog wrote ~2x the bytes of state that it read of events, at 1 s a third of that
+    # (README, Architecture); 1 s is not the default yet (README: why).
     state_flush_ms: int = Field(
-        default=1000,
+        default=200,
         ge=1,
         description="How often changed leads go to the changelog (and contact updates to "
         "the accounts stage).",
