@@ -795,6 +795,15 @@ def create_app(
     async def flush_pending() -> None:
         await asyncio.gather(*(flush(partition) for partition in list(pending)))
 
+    def to_write(partitions: Iterable[int]) -> list[int]:
+        """Of `partitions`, those with state to write: records applied since their last
+        flush, or a flush under way (the timer's, a revocation's). A flush takes what it
+        writes out of `pending` when it starts: a stop or a revocation that waited only for
+        `pending` would commit without what that flush has not written yet, and cancel it
+        (found at a 1 s write-behind: a restarted worker scored again records applied and
+        acknowledged before a clean stop)."""
+        return [p for p in partitions if p in pending or (p in flushing and flushing[p].locked())]
+
     @app.timer(settings.state_flush_ms / 1000)
     async def flush_all() -> None:
         """Write-behind for partitions that went quiet: no record arrives to trigger it."""
@@ -852,7 +861,7 @@ def create_app(
         await asyncio.gather(*background, return_exceptions=True)
         # Not `flush_all()`: Faust's decorator made that the timer loop, which ends at once
         # when the app stops, writing nothing (found by tests/integration/test_two_workers).
-        await flush_pending()
+        await asyncio.gather(*(flush(p) for p in to_write({*pending, *flushing})))
 
     add_account_stage(
         app,
@@ -995,7 +1004,7 @@ def create_app(
         input is acknowledged and the consumer commits it before giving them up."""
         mine = {tp.partition for tp in revoked if tp.topic == topics.person_events}
         await asyncio.gather(*background, return_exceptions=True)
-        await asyncio.gather(*(flush(partition) for partition in mine if partition in pending))
+        await asyncio.gather(*(flush(partition) for partition in to_write(mine)))
         return handed_offsets(mine)
 
     app.before_revoke = before_revoke

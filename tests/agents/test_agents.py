@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import faust
 import orjson
 import pytest
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from schemas.internal import PersonEvent, PersonEventBatch
@@ -135,6 +137,66 @@ async def test_leads_writes_state_only_after_its_outputs_are_acknowledged(
     state = orjson.loads(producer.sent[changelog[0]].value)
     # the duplicate was not applied: two digests of 16 characters
     assert state["score"] == 30 and len(state["seen"]) == 2 * 16
+
+
+def _timer(app: faust.App, name: str) -> Any:
+    """The body of the app's timer `name`: Faust keeps only its loop, wrapped (`app.timer`)."""
+    return next(
+        inspect.unwrap(task)
+        for task in app._app_tasks  # type: ignore[attr-defined]
+        if task.__name__ == name
+    )
+
+
+@pytest.mark.parametrize("stage_end", ["clean stop", "revocation"])
+async def test_a_stop_or_revocation_waits_for_the_state_write_under_way(
+    tmp_path: Path, stage_end: str
+) -> None:
+    """The write-behind timer takes a partition's applied records to write their state; a
+    clean stop (or a revocation) that comes meanwhile commits only once that state is
+    written, else the records are acknowledged too late, never committed, and the next
+    worker scores them again."""
+    faust_app, producer, topics = _app(tmp_path, state_flush_ms=60_000)
+    pk = "visitor-3"
+    partition = person_partition(pk, 4)
+
+    def batch(mid: str, name: str) -> bytes:
+        event = PersonEvent(mid=mid, pk=pk, kind="track", name=name, ts_ms=1, aid=pk)
+        return encode(PersonEventBatch(events=(event,)))
+
+    def states() -> list[int]:
+        return [
+            orjson.loads(s.value)["score"]
+            for s in producer.sent
+            if s.topic.endswith("-leads-changelog")
+        ]
+
+    async with faust_app.agents["leads"].test_context() as agent:
+        # The partition's first batch is written at once; the next waits for the timer.
+        await agent.put(batch("a", "Whitepaper Downloaded"), key=b"p", partition=partition)
+        await producer.until(lambda sent: states() == [30])
+        producer.hold = True  # the broker has not acknowledged the next outputs yet
+        await agent.put(batch("b", "Demo Requested"), key=b"p", partition=partition)
+        await producer.until(lambda sent: len(producer.on(topics.scored)) == 2)
+        timer = asyncio.ensure_future(_timer(faust_app, "flush_all")())
+        await asyncio.sleep(0.1)  # the timer's write has started: it waits for the broker
+
+        lifecycle = faust_app.lifecycle  # type: ignore[attr-defined]
+        ending = asyncio.ensure_future(
+            lifecycle.flush()
+            if stage_end == "clean stop"
+            else faust_app.before_revoke({TP(topics.person_events, partition)})  # type: ignore[attr-defined]
+        )
+        await asyncio.sleep(0.3)
+        ended_before_the_write = ending.done()
+        producer.hold = False
+        producer.release()
+        await asyncio.wait_for(ending, timeout=5)
+        written = states()
+        await timer
+
+    assert not ended_before_the_write
+    assert written == [30, 90]
 
 
 @pytest.mark.parametrize(("configured", "expected"), [(None, 512 * 1024), (16384, 16384)])
