@@ -158,8 +158,10 @@ def add_account_stage(
     clock: Callable[[], datetime],
     on_error: Callable[[BaseException], None],
     start_offset: StartOffset | None = None,
-) -> None:
-    """Register the accounts agent on `app`, over `table` (`accounts_table`).
+) -> Callable[[], Awaitable[None]]:
+    """Register the accounts agent on `app`, over `table` (`accounts_table`); return a
+    coroutine function a stop awaits before it commits: the account writes under way then
+    are acknowledged, and so are the records that made them.
 
     Account state is small and updates are few (only score changes of contacts with a
     company domain). For each record the agent reads the accounts from the local table,
@@ -245,6 +247,12 @@ def add_account_stage(
             writing.add(task := asyncio.ensure_future(written(event, partition, acked)))
             task.add_done_callback(_done)
             _count(metrics, result.decisions)
+
+    async def written_all() -> None:
+        # Failures go to `on_error` (`_done`); their records stay unacknowledged.
+        await asyncio.gather(*writing, return_exceptions=True)
+
+    return written_all
 
 
 def _records(topics: Topics, decisions: Iterable[AccountDecision]) -> list[Record]:

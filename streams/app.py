@@ -862,8 +862,11 @@ def create_app(
         # Not `flush_all()`: Faust's decorator made that the timer loop, which ends at once
         # when the app stops, writing nothing (found by tests/integration/test_two_workers).
         await asyncio.gather(*(flush(p) for p in to_write({*pending, *flushing})))
+        # Then the accounts stage's writes under way (some from the contact updates just
+        # sent): the records that made them are acknowledged only once they are written.
+        await accounts_written()
 
-    add_account_stage(
+    accounts_written = add_account_stage(
         app,
         table=account_table,
         on_error=lambda exc: app.crash_soon(exc, why="accounts: writing account state failed"),

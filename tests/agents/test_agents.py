@@ -15,7 +15,7 @@ import pytest
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from schemas.internal import PersonEvent, PersonEventBatch
+from schemas.internal import ContactUpdate, ContactUpdateBatch, PersonEvent, PersonEventBatch
 from streams.app import SHUTDOWN_SETTLE_S, Worker, create_app
 from streams.codec import encode
 from streams.lead_model import load_model
@@ -34,7 +34,9 @@ class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[Record] = []
         self.unacked: list[asyncio.Future[list[Any]]] = []
-        self.hold = False  # when set, enqueued records stay unacknowledged until `release`
+        # When set, enqueued records stay unacknowledged until `release`: all, or those of
+        # the topics whose names end so.
+        self.hold: bool | str = False
 
     async def send(self, records: Iterable[Record]) -> int:
         batch = list(records)
@@ -46,9 +48,13 @@ class FakeProducer:
         return {}
 
     async def enqueue(self, records: Iterable[Record]) -> asyncio.Future[list[Any]]:
-        self.sent.extend(records)
+        batch = list(records)
+        self.sent.extend(batch)
         acked: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        if self.hold:
+        held = self.hold is True or (
+            isinstance(self.hold, str) and any(r.topic.endswith(self.hold) for r in batch)
+        )
+        if held:
             self.unacked.append(acked)
         else:
             acked.set_result([])
@@ -197,6 +203,37 @@ async def test_a_stop_or_revocation_waits_for_the_state_write_under_way(
 
     assert not ended_before_the_write
     assert written == [30, 90]
+
+
+async def test_a_stop_waits_for_the_account_writes_under_way(tmp_path: Path) -> None:
+    """The accounts stage acknowledges a record once the accounts it changed are in the
+    table's changelog; a clean stop commits only after those writes, else it commits
+    without their records and the next worker applies them again."""
+    faust_app, producer, topics = _app(tmp_path)
+    update = ContactUpdate(
+        account="corp.example",
+        lead_id="lead-1",
+        score=40,
+        ts_ms=1,
+        rep="us-rep",
+        mid="m-1",
+        model="test-1",
+    )
+    producer.hold = "-changelog"  # the broker has not acknowledged the account's write yet
+    async with faust_app.agents["accounts"].test_context() as agent:
+        await agent.put(
+            encode(ContactUpdateBatch(updates=(update,))), key=b"corp.example", partition=0
+        )
+        await producer.until(lambda sent: any(s.topic.endswith("-changelog") for s in sent))
+        stopping = asyncio.ensure_future(faust_app.lifecycle.flush())  # type: ignore[attr-defined]
+        await asyncio.sleep(0.3)
+        ended_before_the_write = stopping.done()
+        producer.hold = False
+        producer.release()
+        await asyncio.wait_for(stopping, timeout=5)
+
+    assert not ended_before_the_write
+    assert [a["account"] for a in producer.on(topics.accounts_scored)] == ["corp.example"]
 
 
 @pytest.mark.parametrize(("configured", "expected"), [(None, 512 * 1024), (16384, 16384)])
