@@ -435,7 +435,9 @@ def create_app(
     handed: dict[int, dict[int, tuple[asyncio.Future[Any], int]]] = defaultdict(dict)
     owned: set[int] = set()  # person-events partitions this worker scores now
     taken: set[int] = set()  # and those revoked from it since (until assigned again)
-    halted = asyncio.Event()  # a batch failed: apply nothing more (see `halt`)
+    # A batch failed (see `halt`), or the worker's final write has begun (`flush_everything`):
+    # apply nothing more; what is read from now on is left unacknowledged to the next owner.
+    halted = asyncio.Event()
     probe = TopicProbe(kafka)  # start offsets for the guard, and the broker check
     if start_offset is None:
         start_offset = probe.start_offset
@@ -759,6 +761,8 @@ def create_app(
             if not due:
                 continue
             async with lock:
+                if halted.is_set():
+                    return  # stopping: the next owner takes these steps
                 leads = store.leads(partition, due)
                 rotation = store.rotation(partition)
                 changed = {}
@@ -858,6 +862,11 @@ def create_app(
         return {**ends, **{p: read_up_to[p] for p, ok in held.items() if ok}}
 
     async def flush_everything() -> None:
+        # The stop: from here on nothing is applied (the consumer delivers records until
+        # Faust stops the agent): a record applied after the final write would have its
+        # outputs sent and its state and offset not written, so the next owner would apply
+        # it again and send them twice.
+        halted.set()
         await asyncio.gather(*background, return_exceptions=True)
         # Not `flush_all()`: Faust's decorator made that the timer loop, which ends at once
         # when the app stops, writing nothing (found by tests/integration/test_two_workers).
@@ -910,6 +919,15 @@ def create_app(
                 log.warning("rescore with model %s stopped: a newer model arrived", new.version)
                 return
             async with lock:
+                if halted.is_set():  # stopping: not resumed after a restart
+                    log.warning(
+                        "rescore with model %s stopped at %d/%d leads by the worker's stop; "
+                        "publish the model again with --rescore to finish",
+                        new.version,
+                        start,
+                        len(keys),
+                    )
+                    return
                 for raw_key in keys[start : start + _RESCORE_CHUNK]:
                     pk = raw_key.decode()
                     partition = person_partition(pk, settings.partitions)

@@ -205,6 +205,30 @@ async def test_a_stop_or_revocation_waits_for_the_state_write_under_way(
     assert written == [30, 90]
 
 
+async def test_a_record_read_once_the_stop_s_final_write_began_is_left_to_the_next_owner(
+    tmp_path: Path,
+) -> None:
+    """Faust delivers records until it stops the agent, after the stop's final write and
+    commit: one applied then would have its outputs sent and neither its state nor its
+    offset written, and the next owner would apply it again (its outputs sent twice)."""
+    faust_app, producer, topics = _app(tmp_path)
+    pk = "visitor-3"
+    partition = person_partition(pk, 4)
+
+    def batch(mid: str, name: str) -> bytes:
+        event = PersonEvent(mid=mid, pk=pk, kind="track", name=name, ts_ms=1, aid=pk)
+        return encode(PersonEventBatch(events=(event,)))
+
+    async with faust_app.agents["leads"].test_context() as agent:
+        await agent.put(batch("a", "Whitepaper Downloaded"), key=b"p", partition=partition)
+        await producer.until(lambda sent: len(producer.on(topics.scored)) == 1)
+        await faust_app.lifecycle.flush()  # type: ignore[attr-defined]
+        await agent.put(batch("b", "Demo Requested"), key=b"p", partition=partition)
+        await asyncio.sleep(0.3)
+
+    assert [s["score"] for s in producer.on(topics.scored)] == [30]
+
+
 async def test_a_stop_waits_for_the_account_writes_under_way(tmp_path: Path) -> None:
     """The accounts stage acknowledges a record once the accounts it changed are in the
     table's changelog; a clean stop commits only after those writes, else it commits
