@@ -145,6 +145,12 @@ async def test_leads_writes_state_only_after_its_outputs_are_acknowledged(
     assert state["score"] == 30 and len(state["seen"]) == 2 * 16
 
 
+def _track(pk: str, mid: str, name: str) -> bytes:
+    """A person-events record of one track event `name` of lead `pk`."""
+    event = PersonEvent(mid=mid, pk=pk, kind="track", name=name, ts_ms=1, aid=pk)
+    return encode(PersonEventBatch(events=(event,)))
+
+
 def _timer(app: faust.App, name: str) -> Any:
     """The body of the app's timer `name`: Faust keeps only its loop, wrapped (`app.timer`)."""
     return next(
@@ -166,10 +172,6 @@ async def test_a_stop_or_revocation_waits_for_the_state_write_under_way(
     pk = "visitor-3"
     partition = person_partition(pk, 4)
 
-    def batch(mid: str, name: str) -> bytes:
-        event = PersonEvent(mid=mid, pk=pk, kind="track", name=name, ts_ms=1, aid=pk)
-        return encode(PersonEventBatch(events=(event,)))
-
     def states() -> list[int]:
         return [
             orjson.loads(s.value)["score"]
@@ -179,10 +181,10 @@ async def test_a_stop_or_revocation_waits_for_the_state_write_under_way(
 
     async with faust_app.agents["leads"].test_context() as agent:
         # The partition's first batch is written at once; the next waits for the timer.
-        await agent.put(batch("a", "Whitepaper Downloaded"), key=b"p", partition=partition)
+        await agent.put(_track(pk, "a", "Whitepaper Downloaded"), key=b"p", partition=partition)
         await producer.until(lambda sent: states() == [30])
         producer.hold = True  # the broker has not acknowledged the next outputs yet
-        await agent.put(batch("b", "Demo Requested"), key=b"p", partition=partition)
+        await agent.put(_track(pk, "b", "Demo Requested"), key=b"p", partition=partition)
         await producer.until(lambda sent: len(producer.on(topics.scored)) == 2)
         timer = asyncio.ensure_future(_timer(faust_app, "flush_all")())
         await asyncio.sleep(0.1)  # the timer's write has started: it waits for the broker
@@ -215,15 +217,11 @@ async def test_a_record_read_once_the_stop_s_final_write_began_is_left_to_the_ne
     pk = "visitor-3"
     partition = person_partition(pk, 4)
 
-    def batch(mid: str, name: str) -> bytes:
-        event = PersonEvent(mid=mid, pk=pk, kind="track", name=name, ts_ms=1, aid=pk)
-        return encode(PersonEventBatch(events=(event,)))
-
     async with faust_app.agents["leads"].test_context() as agent:
-        await agent.put(batch("a", "Whitepaper Downloaded"), key=b"p", partition=partition)
+        await agent.put(_track(pk, "a", "Whitepaper Downloaded"), key=b"p", partition=partition)
         await producer.until(lambda sent: len(producer.on(topics.scored)) == 1)
         await faust_app.lifecycle.flush()  # type: ignore[attr-defined]
-        await agent.put(batch("b", "Demo Requested"), key=b"p", partition=partition)
+        await agent.put(_track(pk, "b", "Demo Requested"), key=b"p", partition=partition)
         await asyncio.sleep(0.3)
 
     assert [s["score"] for s in producer.on(topics.scored)] == [30]
