@@ -124,7 +124,8 @@ class _Lifecycle:
     models: ModelFeed  # catches up on lead.model before Faust starts, then follows it
     accounts: AccountFeed  # the same for crm.accounts
     intake: IntakeService | IntakeProcess  # joins its group while Faust joins its own
-    flush: Callable[[], Awaitable[None]]  # on stop: write state, so the commit covers it
+    # on stop: apply nothing more and write the state of what was, so the commit covers it
+    final_write: Callable[[], Awaitable[None]]
     # then: offsets past what Faust can commit (records the handover applied, written)
     handed_offsets: Callable[[], dict[TP, int]]
     producer: BatchProducer  # stopped last
@@ -252,7 +253,7 @@ class _App(faust.App):
         self.add_future(self.crash(exc))
 
     async def _write_and_commit(self, lc: _Lifecycle) -> None:
-        await lc.flush()
+        await lc.final_write()
         await self.consumer.commit()
         extra = lc.handed_offsets()
         if extra:
@@ -435,7 +436,7 @@ def create_app(
     handed: dict[int, dict[int, tuple[asyncio.Future[Any], int]]] = defaultdict(dict)
     owned: set[int] = set()  # person-events partitions this worker scores now
     taken: set[int] = set()  # and those revoked from it since (until assigned again)
-    # A batch failed (see `halt`), or the worker's final write has begun (`flush_everything`):
+    # A batch failed (see `halt`), or the worker's final write has begun (`final_write`):
     # apply nothing more; what is read from now on is left unacknowledged to the next owner.
     halted = asyncio.Event()
     probe = TopicProbe(kafka)  # start offsets for the guard, and the broker check
@@ -861,7 +862,7 @@ def create_app(
             return {**ends, **{p: read_up_to[p] for p in behind}}
         return {**ends, **{p: read_up_to[p] for p, ok in held.items() if ok}}
 
-    async def flush_everything() -> None:
+    async def final_write() -> None:
         # The stop: from here on nothing is applied (the consumer delivers records until
         # Faust stops the agent): a record applied after the final write would have its
         # outputs sent and its state and offset not written, so the next owner would apply
@@ -1001,7 +1002,7 @@ def create_app(
             handover=handover if settings.handover else None,
             caught_up=caught_up if settings.handover else None,
         ),
-        flush=flush_everything,
+        final_write=final_write,
         handed_offsets=handed_offsets,
         producer=out,
         recovery_watch=RecoveryWatchService(

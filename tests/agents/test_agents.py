@@ -191,7 +191,7 @@ async def test_a_stop_or_revocation_waits_for_the_state_write_under_way(
 
         lifecycle = faust_app.lifecycle  # type: ignore[attr-defined]
         ending = asyncio.ensure_future(
-            lifecycle.flush()
+            lifecycle.final_write()
             if stage_end == "clean stop"
             else faust_app.before_revoke({TP(topics.person_events, partition)})  # type: ignore[attr-defined]
         )
@@ -220,7 +220,7 @@ async def test_a_record_read_once_the_stop_s_final_write_began_is_left_to_the_ne
     async with faust_app.agents["leads"].test_context() as agent:
         await agent.put(_track(pk, "a", "Whitepaper Downloaded"), key=b"p", partition=partition)
         await producer.until(lambda sent: len(producer.on(topics.scored)) == 1)
-        await faust_app.lifecycle.flush()  # type: ignore[attr-defined]
+        await faust_app.lifecycle.final_write()  # type: ignore[attr-defined]
         await agent.put(_track(pk, "b", "Demo Requested"), key=b"p", partition=partition)
         await asyncio.sleep(0.3)
 
@@ -247,7 +247,7 @@ async def test_a_stop_waits_for_the_account_writes_under_way(tmp_path: Path) -> 
             encode(ContactUpdateBatch(updates=(update,))), key=b"corp.example", partition=0
         )
         await producer.until(lambda sent: any(s.topic.endswith("-changelog") for s in sent))
-        stopping = asyncio.ensure_future(faust_app.lifecycle.flush())  # type: ignore[attr-defined]
+        stopping = asyncio.ensure_future(faust_app.lifecycle.final_write())  # type: ignore[attr-defined]
         await asyncio.sleep(0.3)
         ended_before_the_write = stopping.done()
         producer.hold = False
