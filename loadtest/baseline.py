@@ -10,6 +10,9 @@ Two styles of the same loop:
 - `plain`: the loop as issue 3 describes it and as one writes it first: `async for` one
   record at a time, aiokafka's default fetch sizes and auto-commit, a `send()` per alert.
   Reported beside the tuned one so the two ratios come from the same run.
+
+Either prints `ready` once its consumer owns partitions (the latency phase starts its
+traffic then), and its rate as JSON when it ends.
 """
 
 from __future__ import annotations
@@ -96,8 +99,7 @@ async def run_baseline(
             fetched = await consumer.getmany(timeout_ms=200, max_records=5000)
             if not ready and consumer.assignment():
                 ready = True
-                sys.stdout.write("ready\n")
-                sys.stdout.flush()
+                _say_ready()
             out = []
             for records in fetched.values():
                 for record in records:
@@ -133,6 +135,8 @@ async def _run_plain(
     state: dict[bytes, list[int]] = {}
     seen = 0
     first: float | None = None
+    # `async for` joins the group inside its first iteration: say `ready` from beside it.
+    announcer = asyncio.create_task(_ready_when_assigned(consumer))
     try:
         async with asyncio.timeout(timeout_s):
             async for record in consumer:
@@ -148,9 +152,21 @@ async def _run_plain(
         pass  # reported as far as it got
     finally:
         last = time.monotonic()
+        announcer.cancel()
         await consumer.stop()
         await producer.stop()
     return _rate(seen, first, last)
+
+
+async def _ready_when_assigned(consumer: AIOKafkaConsumer) -> None:
+    while not consumer.assignment():
+        await asyncio.sleep(0.05)
+    _say_ready()
+
+
+def _say_ready() -> None:
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
 
 
 def _rate(seen: int, first: float | None, last: float) -> dict[str, float]:
