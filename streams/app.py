@@ -150,6 +150,9 @@ READ_AHEAD_WAIT_S = 2.0
 #: another worker's intake wrote to a partition puts the stage one record behind what this
 #: intake writes next; waiting out each such record cost a fetch wait at the p99.
 READ_AHEAD_SLACK_RECORDS = 32
+#: Records handed over ahead of their turn kept per partition until it comes (`handover`);
+#: past that they are left to the consumer.
+PARKED_MAX = 64
 #: How often a waiting intake looks again.
 _CAUGHT_UP_POLL_S = 0.005
 
@@ -455,6 +458,11 @@ def create_app(
     # and the stage's own identity messages being handed back.
     written: dict[int, int] = {}
     handing_back: set[asyncio.Future[None]] = set()
+    # Records handed over ahead of the one their partition expects (an identity message
+    # this stage wrote there on its way back, another worker's record the consumer has not
+    # delivered yet): applied as soon as the records before them are, instead of left to
+    # the consumer. Partition -> offset -> (record, batch); at most PARKED_MAX a partition.
+    parked: dict[int, dict[int, tuple[bytes, PersonEventBatch]]] = defaultdict(dict)
 
     def _done(task: asyncio.Future[None]) -> None:
         background.discard(task)
@@ -536,7 +544,8 @@ def create_app(
                     continue  # not acknowledged: read again after the seek
                 batch = decode_batch(event.value)
                 result, _ = await apply_locked(partition, batch, event)
-            counted(partition, batch, result)
+                counted(partition, batch, result)
+                await _apply_parked(partition)  # the records handed over behind this one
 
     async def handover(records: list[tuple[int, int, bytes, PersonEventBatch]]) -> None:
         """Apply person-events records this worker has just written (the intake's
@@ -544,10 +553,12 @@ def create_app(
         after a consumer round trip (on Tansu a fetch wait, on Kafka a fetch).
 
         Only the record a partition expects next, of a partition this worker scores now,
-        with the table settled; any other is left to the consumer. Faust still delivers
-        every record; `score` then only acknowledges the ones applied here, once their
-        state is written, so offsets commit exactly as before and a crash replays the same
-        way.
+        with the table settled. One ahead of it (an identity message of this stage's, or
+        another worker's record, not applied yet before it) is parked and applied right
+        after the records before it, however they come (at most PARKED_MAX a partition);
+        any other is left to the consumer. Faust still delivers every record; `score` then
+        only acknowledges the ones applied here, once their state is written, so offsets
+        commit exactly as before and a crash replays the same way.
 
         The records of one call are applied under one hold of `lock`: released between
         them, another call (a hand-back of identity messages written after them) could
@@ -559,53 +570,84 @@ def create_app(
             async with lock:
                 for partition, offset, value, batch in records:
                     written[partition] = max(written.get(partition, 0), offset + 1)
-                    if not (
-                        not halted.is_set()
-                        and partition in owned
-                        and _settled()
-                        and order.knows(partition)
-                        and order.expected(partition) == offset
-                    ):
+                    if not _may_hand_over(partition):
                         continue
-                    # The batch as the intake built it: `value` is its encoding, which the
-                    # consumer path decodes to an equal batch.
-                    source = _Handed(topics.person_events, partition, offset)
-                    result, outputs = await apply_locked(partition, batch, source)
-                    order.check(partition, offset)  # applied: the next one is expected
-                    handed[partition][offset] = (outputs, zlib.crc32(value))
-                    metrics.handed_over.inc()
-                    counted(partition, batch, result)
+                    expected = order.expected(partition)
+                    if offset > expected:
+                        waiting = parked[partition]
+                        if len(waiting) < PARKED_MAX:
+                            waiting[offset] = (value, batch)
+                        continue
+                    if offset == expected:
+                        await _apply_handed(partition, offset, value, batch)
+                        await _apply_parked(partition)
         except Exception as exc:
             halt(exc, why="leads: processing a handed-over batch failed")
+
+    def _may_hand_over(partition: int) -> bool:
+        return not halted.is_set() and partition in owned and _settled() and order.knows(partition)
+
+    async def _apply_handed(
+        partition: int, offset: int, value: bytes, batch: PersonEventBatch
+    ) -> None:
+        """Apply a handed-over record, the one its partition expects (the caller holds
+        `lock`). The batch is as its writer built it: `value` is its encoding, which the
+        consumer path decodes to an equal batch."""
+        source = _Handed(topics.person_events, partition, offset)
+        result, outputs = await apply_locked(partition, batch, source)
+        order.check(partition, offset)  # applied: the next one is expected
+        handed[partition][offset] = (outputs, zlib.crc32(value))
+        metrics.handed_over.inc()
+        counted(partition, batch, result)
+
+    async def _apply_parked(partition: int) -> None:
+        """Apply the parked records of `partition` that are next in line now (the caller
+        holds `lock`); forget those the consumer has applied meanwhile."""
+        waiting = parked.get(partition)
+        while waiting and _may_hand_over(partition):
+            entry = waiting.pop(order.expected(partition), None)
+            if entry is None:
+                break
+            await _apply_handed(partition, order.expected(partition), *entry)
+        if waiting and order.knows(partition):
+            for offset in [o for o in waiting if o < order.expected(partition)]:
+                del waiting[offset]
 
     async def caught_up() -> None:
         """The intake's read-ahead bound: before it forwards its next fetch, if this stage is
         more than READ_AHEAD_SLACK_RECORDS behind on what this worker wrote to the
-        partitions it scores (the intake's records, and the stage's own identity messages,
-        those being handed back included), wait (at most READ_AHEAD_WAIT_S) until it has
-        applied all of it; and, at start-up, until the table is recovered. The intake's next
-        record is then the one its partition expects next, and is handed over.
+        partitions it scores (the intake's records, and the stage's own identity messages),
+        wait (at most READ_AHEAD_WAIT_S) until it has applied all of it, those being handed
+        back included; and, at start-up, until the table is recovered. The intake's next
+        record is then the one its partition expects next, or parked behind records on
+        their way back, and is handed over.
 
         Without it the intake reads on while the stage is not ready, or while the consumer
         catches up after a record the handover could not take; every record after that one
         then goes through the consumer too (decoded again, buffered by Faust),
         and the handover never resumes while the intake stays ahead.
         """
+        # Within the slack it need not wait for the stage's identity messages on their way
+        # back: a record of its that lands behind one is parked until that one is applied.
+        # (Waiting for them held the intake in 29% of its forwards at 1,000 events/s, a
+        # median 11 ms each.)
+        if _caught_up_with(None, READ_AHEAD_SLACK_RECORDS):
+            return
         # The hand-backs under way now (not those started meanwhile: a stage applying
         # records from elsewhere on may start them without end).
         earlier = list(handing_back)
-        if _caught_up_with(earlier, READ_AHEAD_SLACK_RECORDS):
-            return
         started = time.monotonic()
         deadline = started + READ_AHEAD_WAIT_S
         while time.monotonic() < deadline and not _caught_up_with(earlier, 0):
             await asyncio.sleep(_CAUGHT_UP_POLL_S)
         metrics.intake_held.inc(time.monotonic() - started)
 
-    def _caught_up_with(hand_backs: list[asyncio.Future[None]], slack: int) -> bool:
+    def _caught_up_with(hand_backs: list[asyncio.Future[None]] | None, slack: int) -> bool:
         if halted.is_set():
             return True  # stopping: the intake's own stop decides
-        if not _settled() or not all(task.done() for task in hand_backs):
+        if not _settled():
+            return False
+        if hand_backs is not None and not all(task.done() for task in hand_backs):
             return False
         behind = 0
         for p, end in written.items():
@@ -1062,6 +1104,7 @@ def create_app(
             async with flushing[partition], lock:
                 dropped = pending.pop(partition, [])
                 handed.pop(partition, None)  # the consumer processes what comes, again
+                parked.pop(partition, None)
                 written_to.pop(partition, None)  # of a past ownership: never committed
             # Processed, but their state is dropped unwritten: they must be read again.
             offsets = [event.message.offset for event, _ in dropped if event is not _NO_INPUT]

@@ -185,14 +185,15 @@ def test_a_backlog_of_new_people_keeps_being_handed_over_past_the_stage_s_own_li
     make_worker: Any,
 ) -> None:
     # Each identify makes the stage write a Link to the userId's partition, between the
-    # intake's records. The intake waits for those too before it forwards more: else its
-    # next record lands behind a Link not yet applied, is not the one its partition expects,
-    # and goes to the consumer, and so does every record after it while the intake reads on.
-    # Fetches of 250 records, so the backlog is many more records than the read-ahead's
-    # slack (READ_AHEAD_SLACK_RECORDS). Measured with the intake in its own process: 103-105
-    # of ~122 records handed over; 24-36 without waiting for the Links. (With fetches of 1,000
-    # it was 12 of 36 either way: the slack covered the whole backlog.) In the worker's
-    # process the stage's Links are written before the intake reads on, waited for or not.
+    # intake's records. An intake record that lands behind a Link not yet applied is not the
+    # one its partition expects: parked until the Link is applied (else it went to the
+    # consumer, and so did every record after it while the intake read on). Fetches of 250
+    # records, so the backlog is many more records than the read-ahead's slack
+    # (READ_AHEAD_SLACK_RECORDS). Measured with the intake in its own process, before the
+    # parking: 103-105 of ~122 records handed over with the intake waiting for the Links,
+    # 24-36 without; with the parking and no such wait, 49 of 122 if nothing is parked.
+    # (With fetches of 1,000 it was 12 of 36 either way: the slack covered the whole
+    # backlog.)
     worker = make_worker(start=False, LEADSTREAM_INTAKE_BATCH_MAX="250")
     events = []
     for n in range(1500):
@@ -214,3 +215,52 @@ def test_a_backlog_of_new_people_keeps_being_handed_over_past_the_stage_s_own_li
     )
     handed = _handed_over(worker.metrics())
     assert handed >= len(records) * 2 / 3, (handed, len(records))
+
+
+def _held(metrics: str) -> float:
+    match = re.search(r"^leadstream_intake_held_seconds_total (\S+)$", metrics, re.MULTILINE)
+    assert match, "leadstream_intake_held_seconds_total not in /metrics"
+    return float(match.group(1))
+
+
+def test_the_intake_reads_on_while_the_stage_s_links_are_on_their_way_back(
+    make_worker: Any,
+) -> None:
+    # Each identify makes the stage write a Link to the userId's partition. The intake need
+    # not wait for those Links before it forwards more (each wait was a produce round trip
+    # at the p90 of the latency): a record of its that lands behind one not yet applied is
+    # parked until it is, then applied, instead of going to the consumer.
+    worker = make_worker(LEADSTREAM_INTAKE_BATCH_MAX="4")
+    people = [f"anon-b{n}" for n in range(8)]
+    assert {person_partition(p, PARTITIONS) for p in people} == set(range(PARTITIONS))
+    # Every partition's first record comes through the consumer: the stage learns where
+    # each reads on (until then the intake waits for it).
+    worker.send(*(page(f"w-{n}", "/pricing", anon=people[n]) for n in range(8)))
+    worker.read(worker.topics.scored, lambda r: len(r) >= 8, timeout_s=30)
+    wait_for(
+        lambda: "leadstream_events_processed_total 8.0" in worker.metrics(),
+        timeout_s=30,
+        what="8 events processed",
+    )
+    held, handed = _held(worker.metrics()), _handed_over(worker.metrics())
+
+    worker.send(*(identify(f"l-{n}", anon=f"anon-l{n}", user=f"user-l{n}") for n in range(300)))
+    wait_for(
+        lambda: "leadstream_events_processed_total 308.0" in worker.metrics(),
+        timeout_s=60,
+        what="308 events processed",
+    )
+    metrics = worker.metrics()
+    # Fetches of 4 records, and 300 Links: within the read-ahead's slack throughout.
+    assert _held(metrics) == held, "the intake waited for the stage"
+    records = worker.read(
+        worker.topics.person_events,
+        lambda r: sum(len(b.get("events", ())) for b in r) >= 308,
+        timeout_s=10,
+    )
+    # The intake's records (at most 4 events each) and the stage's Links: most of both
+    # applied as written, none left to the consumer for want of waiting.
+    assert _handed_over(metrics) - handed >= (len(records) - 8) * 2 / 3, (
+        _handed_over(metrics) - handed,
+        len(records),
+    )
