@@ -605,10 +605,11 @@ def create_app(
         holds `lock`); forget those the consumer has applied meanwhile."""
         waiting = parked.get(partition)
         while waiting and _may_hand_over(partition):
-            entry = waiting.pop(order.expected(partition), None)
+            offset = order.expected(partition)
+            entry = waiting.pop(offset, None)
             if entry is None:
                 break
-            await _apply_handed(partition, order.expected(partition), *entry)
+            await _apply_handed(partition, offset, *entry)
         if waiting and order.knows(partition):
             for offset in [o for o in waiting if o < order.expected(partition)]:
                 del waiting[offset]
