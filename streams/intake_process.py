@@ -65,7 +65,10 @@ _GAUGES = ("intake_lag",)
 #: the worker's main thread no busier (89-91% of a backlog's drain) and let the child write
 #: a partition's next record before the identity messages the stage wrote there on applying
 #: the last: those then missed the handover, and so did records behind them (988 records of
-#: a 600,000-event backlog handed over, against 2,349 with 1).
+#: a 600,000-event backlog handed over, against 2,349 with 1). Tried again at stop 36, once
+#: such records were parked instead (streams/app.py, `handover`): the handover held
+#: (1,725-1,811 records of a 300,000-event backlog, as with 1), and throughput and latency
+#: moved by less than the runs' spread (2 pairs faster, 2 slower; latency 2 of 3 lower).
 IN_FLIGHT = 1
 #: How long a stopping worker waits for the child to finish its batch in hand and commit.
 STOP_TIMEOUT_S = 40.0
