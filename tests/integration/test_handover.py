@@ -5,7 +5,6 @@ its read-ahead bound take different paths in each."""
 
 from __future__ import annotations
 
-import re
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from streams.topics import person_partition
-from tests.integration.conftest import PARTITIONS, wait_for
+from tests.integration.conftest import PARTITIONS, metric, wait_for
 from tests.integration.segment import identify, page, track
 
 pytestmark = pytest.mark.integration
@@ -30,9 +29,11 @@ def make_worker(make_worker: Callable[..., Any], request: pytest.FixtureRequest)
 
 
 def _handed_over(metrics: str) -> float:
-    match = re.search(r"^leadstream_handed_over_records_total (\S+)$", metrics, re.MULTILINE)
-    assert match, "leadstream_handed_over_records_total not in /metrics"
-    return float(match.group(1))
+    return metric(metrics, "leadstream_handed_over_records_total")
+
+
+def _held(metrics: str) -> float:
+    return metric(metrics, "leadstream_intake_held_seconds_total")
 
 
 def _restart_scores_on(
@@ -177,8 +178,7 @@ def test_a_backlog_read_at_start_up_is_handed_over_not_read_ahead_of_the_leads_s
     # The first record of each partition comes through the consumer; most of the others
     # are handed over, the intake waiting for the stage to catch up when one was not.
     assert _handed_over(metrics) >= len(records) / 2, (_handed_over(metrics), len(records))
-    held = re.search(r"^leadstream_intake_held_seconds_total (\S+)$", metrics, re.MULTILINE)
-    assert held and float(held.group(1)) > 0, "the intake never waited for the stage"
+    assert _held(metrics) > 0, "the intake never waited for the stage"
 
 
 def test_a_backlog_of_new_people_keeps_being_handed_over_past_the_stage_s_own_links(
@@ -191,7 +191,7 @@ def test_a_backlog_of_new_people_keeps_being_handed_over_past_the_stage_s_own_li
     # records, so the backlog is many more records than the read-ahead's slack
     # (READ_AHEAD_SLACK_RECORDS). Measured with the intake in its own process, before the
     # parking: 103-105 of ~122 records handed over with the intake waiting for the Links,
-    # 24-36 without; with the parking and no such wait, 49 of 122 if nothing is parked.
+    # 24-36 without; with that wait gone, 49 of 122 with the parking switched off.
     # (With fetches of 1,000 it was 12 of 36 either way: the slack covered the whole
     # backlog.)
     worker = make_worker(start=False, LEADSTREAM_INTAKE_BATCH_MAX="250")
@@ -215,12 +215,6 @@ def test_a_backlog_of_new_people_keeps_being_handed_over_past_the_stage_s_own_li
     )
     handed = _handed_over(worker.metrics())
     assert handed >= len(records) * 2 / 3, (handed, len(records))
-
-
-def _held(metrics: str) -> float:
-    match = re.search(r"^leadstream_intake_held_seconds_total (\S+)$", metrics, re.MULTILINE)
-    assert match, "leadstream_intake_held_seconds_total not in /metrics"
-    return float(match.group(1))
 
 
 def test_the_intake_reads_on_while_the_stage_s_links_are_on_their_way_back(

@@ -6,7 +6,6 @@ where the worker may use 2 CPUs, and in the worker's process on one."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from pathlib import Path
@@ -16,16 +15,10 @@ import pytest
 
 from loadtest.harness import process_tree
 from streams.cpus import available_cpus
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import metric, wait_for
 from tests.integration.segment import identify, page, track
 
 pytestmark = pytest.mark.integration
-
-
-def _metric(metrics: str, name: str) -> float:
-    match = re.search(rf"^{name} (\S+)$", metrics, re.MULTILINE)
-    assert match, f"{name} not in /metrics"
-    return float(match.group(1))
 
 
 def _intake_pids(worker: Any) -> list[int]:
@@ -73,14 +66,14 @@ def test_a_worker_with_an_intake_process_scores_alerts_and_commits_as_in_process
     # The child's counts reach the worker's /metrics; its records are handed over.
     wait_for(
         lambda: (
-            _metric(worker.metrics(), "leadstream_events_received_total") == 5
-            and _metric(worker.metrics(), "leadstream_events_valid_total") == 4
+            metric(worker.metrics(), "leadstream_events_received_total") == 5
+            and metric(worker.metrics(), "leadstream_events_valid_total") == 4
         ),
         timeout_s=10,
         what="the intake process's counts on the worker's /metrics",
     )
-    assert _metric(worker.metrics(), "leadstream_handed_over_records_total") >= 1
-    assert _metric(worker.metrics(), "leadstream_events_processed_total") == 4
+    assert metric(worker.metrics(), "leadstream_handed_over_records_total") >= 1
+    assert metric(worker.metrics(), "leadstream_events_processed_total") == 4
     readyz = worker.get_json("/readyz")
     assert readyz is not None and readyz[1]["checks"]["intake_group"] == "ok"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import re
 from typing import Any
 
 import jsonschema
@@ -11,7 +10,7 @@ import orjson
 import pytest
 
 from schemas.generate import render_all
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import metric, wait_for
 from tests.integration.segment import identify, page, track, ts
 
 pytestmark = pytest.mark.integration
@@ -22,14 +21,6 @@ _SCHEMAS = {name: orjson.loads(body) for name, body in render_all().items()}
 def _validate(records: list[dict[str, Any]], schema: str) -> None:
     for record in records:
         jsonschema.validate(record, _SCHEMAS[schema])
-
-
-def _metric(text: str, name: str, **labels: str) -> float:
-    label = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = rf"^{re.escape(name)}{re.escape('{' + label + '}') if label else ''} (\S+)$"
-    match = re.search(pattern, text, re.MULTILINE)
-    assert match, f"{name}{{{label}}} not in /metrics"
-    return float(match.group(1))
 
 
 @pytest.mark.parametrize("intake", ["false", "true"], ids=["intake-in-worker", "intake-process"])
@@ -90,9 +81,9 @@ def test_anonymous_visitor_who_identifies_and_downloads_gets_one_alert_to_the_ri
     _validate(scored, "leads.scored.json")
 
     metrics = worker.metrics()
-    assert _metric(metrics, "leadstream_alerts_total") == 1
-    assert _metric(metrics, "leadstream_events_valid_total") == 4
-    assert _metric(metrics, "leadstream_event_to_alert_seconds_count") == 1
+    assert metric(metrics, "leadstream_alerts_total") == 1
+    assert metric(metrics, "leadstream_events_valid_total") == 4
+    assert metric(metrics, "leadstream_event_to_alert_seconds_count") == 1
 
 
 _GOOD = '{"type":"page","messageId":"g-%d","anonymousId":"ok-%d","timestamp":"%s","properties":{"path":"/pricing"}}'
@@ -164,8 +155,8 @@ def test_bad_inputs_land_in_the_dlq_with_their_reason_and_good_ones_around_them_
 
     metrics = worker.metrics()
     for reason, _ in BAD_INPUTS:
-        assert _metric(metrics, "leadstream_events_dead_lettered_total", reason=reason) == 1
-    assert _metric(metrics, "leadstream_events_received_total") == 2 * len(BAD_INPUTS) + 1
+        assert metric(metrics, "leadstream_events_dead_lettered_total", reason=reason) == 1
+    assert metric(metrics, "leadstream_events_received_total") == 2 * len(BAD_INPUTS) + 1
 
 
 def test_a_head_count_too_large_to_be_one_is_dropped_and_the_lead_goes_on(
@@ -187,8 +178,8 @@ def test_a_head_count_too_large_to_be_one_is_dropped_and_the_lead_goes_on(
     assert alerts[0]["rep_id"] == "jp-rep"
     wait_for(
         lambda: (
-            _metric(worker.metrics(), "leadstream_events_processed_total") == 4
-            and _metric(worker.metrics(), "leadstream_state_bytes") > 0
+            metric(worker.metrics(), "leadstream_events_processed_total") == 4
+            and metric(worker.metrics(), "leadstream_state_bytes") > 0
         ),
         timeout_s=20,
         what="all four events applied and the lead written",

@@ -3,14 +3,13 @@ state it recovers is exact."""
 
 from __future__ import annotations
 
-import re
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import metric, wait_for
 from tests.integration.segment import page
 
 pytestmark = pytest.mark.integration
@@ -19,9 +18,7 @@ FAULT = Path(__file__).parent / "fault_recovery"  # its sitecustomize drops chan
 
 
 def _rewinds(metrics: str) -> float:
-    match = re.search(r"^leadstream_recovery_rewinds_total (\S+)$", metrics, re.MULTILINE)
-    assert match, "leadstream_recovery_rewinds_total not in /metrics"
-    return float(match.group(1))
+    return metric(metrics, "leadstream_recovery_rewinds_total")
 
 
 @pytest.mark.timeout(120)
