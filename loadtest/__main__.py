@@ -124,10 +124,25 @@ def print_table(results: dict[str, object]) -> None:
         if isinstance(values, dict):
             print(f"{section}")
             for key, value in values.items():
+                if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+                    _print_rows(key, value)
+                    continue
                 shown = f"{value:,}" if isinstance(value, int | float) else str(value)
                 print(f"  {key:<24} {shown}")
         else:
             print(f"{section:<26} {values}")
+
+
+def _print_rows(name: str, rows: dict[str, dict[str, object]]) -> None:
+    """A table in a section: one line per row, a column per field of the first row."""
+    columns = list(next(iter(rows.values()), {}))
+    print(f"  {name:<34}" + "".join(f"{c:>24}" for c in columns))
+    for row, values in rows.items():
+        cells = (values.get(c) for c in columns)
+        print(
+            f"    {row:<32}"
+            + "".join(f"{v:>24,}" if isinstance(v, int | float) else f"{v!s:>24}" for v in cells)
+        )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from loadtest.generator import DEFAULT_PAYLOAD, Generator, Message, Payload
+from loadtest.writes import read_window, run_topics, summarize
 from streams.broker import EmbeddedBroker, free_port, start_worker_process, stop_process_group
 from streams.cpus import available_cpus
 from streams.kafka_io import create_topics, tail
@@ -471,8 +472,10 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
         log(f"latency: {opts.rate:,} events/s for {opts.duration_s:.0f} s ...")
         for w in workers:
             w.cpu_start = w.cpu_s()
+        since_ms = int(time.time() * 1000)
         sent = await paced(bootstrap, topics.raw, gen, rate=opts.rate, duration_s=opts.duration_s)
         await asyncio.sleep(3 * opts.fetch_wait_ms / 1000 + 1)
+        until_ms = int(time.time() * 1000)
         cpu = sum(w.cpu_s() - w.cpu_start for w in workers)
         report.results["latency"] = {
             "rate": opts.rate,
@@ -492,6 +495,9 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
             await watcher
         for w in workers:
             w.stop()
+    report.results["writes"] = await _writes(
+        bootstrap, f"lt{run_id}", sent, opts.duration_s, since_ms=since_ms, until_ms=until_ms
+    )
 
     if opts.baseline:
         # The same traffic through each raw loop in turn, on topics of its own: the tuned
@@ -504,6 +510,19 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
             theirs = summary.get("p99_ms")
             if ours and theirs:
                 report.results[f"latency_p99_ratio{suffix}"] = round(ours / theirs, 2)
+
+
+async def _writes(
+    bootstrap: str, run: str, events: int, seconds: float, *, since_ms: int, until_ms: int
+) -> dict[str, Any]:
+    """What the latency phase's pipeline wrote to the broker while it was timed, by topic
+    (loadtest/writes.py): the pipeline's topics (`<run>l.`) and Faust's changelogs
+    (`<run>-`), named without the run's prefix."""
+    names = await run_topics(bootstrap, [f"{run}l.", f"{run}-"])
+    log(f"latency: counting what was written to {len(names)} topics ...")
+    counted = {n: n.removeprefix(f"{run}l.").removeprefix(f"{run}-") for n in names}
+    written = await read_window(bootstrap, counted, since_ms=since_ms, until_ms=until_ms)
+    return summarize(written, events=events, seconds=seconds)
 
 
 async def _loop_latency(opts: Options, bootstrap: str, prefix: str, style: str) -> dict[str, float]:
