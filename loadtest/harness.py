@@ -227,15 +227,19 @@ async def paced(bootstrap: str, topic: str, gen: Generator, *, rate: int, durati
 
 
 class LatencyProbe:
-    """Event time to the alert record's timestamp (its produce time), per alert."""
+    """Event time to the alert record's timestamp (its produce time), per alert of an event
+    stamped at or after `since_ms`: the warm-up's alerts may come after the timed traffic
+    has begun (one, 4.5-5 s after its event, was a 30-second run's max_ms)."""
 
-    def __init__(self) -> None:
+    def __init__(self, since_ms: float = 0) -> None:
         self.samples_ms: list[float] = []
+        self.since_ms = since_ms
 
     def __call__(self, record: ConsumerRecord) -> None:
         doc = orjson.loads(record.value)
         event_at = datetime.fromisoformat(doc["event_at"]).timestamp() * 1000
-        self.samples_ms.append(record.timestamp - event_at)
+        if event_at >= self.since_ms:
+            self.samples_ms.append(record.timestamp - event_at)
 
     def summary(self) -> dict[str, float]:
         s = sorted(self.samples_ms)
@@ -468,11 +472,12 @@ async def latency(opts: Options, bootstrap: str, workdir: Path, report: Report) 
     try:
         await paced(bootstrap, topics.raw, gen, rate=10, duration_s=1)  # warm-up: joins groups
         await wait_processed(workers, 1, label="warm-up", timeout_s=120)
-        probe.samples_ms.clear()
         log(f"latency: {opts.rate:,} events/s for {opts.duration_s:.0f} s ...")
         for w in workers:
             w.cpu_start = w.cpu_s()
         since_ms = int(time.time() * 1000)
+        probe.samples_ms.clear()
+        probe.since_ms = since_ms  # events are stamped with their send time (`paced`)
         sent = await paced(bootstrap, topics.raw, gen, rate=opts.rate, duration_s=opts.duration_s)
         await asyncio.sleep(3 * opts.fetch_wait_ms / 1000 + 1)
         until_ms = int(time.time() * 1000)

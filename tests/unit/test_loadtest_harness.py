@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import http.server
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import orjson
 import pytest
@@ -15,6 +18,7 @@ from loadtest.__main__ import options
 from loadtest.harness import (
     FINAL_POLL_S,
     POLL_S,
+    LatencyProbe,
     Sample,
     Worker,
     end_to_end,
@@ -147,3 +151,20 @@ def test_a_run_sends_browser_messages_unless_told_server_or_lean() -> None:
     assert server["anonymousId"] == default["anonymousId"]
     with pytest.raises(SystemExit):
         options(["--payload", "mobile"])
+
+
+def _alert(event_at_ms: int, produced_ms: int) -> Any:
+    at = datetime.fromtimestamp(event_at_ms / 1000, UTC).isoformat()
+    return SimpleNamespace(value=orjson.dumps({"event_at": at}), timestamp=produced_ms)
+
+
+def test_the_latency_counts_only_alerts_of_events_sent_in_the_timed_window() -> None:
+    """The warm-up's alert can reach the probe after the timed traffic began: one, ~5 s
+    after its event, was counted as a run's max_ms."""
+    probe = LatencyProbe(since_ms=1_700_000_010_000)
+    probe(_alert(1_700_000_005_000, 1_700_000_010_020))  # the warm-up's, late
+    probe(_alert(1_700_000_010_000, 1_700_000_010_040))
+    probe(_alert(1_700_000_011_000, 1_700_000_011_060))
+    summary = probe.summary()
+    assert summary["alerts"] == 2
+    assert summary["max_ms"] == 60
