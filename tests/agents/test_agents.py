@@ -161,11 +161,34 @@ def _task(app: faust.App, name: str) -> Any:
     )
 
 
+def _states(producer: FakeProducer) -> list[int]:
+    """The scores of the lead states written to the leads changelog, in order."""
+    return [
+        orjson.loads(s.value)["score"]
+        for s in producer.sent
+        if s.topic.endswith("-leads-changelog")
+    ]
+
+
+async def _second_batch_unacknowledged(
+    agent: Any, producer: FakeProducer, topics: Topics, pk: str
+) -> None:
+    """Two batches of `pk`'s: the partition's first is written at once (state 30); the
+    second's outputs are sent, the broker holds their acknowledgement, and its state (90)
+    waits for the write-behind."""
+    partition = person_partition(pk, 4)
+    await agent.put(_track(pk, "a", "Whitepaper Downloaded"), key=b"p", partition=partition)
+    await producer.until(lambda sent: _states(producer) == [30])
+    producer.hold = True
+    await agent.put(_track(pk, "b", "Demo Requested"), key=b"p", partition=partition)
+    await producer.until(lambda sent: len(producer.on(topics.scored)) == 2)
+
+
 @pytest.mark.parametrize("stage_end", ["clean stop", "revocation"])
 async def test_a_stop_or_revocation_waits_for_the_state_write_under_way(
     tmp_path: Path, stage_end: str
 ) -> None:
-    """The write-behind timer takes a partition's applied records to write their state; a
+    """The write-behind takes a partition's applied records to write their state; a
     clean stop (or a revocation) that comes meanwhile commits only once that state is
     written, else the records are acknowledged too late, never committed, and the next
     worker scores them again."""
@@ -173,20 +196,8 @@ async def test_a_stop_or_revocation_waits_for_the_state_write_under_way(
     pk = "visitor-3"
     partition = person_partition(pk, 4)
 
-    def states() -> list[int]:
-        return [
-            orjson.loads(s.value)["score"]
-            for s in producer.sent
-            if s.topic.endswith("-leads-changelog")
-        ]
-
     async with faust_app.agents["leads"].test_context() as agent:
-        # The partition's first batch is written at once; the next waits for the timer.
-        await agent.put(_track(pk, "a", "Whitepaper Downloaded"), key=b"p", partition=partition)
-        await producer.until(lambda sent: states() == [30])
-        producer.hold = True  # the broker has not acknowledged the next outputs yet
-        await agent.put(_track(pk, "b", "Demo Requested"), key=b"p", partition=partition)
-        await producer.until(lambda sent: len(producer.on(topics.scored)) == 2)
+        await _second_batch_unacknowledged(agent, producer, topics, pk)
         lifecycle = faust_app.lifecycle  # type: ignore[attr-defined]
         timer = asyncio.ensure_future(lifecycle.flush_pending())
         await asyncio.sleep(0.1)  # the timer's write has started: it waits for the broker
@@ -201,7 +212,7 @@ async def test_a_stop_or_revocation_waits_for_the_state_write_under_way(
         producer.hold = False
         producer.release()
         await asyncio.wait_for(ending, timeout=5)
-        written = states()
+        written = _states(producer)
         await timer
 
     assert not ended_before_the_write
@@ -219,27 +230,16 @@ async def test_a_state_write_slower_than_the_write_behind_interval_logs_no_warni
     pk = "visitor-3"
     partition = person_partition(pk, 4)
 
-    def states() -> list[int]:
-        return [
-            orjson.loads(s.value)["score"]
-            for s in producer.sent
-            if s.topic.endswith("-leads-changelog")
-        ]
-
     async with faust_app.agents["leads"].test_context() as agent:
-        await agent.put(_track(pk, "a", "Whitepaper Downloaded"), key=b"p", partition=partition)
-        await producer.until(lambda sent: states() == [30])
-        producer.hold = True  # the broker has not acknowledged the next outputs yet
-        await agent.put(_track(pk, "b", "Demo Requested"), key=b"p", partition=partition)
-        await producer.until(lambda sent: len(producer.on(topics.scored)) == 2)
+        await _second_batch_unacknowledged(agent, producer, topics, pk)
         caplog.set_level(logging.INFO)
         write_behind = asyncio.ensure_future(_task(faust_app, "write_behind")())
         await asyncio.sleep(0.6)  # six intervals with the broker silent
         producer.hold = False
         producer.release()
-        await producer.until(lambda sent: states() == [30, 90])
+        await producer.until(lambda sent: _states(producer) == [30, 90])
         await agent.put(_track(pk, "c", "Demo Requested"), key=b"p", partition=partition)
-        await producer.until(lambda sent: states() == [30, 90, 150])  # written by it again
+        await producer.until(lambda sent: _states(producer) == [30, 90, 150])  # written by it again
         write_behind.cancel()
 
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
