@@ -522,11 +522,16 @@ async def _writes(
 ) -> dict[str, Any]:
     """What the latency phase's pipeline wrote to the broker while it was timed, by topic
     (loadtest/writes.py): the pipeline's topics (`<run>l.`) and Faust's changelogs
-    (`<run>-`), named without the run's prefix."""
-    names = await run_topics(bootstrap, [f"{run}l.", f"{run}-"])
-    log(f"latency: counting what was written to {len(names)} topics ...")
-    counted = {n: n.removeprefix(f"{run}l.").removeprefix(f"{run}-") for n in names}
-    written = await read_window(bootstrap, counted, since_ms=since_ms, until_ms=until_ms)
+    (`<run>-`), named without the run's prefix. If they cannot be read, the error instead:
+    the run's other figures are still reported."""
+    try:
+        names = await run_topics(bootstrap, [f"{run}l.", f"{run}-"])
+        log(f"latency: counting what was written to {len(names)} topics ...")
+        counted = {n: n.removeprefix(f"{run}l.").removeprefix(f"{run}-") for n in names}
+        written = await read_window(bootstrap, counted, since_ms=since_ms, until_ms=until_ms)
+    except Exception as exc:  # a broker gone, a topic not read to its end in time
+        log(f"latency: what was written could not be counted: {exc!r}")
+        return {"error": repr(exc)}
     return summarize(written, events=events, seconds=seconds)
 
 

@@ -3,6 +3,7 @@ each leaves out; the core its workers ran."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import threading
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from loadtest import harness
 from loadtest.__main__ import options
 from loadtest.harness import (
     FINAL_POLL_S,
@@ -168,3 +170,17 @@ def test_the_latency_counts_only_alerts_of_events_sent_in_the_timed_window() -> 
     summary = probe.summary()
     assert summary["alerts"] == 2
     assert summary["max_ms"] == 60
+
+
+def test_writes_that_cannot_be_counted_are_an_error_in_the_report_not_a_lost_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def unreachable(bootstrap: str, prefixes: object) -> list[str]:
+        raise TimeoutError("not read to their end within 120 s: lt1l.leads.scored")
+
+    monkeypatch.setattr(harness, "run_topics", unreachable)
+    writes = asyncio.run(harness._writes("127.0.0.1:1", "lt1", 1000, 1.0, since_ms=0, until_ms=1))
+    assert writes == {
+        "error": "TimeoutError('not read to their end within 120 s: lt1l.leads.scored')"
+    }
+    assert "could not be counted" in capsys.readouterr().err
