@@ -142,6 +142,11 @@ CRASH_GRACE_S = 15.0
 #: cannot land (or would land on topics that lost what came before), so the supervisor's
 #: restart should not wait for them; what they would have written is replayed.
 BROKER_LOST_GRACE_S = 3.0
+#: A partition's state write longer than this is logged as a warning (at most one a
+#: `SLOW_WARNING_EVERY_S`): the broker is slow to acknowledge. Under load a write takes up to
+#: about the write-behind interval, 1 s by default.
+SLOW_STATE_WRITE_S = 10.0
+SLOW_WARNING_EVERY_S = 60.0
 #: How long a stopping worker may spend writing its pending state and committing.
 STOP_WRITE_TIMEOUT_S = 10.0
 #: Longest the intake waits before a forward for the leads stage to catch up (`caught_up`): it
@@ -292,6 +297,35 @@ class _App(faust.App):
                 await asyncio.wait_for(lc.producer.stop(), timeout=STOP_WRITE_TIMEOUT_S)
             except Exception as exc:  # the broker is gone: nothing left to send matters
                 log.warning("producer stop: %r", exc)
+
+
+class _SlowWrites:
+    """Warns of state writes longer than `SLOW_STATE_WRITE_S`: the first at once, then at
+    most one line every `SLOW_WARNING_EVERY_S` with how many came meanwhile (a slow broker
+    slows every partition's writes: a line a minute, not one a partition an interval)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._warned_at: float | None = None
+        self._count = 0
+        self._longest = 0.0
+
+    def note(self, partition: int, took: float) -> None:
+        self._count += 1
+        self._longest = max(self._longest, took)
+        now = self._clock()
+        if self._warned_at is not None and now - self._warned_at < SLOW_WARNING_EVERY_S:
+            return
+        log.warning(
+            "write-behind: %d lead-state write(s) took over %.0f s (the longest %.1f s; the "
+            "last for partition %d): the broker is slow to acknowledge, and input offsets "
+            "are committed only after these writes",
+            self._count,
+            SLOW_STATE_WRITE_S,
+            self._longest,
+            partition,
+        )
+        self._warned_at, self._count, self._longest = now, 0, 0.0
 
 
 def create_app(
@@ -450,6 +484,7 @@ def create_app(
     starts = start_offset or None
     rewinds = metrics.input_rewinds.labels(stage="leads")
     flushing: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)  # one flush per partition
+    slow_writes = _SlowWrites()
     # Per partition, an offset below which every record is applied and its state written:
     # what a stop may commit of records the handover applied and Faust has not delivered.
     written_to: dict[int, int] = {}
@@ -475,6 +510,7 @@ def create_app(
 
     async def flush(partition: int) -> None:
         async with flushing[partition]:
+            started = time.monotonic()
             async with lock:
                 entries = store.take_dirty(partition)
                 done = pending.pop(partition, [])
@@ -493,6 +529,11 @@ def create_app(
                 event.ack()
             if frontier is not None:
                 written_to[partition] = frontier
+            if entries or done:  # not a flush that found the partition written already
+                took = time.monotonic() - started
+                metrics.state_writes.observe(took)
+                if took > SLOW_STATE_WRITE_S:
+                    slow_writes.note(partition, took)
 
     def handed_offsets(partitions: set[int] | None = None) -> dict[TP, int]:
         """Where to commit partitions holding records the handover applied and Faust has
@@ -863,7 +904,8 @@ def create_app(
         contact updates' send (up to an interval), so under load it often runs as long as
         the interval, and mode's timer logged a warning each time ("Timer ... is
         overlapping"; 1,105 of them in the load tests' worker logs), for the design
-        working as meant."""
+        working as meant. Each write is timed instead (`flush`: the metric
+        `leadstream_state_write_seconds`, and a warning past `SLOW_STATE_WRITE_S`)."""
         interval_s = settings.state_flush_ms / 1000
         while not app.should_stop:
             await app.sleep(interval_s)

@@ -65,6 +65,7 @@ class Metrics:
     handed_over: Counter  # person-events records applied in-process (streams/app.py)
     intake_held: Counter  # seconds the intake waited for the leads stage (read-ahead bound)
     recovery_rewinds: Counter  # stalled table recoveries sought back (streams/recovery_watch.py)
+    state_writes: Histogram  # seconds of each write-behind pass that wrote (streams/app.py)
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -106,6 +107,14 @@ class Metrics:
                 "leadstream_recovery_rewinds_total",
                 "Changelog partitions a stalled table recovery sought back to, its consumer "
                 "being past records it never delivered (LEADSTREAM_RECOVERY_STALL_S).",
+                registry=registry,
+            ),
+            state_writes=Histogram(
+                "leadstream_state_write_seconds",
+                "Seconds each write-behind pass took: waiting for the acknowledgement of the "
+                "outputs of the records it covers and the contact updates' send, then writing "
+                "the changed leads to the changelog (LEADSTREAM_STATE_FLUSH_MS).",
+                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10, 30, 60),
                 registry=registry,
             ),
             handed_over=Counter(

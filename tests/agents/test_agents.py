@@ -14,8 +14,9 @@ import faust
 import orjson
 import pytest
 from faust.types import TP
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
+import streams.app
 from schemas.internal import ContactUpdate, ContactUpdateBatch, PersonEvent, PersonEventBatch
 from streams.app import SHUTDOWN_SETTLE_S, Worker, create_app
 from streams.codec import encode
@@ -24,6 +25,7 @@ from streams.leads import lead_id_for
 from streams.producer import Record
 from streams.settings import Settings
 from streams.topics import Topics, person_partition
+from tests.integration.conftest import metric
 
 MODEL = Path(__file__).parents[1] / "integration" / "lead_model.yaml"
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -80,7 +82,9 @@ class FakeProducer:
         return [orjson.loads(s.value) for s in self.sent if s.topic == topic]
 
 
-def _app(tmp_path: Path, **settings: Any) -> tuple[faust.App, FakeProducer, Topics]:
+def _app(
+    tmp_path: Path, *, registry: CollectorRegistry | None = None, **settings: Any
+) -> tuple[faust.App, FakeProducer, Topics]:
     """A fresh app on 4 partitions with a fake producer; `settings` override the defaults."""
     configured = Settings(data_dir=tmp_path, partitions=4, topic_prefix="agent.", **settings)
     producer = FakeProducer()
@@ -88,7 +92,7 @@ def _app(tmp_path: Path, **settings: Any) -> tuple[faust.App, FakeProducer, Topi
         start_offset=False,  # no broker to ask where a partition reads on
         settings=configured,
         model=load_model(MODEL),
-        registry=CollectorRegistry(),
+        registry=CollectorRegistry() if registry is None else registry,
         clock=lambda: NOW,
         producer=producer,  # type: ignore[arg-type]
     )
@@ -225,8 +229,10 @@ async def test_a_state_write_slower_than_the_write_behind_interval_logs_no_warni
     """Under load a state write waits for its outputs' acknowledgements about as long as the
     write-behind interval: the design working, not a fault, so the worker's log stays quiet
     (as a Faust timer it logged "Timer ... is overlapping" at each such write). The state is
-    written once the broker answers, and the write-behind goes on."""
-    faust_app, producer, topics = _app(tmp_path, state_flush_ms=100)
+    written once the broker answers, the write's time is in /metrics, and the write-behind
+    goes on."""
+    registry = CollectorRegistry()
+    faust_app, producer, topics = _app(tmp_path, registry=registry, state_flush_ms=100)
     pk = "visitor-3"
     partition = person_partition(pk, 4)
 
@@ -234,15 +240,48 @@ async def test_a_state_write_slower_than_the_write_behind_interval_logs_no_warni
         await _second_batch_unacknowledged(agent, producer, topics, pk)
         caplog.set_level(logging.INFO)
         write_behind = asyncio.ensure_future(_task(faust_app, "write_behind")())
-        await asyncio.sleep(0.6)  # six intervals with the broker silent
+        await asyncio.sleep(0.8)  # eight intervals with the broker silent
         producer.hold = False
         producer.release()
         await producer.until(lambda sent: _states(producer) == [30, 90])
         await agent.put(_track(pk, "c", "Demo Requested"), key=b"p", partition=partition)
-        await producer.until(lambda sent: _states(producer) == [30, 90, 150])  # written by it again
+        await producer.until(lambda sent: _states(producer) == [30, 90, 150])
         write_behind.cancel()
 
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    text = generate_latest(registry).decode()
+    writes = metric(text, "leadstream_state_write_seconds_count")
+    assert writes == 3  # each of the three states' writes, timed
+    # The one the broker held for eight intervals, the others at once.
+    assert metric(text, "leadstream_state_write_seconds_bucket", le="0.5") == writes - 1
+    assert metric(text, "leadstream_state_write_seconds_sum") >= 0.6
+
+
+async def test_a_state_write_slower_than_the_bound_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that waits far longer than the interval means a broker slow to acknowledge
+    (and input offsets not committed meanwhile): that is said, once the write is done."""
+    monkeypatch.setattr(streams.app, "SLOW_STATE_WRITE_S", 0.3)
+    faust_app, producer, topics = _app(tmp_path, state_flush_ms=100)
+    async with faust_app.agents["leads"].test_context() as agent:
+        await _second_batch_unacknowledged(agent, producer, topics, "visitor-3")
+        caplog.set_level(logging.INFO)
+        write_behind = asyncio.ensure_future(_task(faust_app, "write_behind")())
+        await asyncio.sleep(0.6)
+        producer.hold = False
+        producer.release()
+        await producer.until(lambda sent: _states(producer) == [30, 90])
+        await asyncio.sleep(0.05)
+        write_behind.cancel()
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "write-behind: 1 lead-state write(s) took over 0 s (the longest 0."
+    )
+    partition = person_partition("visitor-3", 4)
+    assert f"the last for partition {partition}): the broker is slow to acknowledge" in warnings[0]
 
 
 async def test_a_record_read_once_the_stop_s_final_write_began_is_left_to_the_next_owner(
@@ -417,3 +456,23 @@ async def test_a_stopped_worker_closes_its_loop_a_tenth_of_a_second_after_its_la
     started = asyncio.get_running_loop().time()
     await asyncio.wait_for(worker._sentinel_task(), timeout=0.5)
     assert asyncio.get_running_loop().time() - started >= SHUTDOWN_SETTLE_S
+
+
+def test_slow_state_writes_are_one_warning_a_minute_with_how_many_and_the_longest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [1000.0]
+    slow = streams.app._SlowWrites(clock=lambda: now[0])
+    caplog.set_level(logging.WARNING)
+    slow.note(3, 12.0)  # the first: at once
+    for partition, took, at in ((1, 15.5, 1010.0), (2, 11.0, 1050.0), (5, 13.0, 1060.0)):
+        now[0] = at
+        slow.note(partition, took)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith(
+        "write-behind: 1 lead-state write(s) took over 10 s (the longest 12.0 s; the last for partition 3)"
+    )
+    assert lines[1].startswith(
+        "write-behind: 3 lead-state write(s) took over 10 s (the longest 15.5 s; the last for partition 5)"
+    )
