@@ -65,7 +65,7 @@ class Metrics:
     handed_over: Counter  # person-events records applied in-process (streams/app.py)
     intake_held: Counter  # seconds the intake waited for the leads stage (read-ahead bound)
     recovery_rewinds: Counter  # stalled table recoveries sought back (streams/recovery_watch.py)
-    state_writes: Histogram  # seconds of each write-behind pass that wrote (streams/app.py)
+    state_writes: Histogram  # seconds of each write of a partition's lead state (streams/app.py)
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -111,9 +111,10 @@ class Metrics:
             ),
             state_writes=Histogram(
                 "leadstream_state_write_seconds",
-                "Seconds each write-behind pass took: waiting for the acknowledgement of the "
-                "outputs of the records it covers and the contact updates' send, then writing "
-                "the changed leads to the changelog (LEADSTREAM_STATE_FLUSH_MS).",
+                "Seconds each write of a partition's lead state took: waiting for the "
+                "acknowledgement of the outputs of the records it covers and the contact "
+                "updates' send, then writing the changed leads to the changelog "
+                "(LEADSTREAM_STATE_FLUSH_MS).",
                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10, 30, 60),
                 registry=registry,
             ),
