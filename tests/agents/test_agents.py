@@ -25,7 +25,7 @@ from streams.leads import lead_id_for
 from streams.producer import Record
 from streams.settings import Settings
 from streams.topics import Topics, person_partition
-from tests.integration.conftest import metric
+from tests.metrics_text import metric
 
 MODEL = Path(__file__).parents[1] / "integration" / "lead_model.yaml"
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)

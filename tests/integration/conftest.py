@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -231,15 +230,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of `name{labels}` in a worker's /metrics text; fails if it is not there."""
-    label = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = rf"^{re.escape(name)}{re.escape('{' + label + '}') if label else ''} (\S+)$"
-    match = re.search(pattern, text, re.MULTILINE)
-    assert match, f"{name}{{{label}}} not in /metrics"
-    return float(match.group(1))
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout_s: float, what: str) -> None:

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from streams.topics import person_partition
-from tests.integration.conftest import PARTITIONS, metric, wait_for
+from tests.integration.conftest import PARTITIONS, wait_for
 from tests.integration.segment import identify, page, track
+from tests.metrics_text import metric
 
 pytestmark = pytest.mark.integration
 

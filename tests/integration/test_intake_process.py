@@ -15,8 +15,9 @@ import pytest
 
 from loadtest.harness import process_tree
 from streams.cpus import available_cpus
-from tests.integration.conftest import metric, wait_for
+from tests.integration.conftest import wait_for
 from tests.integration.segment import identify, page, track
+from tests.metrics_text import metric
 
 pytestmark = pytest.mark.integration
 

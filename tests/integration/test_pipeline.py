@@ -10,8 +10,9 @@ import orjson
 import pytest
 
 from schemas.generate import render_all
-from tests.integration.conftest import metric, wait_for
+from tests.integration.conftest import wait_for
 from tests.integration.segment import identify, page, track, ts
+from tests.metrics_text import metric
 
 pytestmark = pytest.mark.integration
 

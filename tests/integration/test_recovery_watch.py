@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import metric, wait_for
+from tests.integration.conftest import wait_for
 from tests.integration.segment import page
+from tests.metrics_text import metric
 
 pytestmark = pytest.mark.integration
 
