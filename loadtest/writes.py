@@ -8,15 +8,13 @@ counted for comparison; everything else is what Leadstream adds to the broker's 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.kafka_connection import KafkaConnection, as_connection
+from streams.kafka_io import read_to_end
 
 __all__ = ["WrittenRecord", "read_window", "run_topics", "summarize"]
 
@@ -85,46 +83,11 @@ async def read_window(
     timeout_s: float = 120,
 ) -> list[WrittenRecord]:
     """Every record of `topics` (name -> the name to count it under) with a timestamp in
-    [since_ms, until_ms), read from the beginning to each partition's end as of now by one
-    consumer without a group. Raises TimeoutError if a partition is not read to its end."""
-    consumer = AIOKafkaConsumer(
-        **as_connection(kafka).client_kwargs(),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
-    try:
-        tps: list[TopicPartition] = []
-        deadline = time.monotonic() + 30
-        for name in topics:
-            while not (partitions := consumer.partitions_for_topic(name)):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"topic {name} did not appear")
-                await consumer._client.force_metadata_update()
-                await asyncio.sleep(0.1)
-            tps += (TopicPartition(name, p) for p in sorted(partitions))
-        ends = await consumer.end_offsets(tps)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        left = {tp for tp in tps if ends[tp] > 0}
-        out: list[WrittenRecord] = []
-        deadline = time.monotonic() + timeout_s
-        while left:
-            if time.monotonic() > deadline:
-                names = ", ".join(sorted({tp.topic for tp in left}))
-                raise TimeoutError(f"not read to their end within {timeout_s:g} s: {names}")
-            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            for tp, recs in batch.items():
-                counted = topics[tp.topic]
-                out += (
-                    WrittenRecord(counted, len(r.key or b""), len(r.value or b""))
-                    for r in recs
-                    if since_ms <= r.timestamp < until_ms
-                )
-            for tp in list(left):
-                if await consumer.position(tp) >= ends[tp]:
-                    left.discard(tp)
-        return out
-    finally:
-        await consumer.stop()
+    [since_ms, until_ms), read from the beginning to each partition's end as of now
+    (`read_to_end`: raises TimeoutError if a partition is not read to its end)."""
+    records = await read_to_end(kafka, list(topics), since_ms=since_ms, timeout_s=timeout_s)
+    return [
+        WrittenRecord(topics[r.topic], len(r.key or b""), len(r.value or b""))
+        for r in records
+        if r.timestamp < until_ms
+    ]

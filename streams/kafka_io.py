@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -80,10 +80,10 @@ async def produce(
 
 
 async def _consumer(
-    kafka: KafkaConnection | str, topic: str, fetch_wait_ms: int
+    kafka: KafkaConnection | str, topic: str | Sequence[str], fetch_wait_ms: int
 ) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
-    """A consumer with no group on every partition of `topic` from its beginning, and each
-    partition's end offset now."""
+    """A consumer with no group on every partition of `topic` (or of each of several) from
+    its beginning, and each partition's end offset now."""
     consumer = AIOKafkaConsumer(
         **as_connection(kafka).client_kwargs(),
         enable_auto_commit=False,
@@ -92,16 +92,15 @@ async def _consumer(
     )
     await consumer.start()
     deadline = time.monotonic() + 30
-    while True:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            break
-        if time.monotonic() > deadline:
-            await consumer.stop()
-            raise TimeoutError(f"topic {topic} did not appear")
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    tps: list[TopicPartition] = []
+    for name in [topic] if isinstance(topic, str) else topic:
+        while not (partitions := consumer.partitions_for_topic(name)):
+            if time.monotonic() > deadline:
+                await consumer.stop()
+                raise TimeoutError(f"topic {name} did not appear")
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+        tps += (TopicPartition(name, p) for p in sorted(partitions))
     try:
         ends = await consumer.end_offsets(tps)  # before a fetch is in flight (`open_partition`)
     except BaseException:
@@ -155,14 +154,15 @@ async def tail(
 
 async def read_to_end(
     kafka: KafkaConnection | str,
-    topic: str,
+    topic: str | Sequence[str],
     *,
     since_ms: int = 0,
     timeout_s: float = 120,
     progress: Callable[[int], None] | None = None,
 ) -> list[ConsumerRecord]:
-    """Every record of `topic` from the beginning to its end as of now, with a record
-    timestamp at or after `since_ms`; `progress(records read)` is called as it goes."""
+    """Every record of `topic` (or of each of several) from the beginning to its end as of
+    now, with a record timestamp at or after `since_ms`; `progress(records read)` is called
+    as it goes."""
     consumer, end = await _consumer(kafka, topic, fetch_wait_ms=100)
     try:
         left = {tp for tp, offset in end.items() if offset > 0}
@@ -180,7 +180,8 @@ async def read_to_end(
             if progress is not None:
                 progress(read)
         if left:
-            raise TimeoutError(f"{topic}: not read to its end within {timeout_s:g} s")
+            names = ", ".join(sorted({tp.topic for tp in left}))
+            raise TimeoutError(f"{names}: not read to its end within {timeout_s:g} s")
         return records
     finally:
         await consumer.stop()
